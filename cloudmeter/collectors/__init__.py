@@ -1,0 +1,1 @@
+"""Collectors: one module per source, the base protocol, the registry and the simulator."""

@@ -1,0 +1,59 @@
+"""The collector protocol every source implements (built-in or third-party).
+
+Discovery (``inventory``) and measurement (``capture``) are separate; neither writes to storage. A collector
+kind declares its configuration as a pydantic model (``config_model``), built from a ``[managers.NAME]`` table.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Annotated, Any, ClassVar, Protocol, runtime_checkable
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, SecretStr
+
+from cloudmeter.model import Inventory, SampleBatch, Window
+
+
+def resolve_env_reference(value: Any) -> Any:
+    """Replace ``env:VARNAME`` with that variable's value, so secrets can stay out of config files."""
+    if isinstance(value, str) and value.startswith("env:"):
+        name = value.removeprefix("env:")
+        if name not in os.environ:
+            raise ValueError(f"refers to environment variable {name}, which is not set; export it")
+        return os.environ[name]
+    return value
+
+
+#: A secret field: given in clear or as ``env:VARNAME``; never printed (pydantic masks SecretStr).
+Secret = Annotated[SecretStr, BeforeValidator(resolve_env_reference)]
+
+
+class ManagerConfig(BaseModel):
+    """Fields every manager has; each kind extends it with its own."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: str
+    enabled: bool = True
+
+
+@runtime_checkable
+class Collector(Protocol):
+    """One configured connection to a provider."""
+
+    kind: ClassVar[str]
+    config_model: ClassVar[type[ManagerConfig]]
+    #: How far back the source keeps samples, in seconds (bounds gap recovery); None = unbounded.
+    retention_s: ClassVar[int | None]
+
+    name: str
+
+    def verify(self) -> None:
+        """One cheap authenticated call; raise CollectorAuthError or SourceUnavailable on failure."""
+
+    def inventory(self) -> Inventory:
+        """Everything the source has now (VMs, hosts, clusters, ...), with placement history where known."""
+
+    def capture(self, window: Window) -> Iterator[SampleBatch]:
+        """Samples with timestamps in ``window``, in batches."""

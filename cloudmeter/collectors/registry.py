@@ -1,0 +1,52 @@
+"""Find collector kinds through the ``cloudmeter.collectors`` entry-point group (built-ins included)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import cache
+from importlib.metadata import entry_points
+from typing import Any
+
+from pydantic import ValidationError
+
+from cloudmeter.collectors.base import Collector, ManagerConfig
+from cloudmeter.errors import ConfigError
+
+GROUP = "cloudmeter.collectors"
+
+
+@cache
+def collector_kinds() -> dict[str, type[Collector]]:
+    """Every installed collector kind by name."""
+    return {ep.name: ep.load() for ep in entry_points(group=GROUP)}
+
+
+def collector_class(kind: str) -> type[Collector]:
+    """The collector class of ``kind``, or a ConfigError listing the kinds that exist."""
+    kinds = collector_kinds()
+    if kind not in kinds:
+        known = ", ".join(sorted(kinds)) or "none (is cloudmeter installed with pip?)"
+        raise ConfigError(f"unknown manager kind {kind!r}; installed kinds: {known}")
+    return kinds[kind]
+
+
+def parse_manager_config(name: str, raw: Mapping[str, Any]) -> ManagerConfig:
+    """Validate one ``[managers.NAME]`` table against its kind's schema."""
+    kind = raw.get("kind")
+    if not isinstance(kind, str):
+        raise ConfigError(f"manager {name!r} has no 'kind'; set kind = one of {sorted(collector_kinds())}")
+    model = collector_class(kind).config_model
+    try:
+        return model.model_validate(dict(raw))
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors(include_input=False)
+        )
+        raise ConfigError(f"manager {name!r} (kind {kind!r}) is invalid: {problems}") from exc
+
+
+def build_collector(name: str, config: ManagerConfig) -> Collector:
+    """Instantiate the collector of ``config.kind`` for manager ``name``."""
+    cls: Any = collector_class(config.kind)
+    collector: Collector = cls(name, config)
+    return collector

@@ -1,0 +1,167 @@
+"""Settings: defaults, then the TOML file named by ``CLOUDMETER_CONFIG``, then ``CLOUDMETER_*`` variables.
+
+Loaded once into a frozen ``Settings`` object that is passed down; nothing reads the environment later.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import platformdirs
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from cloudmeter.collectors.base import ManagerConfig
+from cloudmeter.collectors.registry import parse_manager_config
+from cloudmeter.errors import ConfigError
+from cloudmeter.storage.dsn import MASK, mask_dsn
+
+CONFIG_ENV = "CLOUDMETER_CONFIG"
+
+
+class Schedule(BaseModel):
+    """Intervals of the daemon's per-manager jobs, in seconds."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    refresh_interval_s: int = Field(900, ge=10, description="inventory refresh")
+    capture_interval_s: int = Field(300, ge=10, description="metrics capture")
+    capture_overlap_s: int = Field(600, ge=0, description="re-read this much before the last captured time")
+    maintenance_interval_s: int = Field(86400, ge=60, description="partitions and retention")
+
+
+class Retention(BaseModel):
+    """How long each table keeps its rows, in days."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    raw_days: int = Field(14, ge=1)
+    hourly_days: int = Field(400, ge=1)
+    daily_days: int = Field(1830, ge=1)
+
+
+def default_data_dir() -> Path:
+    """The user's data directory for cloudmeter (embedded database, caches)."""
+    return platformdirs.user_data_path("cloudmeter")
+
+
+class Settings(BaseSettings):
+    """The effective configuration."""
+
+    model_config = SettingsConfigDict(env_prefix="CLOUDMETER_", env_nested_delimiter="__", extra="forbid", frozen=True)
+
+    dsn: SecretStr | None = Field(None, description="external PostgreSQL; unset = embedded")
+    data_dir: Path = Field(default_factory=default_data_dir)
+    pool_size: int = Field(4, ge=1, le=64)
+    time_zones: tuple[str, ...] = Field(("UTC",), description="daily rollups; UTC is always included")
+    schedule: Schedule = Schedule()
+    retention: Retention = Retention()
+    managers: dict[str, ManagerConfig] = Field(default_factory=dict)
+
+    @field_validator("time_zones", mode="after")
+    @classmethod
+    def _known_zones(cls, zones: tuple[str, ...]) -> tuple[str, ...]:
+        for zone in zones:
+            try:
+                ZoneInfo(zone)
+            except (ZoneInfoNotFoundError, ValueError) as exc:
+                raise ValueError(f"{zone!r} is not an IANA time zone (e.g. 'Europe/Berlin')") from exc
+        return ("UTC", *(z for z in dict.fromkeys(zones) if z != "UTC"))
+
+    @field_validator("managers", mode="before")
+    @classmethod
+    def _manager_kinds(cls, raw: Any) -> Any:
+        if not isinstance(raw, Mapping):
+            return raw
+        return {name: parse_manager_config(str(name), table) for name, table in raw.items()}
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get(CONFIG_ENV)
+        if config_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
+        return tuple(sources)
+
+    @property
+    def dsn_value(self) -> str | None:
+        """The DSN in clear, for connecting only."""
+        return self.dsn.get_secret_value() if self.dsn else None
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Load settings from ``config_file`` (or ``$CLOUDMETER_CONFIG``) and the environment.
+
+    Raises ConfigError naming the file, the field and the fix.
+    """
+    path = config_file or (Path(os.environ[CONFIG_ENV]) if os.environ.get(CONFIG_ENV) else None)
+    if path is not None:
+        _check_toml(path)
+    saved = os.environ.get(CONFIG_ENV)
+    try:
+        if path is not None:
+            os.environ[CONFIG_ENV] = str(path)
+        return Settings(**overrides)
+    except ValidationError as exc:
+        where = f"config file {path}" if path else "configuration"
+        raise ConfigError(f"{where} is invalid: {_describe(exc)}") from None
+    finally:
+        if saved is None:
+            os.environ.pop(CONFIG_ENV, None)
+        else:
+            os.environ[CONFIG_ENV] = saved
+
+
+def _check_toml(path: Path) -> None:
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist; fix {CONFIG_ENV} or create the file")
+    try:
+        tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+
+
+def _describe(exc: ValidationError) -> str:
+    problems = []
+    for err in exc.errors(include_input=False, include_url=False):
+        field = ".".join(str(p) for p in err["loc"])
+        env = "CLOUDMETER_" + "__".join(str(p) for p in err["loc"]).upper()
+        problems.append(f"{field} ({env}): {err['msg']}")
+    return "; ".join(problems)
+
+
+def effective_config(settings: Settings) -> dict[str, Any]:
+    """The settings as plain data with every secret masked, for printing."""
+    data = settings.model_dump(mode="json")
+    data["dsn"] = mask_dsn(settings.dsn_value) if settings.dsn_value else None
+    data["data_dir"] = str(settings.data_dir)
+    data["managers"] = {name: _masked(manager.model_dump(mode="python")) for name, manager in settings.managers.items()}
+    return data
+
+
+def _masked(fields: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        key: (MASK if isinstance(value, SecretStr) else value if _plain(value) else str(value))
+        for key, value in fields.items()
+    }
+
+
+def _plain(value: Any) -> bool:
+    return value is None or isinstance(value, str | int | float | bool | list | dict)

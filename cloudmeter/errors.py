@@ -1,0 +1,65 @@
+"""The error tree. Each layer translates its library's errors at its boundary into one of these.
+
+    CloudmeterError
+    ├── ConfigError                 bad config file, environment or CLI argument
+    ├── CollectorError              a source misbehaved
+    │   ├── CollectorAuthError      permanent: credentials rejected
+    │   ├── SourceUnavailable       transient: endpoint unreachable or failing
+    │   │   └── Throttled           transient: the source asked us to slow down (retry_after)
+    │   └── BadPayload              the source answered something we cannot parse
+    └── StorageError
+        ├── StorageUnavailable      the database cannot be reached or started
+        └── SchemaError             the database schema is missing or newer than this program
+
+Messages name what is wrong and how to fix it; secrets never appear in them.
+"""
+
+from __future__ import annotations
+
+
+class CloudmeterError(Exception):
+    """Root of every error cloudmeter raises on purpose."""
+
+
+class ConfigError(CloudmeterError):
+    """Configuration (file, environment, CLI argument) is invalid."""
+
+
+class CollectorError(CloudmeterError):
+    """A collector could not do its work."""
+
+    def __init__(self, manager: str, message: str) -> None:
+        super().__init__(f"manager {manager!r}: {message}")
+        self.manager = manager
+
+
+class CollectorAuthError(CollectorError):
+    """The source rejected the credentials: permanent until the manager's config changes."""
+
+
+class SourceUnavailable(CollectorError):
+    """The source could not be reached or failed: transient, retry later."""
+
+
+class Throttled(SourceUnavailable):
+    """The source asked to slow down; ``retry_after`` seconds is its hint."""
+
+    def __init__(self, manager: str, message: str, retry_after: float) -> None:
+        super().__init__(manager, message)
+        self.retry_after = retry_after
+
+
+class BadPayload(CollectorError):
+    """The source answered with something that does not follow its documented format."""
+
+
+class StorageError(CloudmeterError):
+    """The database failed us."""
+
+
+class StorageUnavailable(StorageError):
+    """The database cannot be reached, started or authenticated against."""
+
+
+class SchemaError(StorageError):
+    """The schema is missing or newer than this program knows."""

@@ -1,0 +1,152 @@
+"""Shared vocabulary: windows, resource references, inventory items and sample batches.
+
+Every layer speaks in these small frozen values. Times inside arrays are integer seconds since the Unix
+epoch (UTC); times on objects are timezone-aware ``datetime`` in UTC.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+
+#: The raw metrics every collector delivers, in the column order of ``SampleBatch.values``.
+METRICS: Final[tuple[str, ...]] = (
+    "cpu_usage_pct",
+    "cpu_used_cores",
+    "mem_used_bytes",
+    "mem_usage_pct",
+    "disk_read_bps",
+    "disk_write_bps",
+    "net_rx_bps",
+    "net_tx_bps",
+)
+
+#: Resource kinds, from the bottom of the topology to the top.
+KINDS: Final[tuple[str, ...]] = ("vm", "host", "cluster", "provider", "region")
+
+
+def as_utc(moment: datetime) -> datetime:
+    """Return ``moment`` in UTC; a naive datetime is refused rather than guessed."""
+    if moment.tzinfo is None:
+        raise ValueError(f"naive datetime {moment.isoformat()} has no time zone; give it one (e.g. UTC)")
+    return moment.astimezone(UTC)
+
+
+def epoch_s(moment: datetime) -> int:
+    """Whole seconds since the Unix epoch of an aware datetime."""
+    return int(as_utc(moment).timestamp())
+
+
+def from_epoch_s(seconds: int) -> datetime:
+    """The aware UTC datetime of whole seconds since the Unix epoch."""
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+@dataclass(frozen=True)
+class Window:
+    """A half-open UTC interval ``[start, end)``."""
+
+    start: datetime
+    end: datetime
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "start", as_utc(self.start))
+        object.__setattr__(self, "end", as_utc(self.end))
+        if self.end <= self.start:
+            raise ValueError(f"window end {self.end.isoformat()} is not after its start {self.start.isoformat()}")
+
+    @property
+    def start_s(self) -> int:
+        return epoch_s(self.start)
+
+    @property
+    def end_s(self) -> int:
+        return epoch_s(self.end)
+
+    def split(self, step_s: int) -> list[Window]:
+        """Consecutive sub-windows of at most ``step_s`` seconds covering this window."""
+        edges = [*range(self.start_s, self.end_s, step_s), self.end_s]
+        return [Window(from_epoch_s(a), from_epoch_s(b)) for a, b in itertools.pairwise(edges)]
+
+
+@dataclass(frozen=True)
+class ResourceRef:
+    """A resource as its provider names it: kind plus the provider's unique id (``ems_ref``)."""
+
+    kind: str
+    ems_ref: str
+
+
+@dataclass(frozen=True)
+class Placement:
+    """A period from ``valid_from`` on in which a resource's parent and allocations were constant."""
+
+    valid_from: datetime
+    parent: ResourceRef | None
+    vcpus: int | None = None
+    memory_bytes: int | None = None
+    project: str | None = None
+
+
+@dataclass(frozen=True)
+class InventoryItem:
+    """One resource as inventory refresh sees it.
+
+    ``history`` lists the placements the source knows, oldest first; when it is empty the persister records
+    the current parent and allocations from the time of the refresh on.
+    """
+
+    ref: ResourceRef
+    name: str
+    parent: ResourceRef | None = None
+    vcpus: int | None = None
+    memory_bytes: int | None = None
+    disk_bytes: int | None = None
+    project: str | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
+    created_at: datetime | None = None
+    retired_at: datetime | None = None
+    history: tuple[Placement, ...] = ()
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """Everything one refresh saw, as of ``observed_at``; resources not listed are retired."""
+
+    observed_at: datetime
+    items: tuple[InventoryItem, ...]
+
+
+@dataclass(frozen=True)
+class SampleBatch:
+    """Raw samples as parallel arrays.
+
+    ``resource_idx[i]`` indexes ``refs``; ``ts_s[i]`` is the sample's time in epoch seconds; ``values[i, m]``
+    is metric ``METRICS[m]`` (NaN = not measured). ``interval_s`` is the source's sampling interval, from
+    which coverage (expected sample counts) is derived.
+    """
+
+    refs: tuple[ResourceRef, ...]
+    resource_idx: npt.NDArray[np.int32]
+    ts_s: npt.NDArray[np.int64]
+    values: npt.NDArray[np.float64]
+    interval_s: int
+
+    def __post_init__(self) -> None:
+        n = len(self.ts_s)
+        if self.resource_idx.shape != (n,) or self.values.shape != (n, len(METRICS)):
+            raise ValueError(
+                f"SampleBatch arrays disagree: {self.resource_idx.shape} resource_idx, {self.ts_s.shape} ts_s, "
+                f"{self.values.shape} values (want ({n},), ({n},), ({n}, {len(METRICS)}))"
+            )
+        if self.interval_s <= 0:
+            raise ValueError(f"SampleBatch interval_s must be positive, got {self.interval_s}")
+
+    def __len__(self) -> int:
+        return len(self.ts_s)

@@ -1,0 +1,1 @@
+"""Rollups: time (raw -> hourly -> daily) and topology; imports only numpy, numba and cloudmeter.model."""

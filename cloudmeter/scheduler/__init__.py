@@ -1,0 +1,1 @@
+"""The scheduler: per-manager jobs (plain functions) and the daemon that runs them."""

@@ -1,0 +1,1 @@
+"""Storage: schema and migrations, embedded PostgreSQL, the binary-COPY writer and the readers."""

@@ -1,0 +1,118 @@
+"""The database handle: embedded or external PostgreSQL, a psycopg pool, and the schema's partition mode."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+import psycopg
+from psycopg_pool import ConnectionPool
+
+from cloudmeter.errors import ConfigError, StorageUnavailable
+from cloudmeter.storage import schema
+from cloudmeter.storage.dsn import mask_dsn, scrub
+from cloudmeter.storage.embedded import EmbeddedPostgres
+from cloudmeter.storage.partitions import PartitionManager
+
+CONNECT_TIMEOUT_S = 10
+
+
+class Database:
+    """Opened with ``with Database(dsn, data_dir) as db:``; no DSN means the embedded server."""
+
+    def __init__(self, dsn: str | None, data_dir: Path, pool_size: int = 4) -> None:
+        self._dsn = dsn
+        self._embedded = EmbeddedPostgres(data_dir) if dsn is None else None
+        self._pool_size = pool_size
+        self._pool: ConnectionPool | None = None
+        self._partitions = PartitionManager()
+        self._mode: schema.Mode | None = None
+
+    @property
+    def embedded(self) -> bool:
+        """Whether this is the embedded server."""
+        return self._embedded is not None
+
+    @property
+    def display_dsn(self) -> str:
+        """Where the data lives, safe to print."""
+        if self._embedded is not None:
+            return f"embedded PostgreSQL in {self._embedded.pgdata}"
+        return mask_dsn(self._dsn or "")
+
+    def open(self) -> Self:
+        """Start the embedded server if needed, check the connection, open the pool."""
+        conninfo = self._embedded.start() if self._embedded is not None else self._dsn or ""
+        self._check(conninfo)
+        self._pool = ConnectionPool(
+            conninfo,
+            min_size=1,
+            max_size=self._pool_size,
+            kwargs={"connect_timeout": CONNECT_TIMEOUT_S},
+            open=True,
+            name="cloudmeter",
+        )
+        return self
+
+    def _check(self, conninfo: str) -> None:
+        try:
+            psycopg.conninfo.conninfo_to_dict(conninfo)
+        except psycopg.ProgrammingError as exc:
+            raise ConfigError(
+                f"CLOUDMETER_DSN is not a valid PostgreSQL connection string ({scrub(str(exc), conninfo)}); "
+                "use postgresql://user:password@host:port/dbname"
+            ) from None
+        try:
+            with psycopg.connect(conninfo, connect_timeout=CONNECT_TIMEOUT_S):
+                pass
+        except psycopg.OperationalError as exc:
+            reason = scrub(str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc), conninfo)
+            raise StorageUnavailable(
+                f"cannot connect to PostgreSQL ({self.display_dsn}): {reason}. Check CLOUDMETER_DSN, or unset it "
+                "to use the embedded server"
+            ) from None
+
+    def close(self) -> None:
+        """Close the pool and let go of the embedded server."""
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+        if self._embedded is not None:
+            self._embedded.stop()
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection]:
+        """A pooled connection; its transaction commits on success and rolls back on error."""
+        if self._pool is None:
+            raise StorageUnavailable("the database is not open; use `with Database(...) as db:`")
+        with self._pool.connection() as conn:
+            yield conn
+
+    def migrate(self, mode: schema.Mode | None = None) -> list[int]:
+        """Create or upgrade the schema (idempotent); return the migrations applied."""
+        with self.connection() as conn:
+            applied = schema.migrate(conn, mode)
+        self._mode = None
+        return applied
+
+    def mode(self) -> schema.Mode | None:
+        """The schema's partition mode, None before ``db init``."""
+        if self._mode is None:
+            with self.connection() as conn:
+                self._mode = schema.stored_mode(conn)
+        return self._mode
+
+    def native_partitions(self) -> PartitionManager | None:
+        """The partition manager writers must use, or None in TimescaleDB mode (chunks are automatic)."""
+        return self._partitions if self.mode() == "native" else None
+
+    def __enter__(self) -> Self:
+        return self.open()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

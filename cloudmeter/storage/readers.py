@@ -1,0 +1,144 @@
+"""Readers: binary ``COPY (query) TO STDOUT`` straight into numpy arrays, returned as polars DataFrames.
+
+NULL stays null (never 0); timestamps are ``Datetime("us", "UTC")``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy.typing as npt
+import polars as pl
+import psycopg
+from psycopg import sql
+
+from cloudmeter.model import METRICS, Window
+from cloudmeter.storage import pgbinary
+from cloudmeter.storage.schema import ROLLUP_KINDS
+
+Level = Literal["hourly", "daily"]
+SAMPLE_KINDS: list[tuple[str, int]] = [
+    ("ts", pgbinary.TIMESTAMPTZ),
+    ("resource_id", pgbinary.INT4),
+    *((metric, pgbinary.FLOAT8) for metric in METRICS),
+]
+
+
+def copy_out(conn: psycopg.Connection, query: sql.Composable, params: Sequence[Any] = ()) -> bytearray:
+    """The binary COPY output of ``query``, in one buffer."""
+    statement = sql.SQL("COPY ({}) TO STDOUT (FORMAT binary)").format(query)
+    buffer = bytearray()
+    with conn.cursor().copy(statement, params) as copy:
+        while data := copy.read():
+            buffer += data
+    return buffer
+
+
+@dataclass(frozen=True)
+class Arrays:
+    """Decoded columns by name: values and validity masks (timestamps in epoch microseconds)."""
+
+    columns: dict[str, pgbinary.Column]
+
+    def __getitem__(self, name: str) -> npt.NDArray[Any]:
+        return self.columns[name].values
+
+
+def read_arrays(
+    conn: psycopg.Connection, query: sql.Composable, params: Sequence[Any], kinds: Sequence[tuple[str, int]]
+) -> Arrays:
+    """Run ``query`` (whose columns match ``kinds``) and decode its rows into numpy arrays."""
+    decoded = pgbinary.decode(copy_out(conn, query, params), [kind for _, kind in kinds])
+    return Arrays({name: column for (name, _), column in zip(kinds, decoded, strict=True)})
+
+
+def to_frame(arrays: Arrays, kinds: Sequence[tuple[str, int]]) -> pl.DataFrame:
+    """A polars DataFrame of decoded columns, NULLs as nulls."""
+    series = []
+    for name, kind in kinds:
+        column = arrays.columns[name]
+        if kind == pgbinary.FLOAT8:
+            s = pl.Series(name, column.values, nan_to_null=True)
+        else:
+            s = pl.Series(name, column.values)
+            if kind == pgbinary.TIMESTAMPTZ:
+                s = s.cast(pl.Datetime("us", "UTC"))
+            elif kind == pgbinary.INT4:
+                s = s.cast(pl.Int32)
+            if not column.valid.all():
+                s = pl.select(pl.when(pl.Series(column.valid)).then(s).alias(name)).to_series()
+        series.append(s)
+    return pl.DataFrame(series)
+
+
+def _resource_filter(resource_ids: Sequence[int] | None) -> tuple[sql.Composable, list[Any]]:
+    if resource_ids is None:
+        return sql.SQL(""), []
+    return sql.SQL(" AND resource_id = ANY(%s)"), [list(resource_ids)]
+
+
+def sample_arrays(conn: psycopg.Connection, window: Window, resource_ids: Sequence[int] | None = None) -> Arrays:
+    """Raw samples in ``window`` as arrays, sorted by (resource_id, ts)."""
+    where, extra = _resource_filter(resource_ids)
+    query = sql.SQL("SELECT {} FROM metric_samples WHERE ts >= %s AND ts < %s{} ORDER BY resource_id, ts").format(
+        sql.SQL(", ").join(sql.Identifier(name) for name, _ in SAMPLE_KINDS), where
+    )
+    return read_arrays(conn, query, [window.start, window.end, *extra], SAMPLE_KINDS)
+
+
+def read_samples(conn: psycopg.Connection, window: Window, resource_ids: Sequence[int] | None = None) -> pl.DataFrame:
+    """Raw samples in ``window`` (optionally of some resources), sorted by (resource_id, ts)."""
+    return to_frame(sample_arrays(conn, window, resource_ids), SAMPLE_KINDS)
+
+
+def read_rollups(
+    conn: psycopg.Connection,
+    level: Level,
+    window: Window,
+    resource_ids: Sequence[int] | None = None,
+    tz: str = "UTC",
+) -> pl.DataFrame:
+    """Hourly or daily rollup rows whose bucket starts in ``window``; daily rows of time zone ``tz``."""
+    where, extra = _resource_filter(resource_ids)
+    table = "metric_hourly" if level == "hourly" else "metric_daily"
+    tz_filter = sql.SQL(" AND tz = %s") if level == "daily" else sql.SQL("")
+    tz_param = [tz] if level == "daily" else []
+    query = sql.SQL("SELECT {} FROM {} WHERE ts >= %s AND ts < %s{}{} ORDER BY resource_id, ts").format(
+        sql.SQL(", ").join(sql.Identifier(name) for name, _ in ROLLUP_KINDS), sql.Identifier(table), tz_filter, where
+    )
+    frame = to_frame(
+        read_arrays(conn, query, [window.start, window.end, *tz_param, *extra], ROLLUP_KINDS), ROLLUP_KINDS
+    )
+    return frame.insert_column(1, pl.lit(tz).alias("tz")) if level == "daily" else frame
+
+
+def read_resources(conn: psycopg.Connection, manager_id: int | None = None) -> pl.DataFrame:
+    """The ``resources`` table (of one manager, or all), tags as JSON text."""
+    where = sql.SQL(" WHERE manager_id = %s") if manager_id is not None else sql.SQL("")
+    cursor = conn.execute(
+        sql.SQL(
+            "SELECT id, manager_id, kind, ems_ref, name, parent_id, vcpus, memory_bytes, disk_bytes, project, "
+            "tags::text AS tags, first_seen, last_seen, retired_at FROM resources{} ORDER BY id"
+        ).format(where),
+        [manager_id] if manager_id is not None else [],
+    )
+    names = [d.name for d in cursor.description or ()]
+    schema = {
+        "id": pl.Int32,
+        "manager_id": pl.Int32,
+        "kind": pl.Utf8,
+        "ems_ref": pl.Utf8,
+        "name": pl.Utf8,
+        "parent_id": pl.Int32,
+        "vcpus": pl.Int32,
+        "memory_bytes": pl.Int64,
+        "disk_bytes": pl.Int64,
+        "project": pl.Utf8,
+        "tags": pl.Utf8,
+        "first_seen": pl.Datetime("us", "UTC"),
+        "last_seen": pl.Datetime("us", "UTC"),
+        "retired_at": pl.Datetime("us", "UTC"),
+    }
+    return pl.DataFrame(cursor.fetchall(), schema={n: schema[n] for n in names}, orient="row")

@@ -1,0 +1,255 @@
+"""The schema: the data-contract tables, in numbered migrations, for both partition modes.
+
+Mode ``timescaledb`` (the extension is available) makes the time-series tables hypertables with
+compression; mode ``native`` makes them PostgreSQL range-partitioned tables whose partitions the service
+creates ahead and drops for retention (``storage.partitions``). Same tables, same columns, same queries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final, Literal
+
+import psycopg
+
+from cloudmeter.errors import SchemaError
+from cloudmeter.model import KINDS, METRICS
+from cloudmeter.storage import pgbinary
+
+Mode = Literal["timescaledb", "native"]
+
+#: Per-metric statistics of a rollup row, in column order.
+STATS: Final[tuple[str, ...]] = ("avg", "min", "max", "p95", "max_ts")
+
+#: Rollup columns after (ts, [tz,] resource_id), in order.
+ROLLUP_VALUE_COLUMNS: Final[tuple[str, ...]] = (
+    *(f"{metric}_{stat}" for metric in METRICS for stat in STATS),
+    "sample_count",
+    "expected_count",
+    "vcpus",
+    "memory_bytes",
+    "child_count",
+    "children_with_data",
+)
+
+_INT4_COLUMNS: Final = frozenset({"sample_count", "expected_count", "vcpus", "child_count", "children_with_data"})
+
+
+def _rollup_kind(column: str) -> int:
+    if column.endswith("_max_ts"):
+        return pgbinary.TIMESTAMPTZ
+    if column == "memory_bytes":
+        return pgbinary.INT8
+    return pgbinary.INT4 if column in _INT4_COLUMNS else pgbinary.FLOAT8
+
+
+#: Binary kinds of a rollup row's columns (without ``tz``), in table order.
+ROLLUP_KINDS: Final[tuple[tuple[str, int], ...]] = (
+    ("ts", pgbinary.TIMESTAMPTZ),
+    ("resource_id", pgbinary.INT4),
+    *((column, _rollup_kind(column)) for column in ROLLUP_VALUE_COLUMNS),
+)
+
+
+@dataclass(frozen=True)
+class TimeSeriesTable:
+    """A time-partitioned table: native partition span, TimescaleDB chunk and compression age, retention."""
+
+    name: str
+    partition: Literal["day", "month", "year"]
+    chunk_interval: str
+    compress_after: str
+    retention_field: str
+
+
+SAMPLES = TimeSeriesTable("metric_samples", "day", "1 day", "3 days", "raw_days")
+HOURLY = TimeSeriesTable("metric_hourly", "month", "7 days", "21 days", "hourly_days")
+DAILY = TimeSeriesTable("metric_daily", "year", "30 days", "90 days", "daily_days")
+TIME_SERIES_TABLES: Final = (SAMPLES, HOURLY, DAILY)
+
+
+def _rollup_columns() -> str:
+    types = {"max_ts": "timestamptz"}
+    metric_cols = [f"{metric}_{stat} {types.get(stat, 'double precision')}" for metric in METRICS for stat in STATS]
+    return ",\n    ".join(
+        [
+            *metric_cols,
+            "sample_count integer NOT NULL",
+            "expected_count integer NOT NULL",
+            "vcpus integer",
+            "memory_bytes bigint",
+            "child_count integer",
+            "children_with_data integer",
+        ]
+    )
+
+
+def _partitioned(mode: Mode) -> str:
+    return " PARTITION BY RANGE (ts)" if mode == "native" else ""
+
+
+def _hypertable(mode: Mode, table: TimeSeriesTable) -> str:
+    if mode == "native":
+        return ""
+    return f"""
+SELECT create_hypertable('{table.name}', by_range('ts', INTERVAL '{table.chunk_interval}'), if_not_exists => true);
+ALTER TABLE {table.name} SET (timescaledb.compress, timescaledb.compress_segmentby = 'resource_id',
+    timescaledb.compress_orderby = 'ts');
+"""
+
+
+def _m001_core(mode: Mode) -> str:
+    kinds = ", ".join(f"'{k}'" for k in KINDS)
+    samples = ",\n    ".join(f"{metric} double precision" for metric in METRICS)
+    rollup = _rollup_columns()
+    return f"""
+CREATE TABLE cloudmeter_meta (
+    key text PRIMARY KEY,
+    value text NOT NULL
+);
+INSERT INTO cloudmeter_meta VALUES ('mode', '{mode}');
+
+CREATE TABLE managers (
+    id serial PRIMARY KEY,
+    name text NOT NULL UNIQUE,
+    kind text NOT NULL,
+    config jsonb NOT NULL DEFAULT '{{}}',
+    enabled boolean NOT NULL DEFAULT true,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    last_refresh_at timestamptz,
+    last_capture_at timestamptz,
+    captured_until timestamptz,
+    sample_interval_s integer,
+    last_error text,
+    last_error_at timestamptz
+);
+
+CREATE TABLE resources (
+    id serial PRIMARY KEY,
+    manager_id integer NOT NULL REFERENCES managers(id) ON DELETE CASCADE,
+    kind text NOT NULL CHECK (kind IN ({kinds})),
+    ems_ref text NOT NULL,
+    name text NOT NULL,
+    parent_id integer REFERENCES resources(id) ON DELETE SET NULL,
+    vcpus integer,
+    memory_bytes bigint,
+    disk_bytes bigint,
+    project text,
+    tags jsonb NOT NULL DEFAULT '{{}}',
+    first_seen timestamptz NOT NULL,
+    last_seen timestamptz NOT NULL,
+    retired_at timestamptz,
+    UNIQUE (manager_id, kind, ems_ref)
+);
+CREATE INDEX resources_parent ON resources (parent_id);
+
+CREATE TABLE resource_history (
+    resource_id integer NOT NULL REFERENCES resources(id) ON DELETE CASCADE,
+    valid_from timestamptz NOT NULL,
+    valid_to timestamptz CHECK (valid_to > valid_from),
+    parent_id integer REFERENCES resources(id) ON DELETE SET NULL,
+    vcpus integer,
+    memory_bytes bigint,
+    project text,
+    PRIMARY KEY (resource_id, valid_from)
+);
+CREATE INDEX resource_history_parent ON resource_history (parent_id, valid_from);
+
+CREATE TABLE metric_samples (
+    ts timestamptz NOT NULL,
+    resource_id integer NOT NULL,
+    {samples},
+    PRIMARY KEY (resource_id, ts)
+){_partitioned(mode)};
+{_hypertable(mode, SAMPLES)}
+CREATE TABLE metric_hourly (
+    ts timestamptz NOT NULL,
+    resource_id integer NOT NULL,
+    {rollup},
+    PRIMARY KEY (resource_id, ts)
+){_partitioned(mode)};
+{_hypertable(mode, HOURLY)}
+CREATE TABLE metric_daily (
+    ts timestamptz NOT NULL,
+    tz text NOT NULL,
+    resource_id integer NOT NULL,
+    {rollup},
+    PRIMARY KEY (resource_id, tz, ts)
+){_partitioned(mode)};
+{_hypertable(mode, DAILY)}
+"""
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One numbered, forward-only schema step."""
+
+    version: int
+    description: str
+    sql: Callable[[Mode], str]
+
+
+MIGRATIONS: Final[tuple[Migration, ...]] = (
+    Migration(1, "data-contract tables: managers, resources, history, samples, hourly, daily", _m001_core),
+)
+LATEST: Final = MIGRATIONS[-1].version
+
+
+def timescaledb_available(conn: psycopg.Connection) -> bool:
+    """Whether this server can load the TimescaleDB extension."""
+    row = conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'").fetchone()
+    return row is not None
+
+
+def applied_version(conn: psycopg.Connection) -> int:
+    """The highest applied migration, 0 on an empty database."""
+    exists = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
+    if not exists or not exists[0]:
+        return 0
+    row = conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()
+    return int(row[0]) if row else 0
+
+
+def stored_mode(conn: psycopg.Connection) -> Mode | None:
+    """The partition mode the schema was created in, or None before ``db init``."""
+    if applied_version(conn) == 0:
+        return None
+    row = conn.execute("SELECT value FROM cloudmeter_meta WHERE key = 'mode'").fetchone()
+    return "timescaledb" if row and row[0] == "timescaledb" else "native"
+
+
+def migrate(conn: psycopg.Connection, mode: Mode | None = None) -> list[int]:
+    """Apply the pending migrations in one transaction; return the versions applied (none = no-op).
+
+    ``mode`` defaults to ``timescaledb`` when the extension is available, else ``native``; a database keeps
+    the mode it was created in. Concurrent callers are serialised by an advisory lock.
+    """
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext('cloudmeter.migrate'))")
+        conn.execute(
+            """CREATE TABLE IF NOT EXISTS schema_migrations (
+                version integer PRIMARY KEY,
+                description text NOT NULL,
+                applied_at timestamptz NOT NULL DEFAULT now())"""
+        )
+        current = applied_version(conn)
+        if current > LATEST:
+            raise SchemaError(
+                f"the database schema is at version {current}, newer than this cloudmeter knows ({LATEST}); "
+                "upgrade cloudmeter"
+            )
+        effective: Mode = stored_mode(conn) or mode or ("timescaledb" if timescaledb_available(conn) else "native")
+        if effective == "timescaledb" and current == 0:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+        applied = []
+        for migration in MIGRATIONS:
+            if migration.version <= current:
+                continue
+            conn.execute(migration.sql(effective).encode())
+            conn.execute(
+                "INSERT INTO schema_migrations (version, description) VALUES (%s, %s)",
+                (migration.version, migration.description),
+            )
+            applied.append(migration.version)
+        return applied
