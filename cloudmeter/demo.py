@@ -1,0 +1,81 @@
+"""``cloudmeter demo``: a simulated cloud captured and rolled up on the embedded database, then summarised."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import polars as pl
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from cloudmeter.collectors.simulator import SimulatorCollector, SimulatorConfig
+from cloudmeter.model import Window
+from cloudmeter.scheduler import jobs
+from cloudmeter.storage import managers
+from cloudmeter.storage.database import Database
+
+DEMO_MANAGER = "demo"
+CAPTURE_STEP_S = 3 * 3600
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    """What the demo did, and the per-cluster summary it prints."""
+
+    window: Window
+    resources: int
+    samples: int
+    hourly_rows: int
+    daily_rows: dict[str, int]
+    summary: pl.DataFrame
+
+
+def demo_window(days: int, now: datetime) -> Window:
+    """From midnight UTC ``days`` days ago to the last whole hour before ``now``."""
+    end = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    start = end.replace(hour=0) - timedelta(days=days)
+    return Window(start, end)
+
+
+def run_demo(db: Database, time_zones: tuple[str, ...], vms: int, days: int, now: datetime | None = None) -> DemoResult:
+    """Register the simulated manager, refresh, capture ``days`` days, roll up, and summarise."""
+    window = demo_window(days, now or datetime.now(UTC))
+    config = SimulatorConfig(kind="simulator", vms=vms, start=window.start, horizon_days=days, seed=7)
+    collector = SimulatorCollector(DEMO_MANAGER, config, clock=lambda: window.end)
+    db.migrate()
+    with db.connection() as conn:
+        manager_id = managers.register_manager(conn, DEMO_MANAGER, "simulator", config.model_dump(mode="json"))
+    refreshed = jobs.refresh_inventory(db, manager_id, collector)
+    steps = window.split(CAPTURE_STEP_S)
+    samples = 0
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True
+    ) as progress:
+        task = progress.add_task("capturing", total=len(steps))
+        for step in steps:
+            samples += jobs.capture(db, manager_id, collector, step).rows
+            progress.advance(task)
+        progress.update(task, description="rolling up")
+        rolled = jobs.rollup(db, manager_id, window, time_zones)
+    return DemoResult(window, len(refreshed.ids), samples, rolled.hourly, rolled.daily, summarise(db, manager_id))
+
+
+def summarise(db: Database, manager_id: int) -> pl.DataFrame:
+    """Per cluster: VMs, samples, coverage and CPU figures from the VMs' hourly rows."""
+    with db.connection() as conn:
+        cursor = conn.execute(
+            """SELECT c.name AS cluster, count(DISTINCT vm.id) AS vms, sum(h.sample_count) AS samples,
+                      round(100.0 * sum(h.sample_count) / sum(h.expected_count), 1) AS coverage_pct,
+                      round(avg(h.cpu_usage_pct_avg)::numeric, 1) AS cpu_avg_pct,
+                      round(max(h.cpu_usage_pct_p95)::numeric, 1) AS cpu_p95_max_pct,
+                      round((sum(h.mem_used_bytes_avg) / 2^30 / count(DISTINCT h.ts))::numeric, 1) AS mem_used_gib
+               FROM metric_hourly h
+               JOIN resources vm ON vm.id = h.resource_id AND vm.kind = 'vm'
+               JOIN resources host ON host.id = vm.parent_id
+               JOIN resources c ON c.id = host.parent_id
+               WHERE vm.manager_id = %s
+               GROUP BY c.name ORDER BY c.name""",
+            (manager_id,),
+        )
+        names = [d.name for d in cursor.description or ()]
+        return pl.DataFrame(cursor.fetchall(), schema=names, orient="row")
