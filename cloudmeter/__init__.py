@@ -3,22 +3,34 @@
 The Python API: open the database, run the per-manager jobs, read the tables as polars DataFrames.
 
     from cloudmeter import Database, load_settings, read_rollups
+
+Names are imported on first use, so importing one submodule (a collector, say) stays light.
 """
 
-from cloudmeter.config import Settings, load_settings
-from cloudmeter.model import METRICS, ResourceRef, SampleBatch, Window
-from cloudmeter.storage.database import Database
-from cloudmeter.storage.readers import read_resources, read_rollups, read_samples
+from __future__ import annotations
 
-__all__ = [
-    "METRICS",
-    "Database",
-    "ResourceRef",
-    "SampleBatch",
-    "Settings",
-    "Window",
-    "load_settings",
-    "read_resources",
-    "read_rollups",
-    "read_samples",
-]
+from importlib import import_module
+from typing import Any
+
+_API = {
+    "METRICS": "cloudmeter.model",
+    "ResourceRef": "cloudmeter.model",
+    "SampleBatch": "cloudmeter.model",
+    "Window": "cloudmeter.model",
+    "Settings": "cloudmeter.config",
+    "load_settings": "cloudmeter.config",
+    "Database": "cloudmeter.storage.database",
+    "read_resources": "cloudmeter.storage.readers",
+    "read_rollups": "cloudmeter.storage.readers",
+    "read_samples": "cloudmeter.storage.readers",
+    "refresh_inventory": "cloudmeter.scheduler.jobs",
+    "capture": "cloudmeter.scheduler.jobs",
+    "rollup": "cloudmeter.scheduler.jobs",
+}
+__all__ = sorted(_API)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _API:
+        raise AttributeError(f"module 'cloudmeter' has no attribute {name!r}")
+    return getattr(import_module(_API[name]), name)

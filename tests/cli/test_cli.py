@@ -1,0 +1,77 @@
+"""The real ``cloudmeter`` command: exit codes, clear errors without secrets, the demo end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def run(
+    *args: str, env: dict[str, str] | None = None, data_dir: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("CLOUDMETER_")}
+    full_env["COLUMNS"] = "200"
+    if data_dir is not None:
+        full_env["CLOUDMETER_DATA_DIR"] = str(data_dir)
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "cloudmeter", *args], capture_output=True, text=True, env=full_env, timeout=300
+    )
+
+
+def test_unreachable_dsn_is_a_clear_error_without_the_password(tmp_path: Path) -> None:
+    result = run("db", "status", env={"CLOUDMETER_DSN": "postgresql://meter:s3cr3t@127.0.0.1:1/cm"}, data_dir=tmp_path)
+    assert result.returncode == 1
+    assert "cannot connect to PostgreSQL (postgresql://meter:********@127.0.0.1:1/cm)" in result.stderr
+    assert "Check CLOUDMETER_DSN" in result.stderr
+    assert "s3cr3t" not in result.stderr + result.stdout
+
+
+def test_malformed_dsn_is_a_config_error(tmp_path: Path) -> None:
+    result = run("db", "status", env={"CLOUDMETER_DSN": "host=db password=s3cr3t port"}, data_dir=tmp_path)
+    assert result.returncode == 2
+    assert "CLOUDMETER_DSN is not a valid PostgreSQL connection string" in result.stderr
+    assert "s3cr3t" not in result.stderr
+
+
+def test_bad_config_file_exits_2_naming_the_field(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("[schedule]\ncapture_interval_s = 1\n")
+    result = run("config", "check", "--config", str(path), data_dir=tmp_path)
+    assert result.returncode == 2
+    assert "schedule.capture_interval_s (CLOUDMETER_SCHEDULE__CAPTURE_INTERVAL_S)" in result.stderr
+
+
+def test_config_check_masks_secrets(tmp_path: Path) -> None:
+    result = run("config", "check", "--json", env={"CLOUDMETER_DSN": "postgresql://a:pw123@h/db"}, data_dir=tmp_path)
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert shown["dsn"] == "postgresql://a:********@h/db"
+    assert shown["time_zones"] == ["UTC"]
+
+
+def test_bad_time_argument(tmp_path: Path, pg_server: str) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text('[managers.lab]\nkind = "simulator"\n')
+    result = run("capture", "-m", "lab", "--since", "yesterday", "-c", str(config), env={"CLOUDMETER_DSN": pg_server})
+    assert result.returncode == 2
+    assert "--since 'yesterday' is not an ISO 8601 time" in result.stderr
+
+
+@pytest.mark.slow
+def test_demo_on_the_embedded_default_twice(tmp_path: Path) -> None:
+    first = run("demo", "--vms", "30", "--days", "1", "--json", data_dir=tmp_path)
+    assert first.returncode == 0, first.stderr
+    second = run("demo", "--vms", "30", "--days", "1", "--json", data_dir=tmp_path)
+    assert second.returncode == 0, second.stderr
+    summary = json.loads(second.stdout.strip().splitlines()[-1])
+    assert [row["cluster"] for row in summary] == ["demo-cluster-0", "demo-cluster-1"]
+    assert sum(row["vms"] for row in summary) == 30
+    assert (tmp_path / "postgres" / "PG_VERSION").read_text().strip() == "18"
+    status = run("db", "status", "--json", data_dir=tmp_path)
+    assert json.loads(status.stdout)["schema_version"] == 1

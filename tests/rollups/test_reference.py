@@ -1,0 +1,98 @@
+"""The numpy time rollup against a plain per-group Python reference, on random data and DST days."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from datetime import UTC, datetime
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cloudmeter.rollups.reference import rollup_buckets
+from cloudmeter.rollups.zones import day_edges, hour_edges
+
+T0 = int(datetime(2026, 3, 28, tzinfo=UTC).timestamp())  # Europe/Berlin springs forward on 2026-03-29
+
+
+def plain(rid: list[int], ts: list[int], values: list[list[float]], edges: list[int], interval: int) -> dict:
+    groups: dict[tuple[int, int], list[tuple[int, list[float]]]] = defaultdict(list)
+    for r, t, v in zip(rid, ts, values, strict=True):
+        for k in range(len(edges) - 1):
+            if edges[k] <= t < edges[k + 1]:
+                groups[(r, edges[k])].append((t, v))
+    out = {}
+    for (r, start), rows in groups.items():
+        k = edges.index(start)
+        stats = []
+        for m in range(len(values[0])):
+            present = [(t, v[m]) for t, v in rows if not math.isnan(v[m])]
+            if not present:
+                stats.append(None)
+                continue
+            xs = [x for _, x in present]
+            peak = max(xs)
+            stats.append(
+                (
+                    sum(xs) / len(xs),
+                    min(xs),
+                    peak,
+                    float(np.percentile(xs, 95)),
+                    min(t for t, x in present if x == peak),
+                )
+            )
+        out[(r, start)] = (stats, len(rows), (edges[k + 1] - edges[k]) // interval)
+    return out
+
+
+samples = st.lists(
+    st.tuples(
+        st.integers(0, 3),
+        st.integers(0, 3 * 86400 // 60 - 1),
+        st.lists(
+            st.one_of(st.floats(-1e6, 1e6), st.just(math.nan), st.sampled_from([0.0, 1.0, 5.0])), min_size=2, max_size=2
+        ),
+    ),
+    max_size=120,
+    unique_by=lambda s: (s[0], s[1]),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(samples, st.sampled_from(["hour", "UTC", "Europe/Berlin", "America/New_York"]))
+def test_rollup_matches_plain_reference(rows: list, bucket: str) -> None:
+    rid = [r for r, _, _ in rows]
+    ts = [T0 + 60 * slot for _, slot, _ in rows]
+    values = [v for _, _, v in rows]
+    end = T0 + 3 * 86400
+    edges = hour_edges(T0, end) if bucket == "hour" else day_edges(bucket, T0, end)
+    got = rollup_buckets(
+        np.array(rid, dtype=np.int32),
+        np.array(ts, dtype=np.int64),
+        np.array(values, dtype=np.float64).reshape(len(rows), 2),
+        edges,
+        60,
+    )
+    expected = plain(rid, ts, values, edges.tolist(), 60)
+    assert len(got) == len(expected)
+    for i in range(len(got)):
+        stats, count, expected_count = expected[(int(got.resource_id[i]), int(got.bucket_start_s[i]))]
+        assert got.sample_count[i] == count
+        assert got.expected_count[i] == expected_count
+        for m, stat in enumerate(stats):
+            if stat is None:
+                assert np.isnan([got.avg[i, m], got.min[i, m], got.max[i, m], got.p95[i, m]]).all()
+                assert got.max_ts[i, m] == -1
+                continue
+            avg, lo, hi, p95, max_ts = stat
+            assert math.isclose(got.avg[i, m], avg, rel_tol=1e-9, abs_tol=1e-9)
+            assert (got.min[i, m], got.max[i, m], got.p95[i, m], got.max_ts[i, m]) == (lo, hi, p95, max_ts)
+
+
+def test_dst_days_are_23_and_25_hours() -> None:
+    spring = day_edges("Europe/Berlin", T0, T0 + 2 * 86400)
+    assert np.diff(spring).tolist() == [86400, 23 * 3600, 86400]
+    autumn_start = int(datetime(2026, 10, 24, tzinfo=UTC).timestamp())
+    autumn = day_edges("Europe/Berlin", autumn_start, autumn_start + 2 * 86400)
+    assert np.diff(autumn).tolist() == [86400, 25 * 3600, 86400]

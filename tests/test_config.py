@@ -1,0 +1,88 @@
+"""Configuration: file, environment precedence, validation errors that name the field, masked secrets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cloudmeter.config import effective_config, load_settings
+from cloudmeter.errors import ConfigError
+from cloudmeter.storage.dsn import mask_dsn, scrub
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in ("CLOUDMETER_CONFIG", "CLOUDMETER_DSN", "CLOUDMETER_DATA_DIR", "CLOUDMETER_POOL_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CLOUDMETER_DATA_DIR", str(tmp_path / "data"))
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "cloudmeter.toml"
+    path.write_text(text)
+    return path
+
+
+def test_file_then_environment_overrides(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _write(
+        tmp_path,
+        """
+pool_size = 3
+time_zones = ["Europe/Berlin", "UTC", "America/New_York"]
+[schedule]
+capture_interval_s = 120
+[managers.lab]
+kind = "simulator"
+vms = 5
+""",
+    )
+    monkeypatch.setenv("CLOUDMETER_CONFIG", str(path))
+    monkeypatch.setenv("CLOUDMETER_POOL_SIZE", "7")
+    settings = load_settings()
+    assert settings.pool_size == 7
+    assert settings.schedule.capture_interval_s == 120
+    assert settings.schedule.refresh_interval_s == 900
+    assert settings.time_zones == ("UTC", "Europe/Berlin", "America/New_York")
+    assert settings.managers["lab"].kind == "simulator"
+    assert settings.managers["lab"].vms == 5  # type: ignore[attr-defined]
+    assert settings.data_dir == tmp_path / "data"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("pool_size = 0", r"pool_size \(CLOUDMETER_POOL_SIZE\): Input should be greater than or equal to 1"),
+        ('time_zones = ["Mars/Olympus"]', r"'Mars/Olympus' is not an IANA time zone"),
+        ("colour = 'blue'", r"colour .*Extra inputs are not permitted"),
+        ("[managers.x]\nvms = 3", r"manager 'x' has no 'kind'"),
+        ('[managers.x]\nkind = "vmware"', r"unknown manager kind 'vmware'; installed kinds: .*simulator"),
+        (
+            '[managers.x]\nkind = "simulator"\ninterval_s = "often"',
+            r"manager 'x' \(kind 'simulator'\) is invalid: interval_s",
+        ),
+        ("pool_size = ", r"is not valid TOML"),
+    ],
+)
+def test_bad_config_names_what_is_wrong(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_settings(_write(tmp_path, text))
+
+
+def test_missing_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"nowhere.toml does not exist; fix CLOUDMETER_CONFIG"):
+        load_settings(tmp_path / "nowhere.toml")
+
+
+def test_effective_config_masks_the_dsn_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CLOUDMETER_DSN", "postgresql://meter:s3cr3t-pw@db.example:5432/cm")
+    shown = effective_config(load_settings())
+    assert shown["dsn"] == "postgresql://meter:********@db.example:5432/cm"
+    assert "s3cr3t-pw" not in repr(shown)
+
+
+def test_mask_and_scrub_key_value_dsn() -> None:
+    dsn = "host=db user=meter password=hunter2 dbname=cm"
+    assert mask_dsn(dsn) == "host=db user=meter password=******** dbname=cm"
+    assert scrub("FATAL: password hunter2 rejected", dsn) == "FATAL: password ******** rejected"
+    assert mask_dsn("postgresql://meter@db/cm") == "postgresql://meter@db/cm"
