@@ -27,7 +27,7 @@ _API = {
     "capture": "cloudmeter.scheduler.jobs",
     "rollup": "cloudmeter.scheduler.jobs",
 }
-__all__ = sorted(_API)
+__all__ = list(_API)
 
 
 def __getattr__(name: str) -> Any:

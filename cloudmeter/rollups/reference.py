@@ -49,7 +49,8 @@ def linear_percentile(ordered: Floats, starts: Ints, counts: Ints, q: float) -> 
     t = h - lo
     diff = b - a
     # numpy's _lerp: a + diff*t, computed from the upper end when t >= 0.5 for accuracy
-    return np.where(t >= 0.5, b - diff * (1.0 - t), a + diff * t)
+    result: Floats = np.where(t >= 0.5, b - diff * (1.0 - t), a + diff * t)
+    return result
 
 
 def _group_bounds(keys: list[npt.NDArray[np.int64]]) -> tuple[Ints, Ints]:

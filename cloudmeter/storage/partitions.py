@@ -116,13 +116,14 @@ def maintain(
     mode: Mode,
     retention_days: dict[str, int],
     now: datetime,
-    manager: PartitionManager,
+    manager: PartitionManager | None,
     ahead: timedelta = timedelta(days=7),
 ) -> list[str]:
     """Create partitions ahead of ``now`` and drop those past retention (native), or refresh policies."""
     if mode == "timescaledb":
         apply_timescaledb_policies(conn, retention_days)
         return []
+    manager = manager or PartitionManager()
     dropped = []
     for table in TIME_SERIES_TABLES:
         manager.ensure(conn, table, now, now + ahead)

@@ -76,7 +76,7 @@ def _get_be(buf: npt.NDArray[np.uint8], pos: int, width: int) -> int:
         value -= 0x100000000
     elif width == 2 and value >= 0x8000:
         value -= 0x10000
-    return value
+    return int(value)
 
 
 @numba.njit(cache=True)

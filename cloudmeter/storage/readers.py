@@ -125,7 +125,7 @@ def read_resources(conn: psycopg.Connection, manager_id: int | None = None) -> p
         [manager_id] if manager_id is not None else [],
     )
     names = [d.name for d in cursor.description or ()]
-    schema = {
+    schema: dict[str, Any] = {
         "id": pl.Int32,
         "manager_id": pl.Int32,
         "kind": pl.Utf8,

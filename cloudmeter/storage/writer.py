@@ -39,13 +39,14 @@ def last_per_key(*keys: npt.NDArray[Any]) -> npt.NDArray[np.intp]:
     """Indices that sort rows by ``keys`` (first = most significant), keeping the last of equal keys."""
     order = np.lexsort(keys[::-1])
     if len(order) < 2:
-        return order
+        return order.astype(np.intp)
     sorted_keys = [key[order] for key in keys]
     differs = np.zeros(len(order) - 1, dtype=np.bool_)
     for key in sorted_keys:
         differs |= key[1:] != key[:-1]
     keep = np.append(differs, True)
-    return order[keep]
+    kept: npt.NDArray[np.intp] = order[keep]
+    return kept
 
 
 def _stage_name(table: str, columns: Sequence[str]) -> str:

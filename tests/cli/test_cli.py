@@ -20,7 +20,12 @@ def run(
         full_env["CLOUDMETER_DATA_DIR"] = str(data_dir)
     full_env.update(env or {})
     return subprocess.run(
-        [sys.executable, "-m", "cloudmeter", *args], capture_output=True, text=True, env=full_env, timeout=300
+        [sys.executable, "-m", "cloudmeter", *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=300,
     )
 
 

@@ -16,7 +16,12 @@ from cloudmeter.rollups.zones import day_edges, hour_edges
 T0 = int(datetime(2026, 3, 28, tzinfo=UTC).timestamp())  # Europe/Berlin springs forward on 2026-03-29
 
 
-def plain(rid: list[int], ts: list[int], values: list[list[float]], edges: list[int], interval: int) -> dict:
+Stats = tuple[float, float, float, float, int] | None
+
+
+def plain(
+    rid: list[int], ts: list[int], values: list[list[float]], edges: list[int], interval: int
+) -> dict[tuple[int, int], tuple[list[Stats], int, int]]:
     groups: dict[tuple[int, int], list[tuple[int, list[float]]]] = defaultdict(list)
     for r, t, v in zip(rid, ts, values, strict=True):
         for k in range(len(edges) - 1):
@@ -25,7 +30,7 @@ def plain(rid: list[int], ts: list[int], values: list[list[float]], edges: list[
     out = {}
     for (r, start), rows in groups.items():
         k = edges.index(start)
-        stats = []
+        stats: list[Stats] = []
         for m in range(len(values[0])):
             present = [(t, v[m]) for t, v in rows if not math.isnan(v[m])]
             if not present:
@@ -61,7 +66,7 @@ samples = st.lists(
 
 @settings(max_examples=150, deadline=None)
 @given(samples, st.sampled_from(["hour", "UTC", "Europe/Berlin", "America/New_York"]))
-def test_rollup_matches_plain_reference(rows: list, bucket: str) -> None:
+def test_rollup_matches_plain_reference(rows: list[tuple[int, int, list[float]]], bucket: str) -> None:
     rid = [r for r, _, _ in rows]
     ts = [T0 + 60 * slot for _, slot, _ in rows]
     values = [v for _, _, v in rows]

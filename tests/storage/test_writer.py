@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cloudmeter.model import Window
+from cloudmeter.model import METRICS, Window
 from cloudmeter.storage import pgbinary, readers, writer
 from cloudmeter.storage.database import Database
 
@@ -57,7 +57,7 @@ def test_recapture_with_changed_values_updates_only_those_rows(db: Database) -> 
         assert writer.write_samples(conn, rid, ts, changed, db.native_partitions()) == 2
         frame = readers.read_samples(conn, EVERYTHING).sort("resource_id", "ts")
     expected = np.lexsort((ts, rid))
-    got = frame.select(readers.METRICS).to_numpy()
+    got = frame.select(METRICS).to_numpy()
     np.testing.assert_array_equal(got, changed[expected])
 
 

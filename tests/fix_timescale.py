@@ -1,0 +1,229 @@
+"""pytest plugin: a real TimescaleDB (PGlite + TimescaleDB in WASM) served over the PostgreSQL protocol.
+
+`timescale_dsn` (session) starts ``node tests/pglite/server.mjs`` once; `timescale_conn` (function) hands a
+test a connection to a cleaned database. Setup once per checkout::
+
+    npm ci --legacy-peer-deps --prefix tests/pglite
+
+Limits of this server (see tests/pglite/server.mjs): one backend session shared by all connections, so a
+second connection waits until the first is closed; ``COPY ... FROM STDIN`` is refused (SQLSTATE 0A000)
+because it crashes the engine; no background workers (run policies with ``CALL run_job(id)``); the
+timescaledb extension can't be dropped and re-created in the one session, so it is created once here and
+`timescale_conn` drops the objects tests created instead of the whole schema.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+PGLITE_DIR = Path(__file__).resolve().parent / "pglite"
+START_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 10.0
+
+# Drops what earlier tests created and leaves the timescaledb extension (and other extensions) alone.
+# Extension members are recognised by their pg_depend 'e' rows; chunks, compressed chunks and
+# materialization tables go with their hypertable / continuous aggregate.
+CLEANUP_SQL = r"""
+DO $cleanup$
+DECLARE
+    r record;
+    has_ts boolean := EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb');
+BEGIN
+    IF has_ts THEN
+        FOR r IN SELECT job_id FROM timescaledb_information.jobs WHERE job_id >= 1000 LOOP
+            EXECUTE format('SELECT delete_job(%s)', r.job_id);
+        END LOOP;
+        FOR r IN SELECT view_schema, view_name FROM timescaledb_information.continuous_aggregates LOOP
+            EXECUTE format('DROP MATERIALIZED VIEW IF EXISTS %I.%I CASCADE', r.view_schema, r.view_name);
+        END LOOP;
+    END IF;
+    FOR r IN
+        SELECT n.nspname FROM pg_namespace n
+        WHERE n.nspname NOT IN ('public', 'information_schema')
+          AND n.nspname !~ '^pg_'
+          AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                          WHERE d.classid = 'pg_namespace'::regclass AND d.objid = n.oid AND d.deptype = 'e')
+    LOOP
+        EXECUTE format('DROP SCHEMA IF EXISTS %I CASCADE', r.nspname);
+    END LOOP;
+    -- objects are looked up by oid when their turn comes: an earlier CASCADE may have dropped them
+    FOR r IN
+        SELECT c.oid,
+               CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'S' THEN 'SEQUENCE'
+                              WHEN 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END AS kind
+        FROM pg_class c
+        WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+          AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                          WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+        ORDER BY c.relkind IN ('v', 'm') DESC
+    LOOP
+        IF EXISTS (SELECT 1 FROM pg_class WHERE oid = r.oid) THEN
+            EXECUTE format('DROP %s %s CASCADE', r.kind, r.oid::regclass);
+        END IF;
+    END LOOP;
+    FOR r IN
+        SELECT p.oid, CASE p.prokind WHEN 'a' THEN 'AGGREGATE' ELSE 'ROUTINE' END AS kind
+        FROM pg_proc p
+        WHERE p.pronamespace = 'public'::regnamespace
+          AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                          WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')
+    LOOP
+        IF EXISTS (SELECT 1 FROM pg_proc WHERE oid = r.oid) THEN
+            EXECUTE format('DROP %s %s CASCADE', r.kind, r.oid::regprocedure);
+        END IF;
+    END LOOP;
+    FOR r IN
+        SELECT t.oid
+        FROM pg_type t LEFT JOIN pg_class c ON c.oid = t.typrelid
+        WHERE t.typnamespace = 'public'::regnamespace
+          AND (t.typtype IN ('e', 'd', 'r', 'm') OR (t.typtype = 'c' AND c.relkind = 'c'))
+          AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                          WHERE d.classid = 'pg_type'::regclass AND d.objid = t.oid AND d.deptype = 'e')
+    LOOP
+        IF EXISTS (SELECT 1 FROM pg_type WHERE oid = r.oid) THEN
+            EXECUTE format('DROP TYPE %s CASCADE', r.oid::regtype);
+        END IF;
+    END LOOP;
+END
+$cleanup$
+"""
+
+
+@dataclass(frozen=True)
+class TimescaleServer:
+    """The running server process of this test session."""
+
+    process: subprocess.Popen[bytes]
+    dsn: str
+    stderr_path: Path
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace")[-4000:]
+
+    def check_alive(self) -> None:
+        code = self.process.poll()
+        if code is not None:
+            pytest.fail(f"the PGlite/TimescaleDB server exited with code {code}; its stderr:\n{self.stderr()}")
+
+
+def _node() -> str:
+    node = shutil.which("node")
+    if node is None:
+        pytest.fail("node (Node.js 20+) is not on PATH; the TimescaleDB fixture runs tests/pglite/server.mjs")
+    if not (PGLITE_DIR / "node_modules" / "@unni-craftsman" / "pglite").is_dir():
+        pytest.fail(
+            f"{PGLITE_DIR / 'node_modules'} is missing; install it once with: "
+            "npm ci --legacy-peer-deps --prefix tests/pglite"
+        )
+    return node
+
+
+def _wait_ready(process: subprocess.Popen[bytes], stdout_path: Path, stderr_path: Path) -> int:
+    """The port from the server's ``READY <port>`` line."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while True:
+        for line in stdout_path.read_text(errors="replace").splitlines():
+            if line.startswith("READY "):
+                return int(line.split()[1])
+        code = process.poll()
+        if code is not None or time.monotonic() > deadline:
+            why = f"exited with code {code}" if code is not None else f"not ready after {START_TIMEOUT_S:.0f} s"
+            stderr = stderr_path.read_text(errors="replace")[-4000:]
+            pytest.fail(f"the PGlite/TimescaleDB server {why}; its stderr:\n{stderr}")
+        time.sleep(0.05)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture(scope="session")
+def timescale_server() -> Iterator[TimescaleServer]:
+    """Start tests/pglite/server.mjs on a free loopback port with a fresh data directory."""
+    node = _node()
+    with tempfile.TemporaryDirectory(prefix="cloudmeter-pglite-") as tmp:
+        work = Path(tmp)
+        stdout_path, stderr_path = work / "server.out", work / "server.err"
+        with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
+            # --port 0: the server binds a free port itself and reports it (no race with other processes).
+            # --watch-stdin: the server exits when this process goes away, even on SIGKILL.
+            process = subprocess.Popen(
+                [node, str(PGLITE_DIR / "server.mjs"), "--port", "0", "--data", str(work / "pgdata"), "--watch-stdin"],
+                stdin=subprocess.PIPE,
+                stdout=out,
+                stderr=err,
+                cwd=PGLITE_DIR,
+                env={**os.environ, "NODE_NO_WARNINGS": "1"},
+            )
+        try:
+            port = _wait_ready(process, stdout_path, stderr_path)
+            dsn = f"host=127.0.0.1 port={port} user=postgres dbname=postgres sslmode=disable connect_timeout=30"
+            server = TimescaleServer(process, dsn, stderr_path)
+            with psycopg.connect(dsn, autocommit=True, prepare_threshold=None) as conn:
+                conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+            yield server
+        finally:
+            _stop(process)
+            if process.stdin is not None:
+                process.stdin.close()
+
+
+@pytest.fixture(scope="session")
+def timescale_dsn(timescale_server: TimescaleServer) -> str:
+    """libpq DSN of the session's PGlite/TimescaleDB server (timescaledb extension already created)."""
+    return timescale_server.dsn
+
+
+@pytest.fixture
+def timescale_conn(timescale_server: TimescaleServer) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
+    """A connection (autocommit off) to a database emptied of what earlier tests created.
+
+    It is the server's only session: close it (the fixture does) before anything else connects.
+    """
+    timescale_server.check_alive()
+    try:
+        conn = psycopg.connect(timescale_server.dsn, prepare_threshold=None, autocommit=True)
+    except psycopg.OperationalError as exc:
+        timescale_server.check_alive()
+        pytest.fail(
+            f"can't connect to the PGlite/TimescaleDB server ({exc}). It has one session: is a connection "
+            "opened by an earlier test still open?"
+        )
+    try:
+        conn.execute(CLEANUP_SQL)
+        try:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+        except psycopg.Error as exc:
+            pytest.fail(
+                f"the timescaledb extension is gone and can't be re-created in PGlite's one session ({exc}); "
+                "a test must not DROP EXTENSION timescaledb or DROP SCHEMA public CASCADE"
+            )
+        conn.autocommit = False
+        yield conn
+    finally:
+        # The next connection gets this session: never leave a transaction open in it. (The server also
+        # rolls back when a client disconnects; this keeps the fixture correct on its own.)
+        with contextlib.suppress(psycopg.Error):
+            if not conn.closed and conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                conn.rollback()
+        conn.close()
