@@ -118,7 +118,7 @@ def _rollup_columns(rollup: TimeRollup, allocations: dict[int, tuple[int, int]])
 
 @dataclass(frozen=True)
 class RollupResult:
-    """Rows written per level."""
+    """Rows computed per level (each written, or already stored unchanged)."""
 
     hourly: int
     daily: dict[str, int]
@@ -148,16 +148,11 @@ def rollup(db: Database, manager_id: int, window: Window, time_zones: tuple[str,
     rid = samples["resource_id"].astype(np.int32)
     ts = samples["ts"] // 1_000_000
     values = np.column_stack([samples[m] for m in METRICS]) if len(ts) else np.zeros((0, len(METRICS)))
-    partitions = db.native_partitions()
+    levels: dict[str | None, TimeRollup] = {None: rollup_buckets(rid, ts, values, hours, interval)}
+    levels.update({tz: rollup_buckets(rid, ts, values, edges, interval) for tz, edges in days.items()})
     with db.connection() as conn:
-        hourly = writer.upsert_rollups(
-            conn, _rollup_columns(rollup_buckets(rid, ts, values, hours, interval), allocations), None, partitions
-        )
-        daily = {
-            tz: writer.upsert_rollups(
-                conn, _rollup_columns(rollup_buckets(rid, ts, values, edges, interval), allocations), tz, partitions
-            )
-            for tz, edges in days.items()
-        }
-    log.info("rolled up %s: %d hourly rows, daily %s", window, hourly, daily)
-    return RollupResult(hourly, daily)
+        for tz, rows in levels.items():
+            writer.upsert_rollups(conn, _rollup_columns(rows, allocations), tz, db.native_partitions())
+    result = RollupResult(len(levels[None]), {tz: len(rows) for tz, rows in levels.items() if tz is not None})
+    log.info("rolled up %s: %d hourly rows, daily %s", window, result.hourly, result.daily)
+    return result
