@@ -9,18 +9,10 @@ from typing import Any
 import psycopg
 import pytest
 
+from cloudmeter.model import METRICS
+
 Conn = psycopg.Connection[tuple[Any, ...]]
 
-METRICS = [
-    "cpu_usage_pct",
-    "cpu_used_cores",
-    "mem_used_bytes",
-    "mem_usage_pct",
-    "disk_read_bps",
-    "disk_write_bps",
-    "net_rx_bps",
-    "net_tx_bps",
-]
 T0 = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
 
 
