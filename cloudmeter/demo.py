@@ -65,9 +65,9 @@ def summarise(db: Database, manager_id: int) -> pl.DataFrame:
     with db.connection() as conn:
         cursor = conn.execute(
             """SELECT c.name AS cluster, count(DISTINCT vm.id) AS vms, sum(h.sample_count) AS samples,
-                      round(100.0 * sum(h.sample_count) / sum(h.expected_count), 1) AS "coverage %",
-                      round(avg(h.cpu_usage_pct_avg)::numeric, 1) AS "cpu avg %",
-                      round(max(h.cpu_usage_pct_p95)::numeric, 1) AS "cpu p95 peak %",
+                      round(100.0 * sum(h.sample_count) / sum(h.expected_count), 1) AS "coverage %%",
+                      round(avg(h.cpu_usage_pct_avg)::numeric, 1) AS "cpu avg %%",
+                      round(max(h.cpu_usage_pct_p95)::numeric, 1) AS "cpu p95 peak %%",
                       round((sum(h.mem_used_bytes_avg) / 2^30 / count(DISTINCT h.ts))::numeric, 1) AS "mem GiB"
                FROM metric_hourly h
                JOIN resources vm ON vm.id = h.resource_id AND vm.kind = 'vm'
