@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import polars as pl
 import typer
@@ -99,15 +99,8 @@ def _manager(db: Database, settings: Settings, name: str) -> tuple[int, Collecto
     config = settings.managers[name]
     db.migrate()
     with db.connection() as conn:
-        public = {k: v for k, v in config.model_dump(mode="json").items() if not _secret(config, k)}
-        manager_id = managers.register_manager(conn, name, config.kind, public)
+        manager_id = managers.register_manager(conn, name, config.kind, config.public_fields())
     return manager_id, build_collector(name, config)
-
-
-def _secret(config: Any, field: str) -> bool:
-    from pydantic import SecretStr
-
-    return isinstance(getattr(config, field, None), SecretStr)
 
 
 @app.callback()

@@ -44,7 +44,7 @@ def run_demo(db: Database, time_zones: tuple[str, ...], vms: int, days: int, now
     collector = SimulatorCollector(DEMO_MANAGER, config, clock=lambda: window.end)
     db.migrate()
     with db.connection() as conn:
-        manager_id = managers.register_manager(conn, DEMO_MANAGER, "simulator", config.model_dump(mode="json"))
+        manager_id = managers.register_manager(conn, DEMO_MANAGER, "simulator", config.public_fields())
     refreshed = jobs.refresh_inventory(db, manager_id, collector)
     steps = window.split(CAPTURE_STEP_S)
     samples = 0

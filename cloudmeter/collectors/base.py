@@ -37,6 +37,11 @@ class ManagerConfig(BaseModel):
     kind: str
     enabled: bool = True
 
+    def public_fields(self) -> dict[str, Any]:
+        """The fields that may be stored and shown: everything but secrets, as JSON-ready values."""
+        dumped = self.model_dump(mode="json")
+        return {key: value for key, value in dumped.items() if not isinstance(getattr(self, key), SecretStr)}
+
 
 @runtime_checkable
 class Collector(Protocol):

@@ -9,9 +9,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
+import numpy.typing as npt
 import psycopg
 from psycopg import sql
 
+from cloudmeter.model import from_epoch_s
 from cloudmeter.storage.schema import TIME_SERIES_TABLES, Mode, TimeSeriesTable
 
 
@@ -64,6 +67,11 @@ class PartitionManager:
                 )
             )
             self._known.add(name)
+
+    def ensure_span(self, conn: psycopg.Connection, table: TimeSeriesTable, ts_s: npt.NDArray[np.int64]) -> None:
+        """In its own transaction, make sure partitions exist for every epoch second in ``ts_s`` (non-empty)."""
+        with conn.transaction():
+            self.ensure(conn, table, from_epoch_s(int(ts_s.min())), from_epoch_s(int(ts_s.max())))
 
     def forget(self, names: list[str]) -> None:
         """Drop ``names`` from the cache (after they were dropped from the database)."""

@@ -16,7 +16,7 @@ import numpy.typing as npt
 import psycopg
 from psycopg import sql
 
-from cloudmeter.model import METRICS, from_epoch_s
+from cloudmeter.model import METRICS
 from cloudmeter.storage import pgbinary
 from cloudmeter.storage.partitions import PartitionManager
 from cloudmeter.storage.schema import DAILY, HOURLY, ROLLUP_KINDS, SAMPLES
@@ -126,8 +126,7 @@ def write_samples(
     if len(ts_s) == 0:
         return 0
     if partitions is not None:
-        with conn.transaction():
-            partitions.ensure(conn, SAMPLES, from_epoch_s(int(ts_s.min())), from_epoch_s(int(ts_s.max())))
+        partitions.ensure_span(conn, SAMPLES, ts_s)
     return upsert(conn, SAMPLES.name, ("resource_id", "ts"), sample_columns(resource_id, ts_s, values))
 
 
@@ -150,10 +149,8 @@ def upsert_rollups(
         ColumnData(name, kind, columns[name], None if kind == pgbinary.FLOAT8 else columns[name] >= 0)
         for name, kind in ROLLUP_KINDS
     ]
-    ts = columns["ts"]
     if partitions is not None:
-        with conn.transaction():
-            partitions.ensure(conn, table, from_epoch_s(int(ts.min())), from_epoch_s(int(ts.max())))
+        partitions.ensure_span(conn, table, columns["ts"])
     if tz is None:
         return upsert(conn, table.name, ("resource_id", "ts"), data)
     return upsert(conn, table.name, ("resource_id", "tz", "ts"), data, {"tz": tz})
