@@ -21,6 +21,7 @@ from cloudmeter.config import Settings, effective_config, load_settings
 from cloudmeter.errors import CloudmeterError, ConfigError
 from cloudmeter.model import Window, as_utc
 from cloudmeter.scheduler import jobs
+from cloudmeter.scheduler.pipeline import StreamRollup
 from cloudmeter.storage import managers, schema
 from cloudmeter.storage.database import Database
 
@@ -254,7 +255,8 @@ def capture(
         with _errors():
             if not jobs.resource_ids(db, manager_id):
                 jobs.refresh_inventory(db, manager_id, collector)
-            result = jobs.capture(db, manager_id, collector, Window(start, end))
+            stream = StreamRollup(db, manager_id, settings.time_zones)
+            result = jobs.capture(db, manager_id, collector, Window(start, end), stream=stream)
     console.print(
         f"{manager}: {result.rows:,} samples in {result.batches} batches for {result.window}", highlight=False
     )

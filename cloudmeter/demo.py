@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from cloudmeter.collectors.simulator import SimulatorCollector, SimulatorConfig
 from cloudmeter.model import Window
 from cloudmeter.scheduler import jobs
+from cloudmeter.scheduler.pipeline import StreamRollup
 from cloudmeter.storage import managers
 from cloudmeter.storage.database import Database
 
@@ -47,16 +48,16 @@ def run_demo(db: Database, time_zones: tuple[str, ...], vms: int, days: int, now
         manager_id = managers.register_manager(conn, DEMO_MANAGER, "simulator", config.public_fields())
     refreshed = jobs.refresh_inventory(db, manager_id, collector)
     steps = window.split(CAPTURE_STEP_S)
+    stream = StreamRollup(db, manager_id, time_zones)
     samples = 0
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True
     ) as progress:
         task = progress.add_task("capturing", total=len(steps))
         for step in steps:
-            samples += jobs.capture(db, manager_id, collector, step).rows
+            samples += jobs.capture(db, manager_id, collector, step, stream=stream).rows
             progress.advance(task)
-        progress.update(task, description="rolling up")
-        rolled = jobs.rollup(db, manager_id, window, time_zones)
+    rolled = stream.counts
     return DemoResult(window, len(refreshed.ids), samples, rolled.hourly, rolled.daily, summarise(db, manager_id))
 
 

@@ -28,7 +28,7 @@ METRICS: Final[tuple[str, ...]] = (
 )
 
 #: Resource kinds, from the bottom of the topology to the top.
-KINDS: Final[tuple[str, ...]] = ("vm", "host", "cluster", "provider", "region")
+KINDS: Final[tuple[str, ...]] = ("vm", "host", "cluster", "provider", "region", "project")
 
 
 def as_utc(moment: datetime) -> datetime:

@@ -11,20 +11,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import numpy.typing as npt
 
 from cloudmeter.collectors.base import Collector
 from cloudmeter.errors import BadPayload
-from cloudmeter.model import METRICS, ResourceRef, SampleBatch, Window, from_epoch_s
-from cloudmeter.rollups.reference import TimeRollup, rollup_buckets
-from cloudmeter.rollups.zones import day_edges, hour_edges
-from cloudmeter.storage import inventory, managers, readers, writer
+from cloudmeter.model import ResourceRef, SampleBatch, Window, epoch_s
+from cloudmeter.scheduler import pipeline
+from cloudmeter.scheduler.pipeline import StreamRollup
+from cloudmeter.storage import inventory, managers, writer
 from cloudmeter.storage.database import Database
-from cloudmeter.storage.schema import STATS
+from cloudmeter.storage.writer import DirtyMarks
 
 log = logging.getLogger(__name__)
 
@@ -75,16 +74,36 @@ class CaptureResult:
 
 
 def capture(
-    db: Database, manager_id: int, collector: Collector, window: Window, progress: Progress | None = None
+    db: Database,
+    manager_id: int,
+    collector: Collector,
+    window: Window,
+    progress: Progress | None = None,
+    stream: StreamRollup | None = None,
 ) -> CaptureResult:
-    """Capture ``window`` from the source into ``metric_samples``; advance the manager's mark at the end."""
+    """Capture ``window`` from the source into ``metric_samples``, rolling up in-stream; advance the marks.
+
+    ``stream`` carries the in-stream state between calls (a daemon keeps one per manager); without it, one
+    is resumed from storage for this call. Hours the window completes are rolled up from memory; changed
+    samples of hours already rolled up are marked and rebuilt (``roll_dirty``) at the end.
+    """
     ids = resource_ids(db, manager_id)
+    with db.connection() as conn:
+        captured = managers.manager_by_id(conn, manager_id).captured_until
+    time_zones = stream.time_zones if stream else _time_zones(db)
+    stream = stream or StreamRollup(db, manager_id, time_zones)
+    append_from = epoch_s(captured) if captured else window.start_s
     batches = rows = 0
     interval: int | None = None
     for batch in collector.capture(window):
         rid = _batch_ids(batch, ids, collector.name)
+        stream.add(rid, batch.ts_s, batch.values, batch.interval_s)
+        dirty = DirtyMarks(manager_id, stream.rolled_until_s or window.start_s)
         with db.connection() as conn:
-            writer.write_samples(conn, rid, batch.ts_s, batch.values, db.native_partitions())
+            partitions = db.native_partitions()
+            writer.write_samples(
+                conn, rid, batch.ts_s, batch.values, partitions, append_from_s=append_from, dirty=dirty
+            )
         batches += 1
         rows += len(batch)
         interval = batch.interval_s
@@ -94,65 +113,36 @@ def capture(
         if interval is not None:
             conn.execute("UPDATE managers SET sample_interval_s = %s WHERE id = %s", (interval, manager_id))
         managers.mark_captured(conn, manager_id, window.end, _now())
+    stream.advance(window.end_s)
+    roll_dirty(db, manager_id, time_zones, stream)
     return CaptureResult(window, batches, rows, interval)
 
 
-def _rollup_columns(rollup: TimeRollup, allocations: dict[int, tuple[int, int]]) -> dict[str, npt.NDArray[Any]]:
-    n = len(rollup)
-    columns: dict[str, npt.NDArray[Any]] = {"ts": rollup.bucket_start_s, "resource_id": rollup.resource_id}
-    for m, metric in enumerate(METRICS):
-        for stat in STATS:
-            source = rollup.max_ts if stat == "max_ts" else getattr(rollup, stat)
-            columns[f"{metric}_{stat}"] = source[:, m]
-    alloc = np.array([allocations.get(int(r), (-1, -1)) for r in rollup.resource_id], dtype=np.int64).reshape(n, 2)
-    columns.update(
-        sample_count=rollup.sample_count,
-        expected_count=rollup.expected_count,
-        vcpus=alloc[:, 0],
-        memory_bytes=alloc[:, 1],
-        child_count=np.full(n, -1),
-        children_with_data=np.full(n, -1),
-    )
-    return columns
-
-
-@dataclass(frozen=True)
-class RollupResult:
-    """Rows computed per level (each written, or already stored unchanged)."""
-
-    hourly: int
-    daily: dict[str, int]
-
-
-def rollup(db: Database, manager_id: int, window: Window, time_zones: tuple[str, ...]) -> RollupResult:
-    """Recompute the hourly rows and the daily rows (per time zone) of every bucket overlapping ``window``.
-
-    This is the plain reference path: it reads the raw samples back from storage.
-    """
+def _time_zones(db: Database) -> tuple[str, ...]:
+    """The time zones of the daily rows already stored (UTC at least), for callers that name none."""
     with db.connection() as conn:
-        row = conn.execute("SELECT sample_interval_s FROM managers WHERE id = %s", (manager_id,)).fetchone()
-        interval = int(row[0]) if row and row[0] else 60
-        alloc_rows = conn.execute(
-            "SELECT id, coalesce(vcpus, -1), coalesce(memory_bytes, -1) FROM resources WHERE manager_id = %s",
-            (manager_id,),
-        ).fetchall()
-    allocations = {rid: (vcpus, mem) for rid, vcpus, mem in alloc_rows}
-    days = {tz: day_edges(tz, window.start_s, window.end_s) for tz in time_zones}
-    hours = hour_edges(window.start_s, window.end_s)
-    span = Window(
-        from_epoch_s(min(int(hours[0]), *(int(e[0]) for e in days.values()))),
-        from_epoch_s(max(int(hours[-1]), *(int(e[-1]) for e in days.values()))),
-    )
+        rows = conn.execute("SELECT DISTINCT tz FROM metric_daily").fetchall()
+    return ("UTC", *sorted({tz for (tz,) in rows} - {"UTC"}))
+
+
+def roll_dirty(db: Database, manager_id: int, time_zones: tuple[str, ...], stream: StreamRollup | None = None) -> int:
+    """Rebuild the rolled-up hours whose samples changed (and their days); return how many hours."""
     with db.connection() as conn:
-        samples = readers.sample_arrays(conn, span, list(allocations))
-    rid = samples["resource_id"].astype(np.int32)
-    ts = samples["ts"] // 1_000_000
-    values = np.column_stack([samples[m] for m in METRICS]) if len(ts) else np.zeros((0, len(METRICS)))
-    levels: dict[str | None, TimeRollup] = {None: rollup_buckets(rid, ts, values, hours, interval)}
-    levels.update({tz: rollup_buckets(rid, ts, values, edges, interval) for tz, edges in days.items()})
-    with db.connection() as conn:
-        for tz, rows in levels.items():
-            writer.upsert_rollups(conn, _rollup_columns(rows, allocations), tz, db.native_partitions())
-    result = RollupResult(len(levels[None]), {tz: len(rows) for tz, rows in levels.items() if tz is not None})
-    log.info("rolled up %s: %d hourly rows, daily %s", window, result.hourly, result.daily)
-    return result
+        hours = managers.dirty_hours(conn, manager_id)
+    if not hours:
+        return 0
+    marks = {epoch_s(h) for h in hours}
+    pipeline.rebuild(db, manager_id, Window(hours[0], hours[-1] + timedelta(hours=1)), time_zones, marks)
+    with db.connection() as conn, conn.transaction():
+        managers.clear_dirty(conn, manager_id, hours)
+    if stream is not None and stream.rolled_until_s is not None:
+        open_from = pipeline.day_span(time_zones, stream.rolled_until_s, stream.rolled_until_s + 1)[0]
+        if max(marks) >= open_from:
+            stream.reset()  # an open day took in the old values: restore it from storage
+    log.info("manager %d: rebuilt %d changed hours", manager_id, len(marks))
+    return len(marks)
+
+
+def rollup(db: Database, manager_id: int, window: Window, time_zones: tuple[str, ...]) -> pipeline.RollupCounts:
+    """Rebuild from storage the hourly rows in ``window`` and the daily rows (per time zone) of its days."""
+    return pipeline.rebuild(db, manager_id, window, time_zones)

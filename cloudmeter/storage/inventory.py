@@ -134,8 +134,28 @@ def _stored_history(conn: psycopg.Connection, manager_id: int) -> dict[int, list
     return stored
 
 
+def with_projects(inventory: Inventory) -> Inventory:
+    """The inventory plus one resource of kind ``project`` per project its resources name.
+
+    Projects have no parent (they group VMs across hosts, so they never add into a provider's totals); one
+    exists from the earliest creation among its members.
+    """
+    members: dict[str, list[datetime]] = defaultdict(list)
+    for item in inventory.items:
+        for project in {item.project, *(p.project for p in item.history)} - {None}:
+            members[str(project)].append(as_utc(item.created_at or inventory.observed_at))
+    listed = {item.ref for item in inventory.items}
+    projects = tuple(
+        InventoryItem(ResourceRef("project", name), name, created_at=min(times), history=(Placement(min(times), None),))
+        for name, times in sorted(members.items())
+        if ResourceRef("project", name) not in listed
+    )
+    return Inventory(inventory.observed_at, inventory.items + projects)
+
+
 def save_inventory(conn: psycopg.Connection, manager_id: int, inventory: Inventory) -> RefreshResult:
-    """Persist one refresh of manager ``manager_id`` in one transaction."""
+    """Persist one refresh of manager ``manager_id`` in one transaction (projects included)."""
+    inventory = with_projects(inventory)
     observed_at = as_utc(inventory.observed_at)
     with conn.transaction():
         ids = _upsert_resources(conn, manager_id, inventory)

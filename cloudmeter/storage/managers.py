@@ -24,9 +24,14 @@ class ManagerRow:
     captured_until: datetime | None
     last_error: str | None
     last_error_at: datetime | None
+    sample_interval_s: int | None
+    rolled_until: datetime | None
 
 
-_COLUMNS = "id, name, kind, enabled, last_refresh_at, last_capture_at, captured_until, last_error, last_error_at"
+_COLUMNS = (
+    "id, name, kind, enabled, last_refresh_at, last_capture_at, captured_until, last_error, last_error_at, "
+    "sample_interval_s, rolled_until"
+)
 
 
 def register_manager(conn: psycopg.Connection, name: str, kind: str, config: dict[str, Any]) -> int:
@@ -51,6 +56,31 @@ def get_manager(conn: psycopg.Connection, name: str) -> ManagerRow | None:
     """The stored manager ``name``, or None."""
     with conn.cursor(row_factory=class_row(ManagerRow)) as cur:
         return cur.execute(f"SELECT {_COLUMNS} FROM managers WHERE name = %s", (name,)).fetchone()
+
+
+def manager_by_id(conn: psycopg.Connection, manager_id: int) -> ManagerRow:
+    """The stored manager ``manager_id`` (it must exist)."""
+    with conn.cursor(row_factory=class_row(ManagerRow)) as cur:
+        row = cur.execute(f"SELECT {_COLUMNS} FROM managers WHERE id = %s", (manager_id,)).fetchone()
+    if row is None:
+        raise LookupError(f"no manager with id {manager_id}")
+    return row
+
+
+def mark_rolled(conn: psycopg.Connection, manager_id: int, until: datetime) -> None:
+    """Record that every hour before ``until`` is rolled up (call inside the transaction writing the rows)."""
+    conn.execute("UPDATE managers SET rolled_until = %s WHERE id = %s", (until, manager_id))
+
+
+def dirty_hours(conn: psycopg.Connection, manager_id: int) -> list[datetime]:
+    """Starts of the rolled-up hours whose raw samples changed since, oldest first."""
+    rows = conn.execute("SELECT ts FROM rollup_dirty WHERE manager_id = %s ORDER BY ts", (manager_id,))
+    return [ts for (ts,) in rows]
+
+
+def clear_dirty(conn: psycopg.Connection, manager_id: int, hours: list[datetime]) -> None:
+    """Forget dirty marks once their hours are rolled up again."""
+    conn.execute("DELETE FROM rollup_dirty WHERE manager_id = %s AND ts = ANY(%s)", (manager_id, hours))
 
 
 def mark_refreshed(conn: psycopg.Connection, manager_id: int, at: datetime) -> None:

@@ -9,12 +9,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
 import numpy.typing as npt
 import polars as pl
 import psycopg
 from psycopg import sql
 
-from cloudmeter.model import METRICS, Window
+from cloudmeter.model import KINDS, METRICS, Window
+from cloudmeter.rollups.topology import OPEN_END, Topology
 from cloudmeter.storage import pgbinary
 from cloudmeter.storage.schema import ROLLUP_KINDS
 
@@ -112,6 +114,40 @@ def read_rollups(
         read_arrays(conn, query, [window.start, window.end, *tz_param, *extra], ROLLUP_KINDS), ROLLUP_KINDS
     )
     return frame.insert_column(1, pl.lit(tz).alias("tz")) if level == "daily" else frame
+
+
+def read_topology(conn: psycopg.Connection, manager_id: int) -> Topology:
+    """A manager's resources and placement periods, for the rollup engine."""
+    resources = conn.execute(
+        "SELECT id, kind FROM resources WHERE manager_id = %s ORDER BY id", (manager_id,)
+    ).fetchall()
+    periods = conn.execute(
+        """SELECT h.resource_id, extract(epoch FROM h.valid_from)::bigint, extract(epoch FROM h.valid_to)::bigint,
+                  h.parent_id, p.id, h.vcpus, h.memory_bytes
+           FROM resource_history h JOIN resources r ON r.id = h.resource_id
+           LEFT JOIN resources p ON p.manager_id = r.manager_id AND p.kind = 'project' AND p.ems_ref = h.project
+           WHERE r.manager_id = %s ORDER BY h.resource_id, h.valid_from""",
+        (manager_id,),
+    ).fetchall()
+    if not resources:
+        return Topology.empty()
+    columns = list(zip(*periods, strict=True)) if periods else [()] * 7
+
+    def ints(values: Sequence[Any], dtype: type, null: int) -> npt.NDArray[Any]:
+        return np.array([null if v is None else v for v in values], dtype=dtype)
+
+    return Topology(
+        resource_id=np.array([r[0] for r in resources], np.int32),
+        kind=np.array([KINDS.index(r[1]) for r in resources], np.int8),
+        period_resource=ints(columns[0], np.int32, -1),
+        valid_from_s=ints(columns[1], np.int64, 0),
+        valid_to_s=ints(columns[2], np.int64, OPEN_END),
+        parent_id=ints(columns[3], np.int32, -1),
+        project_id=ints(columns[4], np.int32, -1),
+        capacity=np.array([[np.nan if v is None else v for v in row[5:7]] for row in periods], np.float64).reshape(
+            len(periods), 2
+        ),
+    )
 
 
 def read_resources(conn: psycopg.Connection, manager_id: int | None = None) -> pl.DataFrame:

@@ -99,8 +99,12 @@ ALTER TABLE {table.name} SET (timescaledb.compress, timescaledb.compress_segment
 """
 
 
+def _kind_list(kinds: tuple[str, ...]) -> str:
+    return ", ".join(f"'{k}'" for k in kinds)
+
+
 def _m001_core(mode: Mode) -> str:
-    kinds = ", ".join(f"'{k}'" for k in KINDS)
+    kinds = _kind_list(("vm", "host", "cluster", "provider", "region"))
     samples = ",\n    ".join(f"{metric} double precision" for metric in METRICS)
     rollup = _rollup_columns()
     return f"""
@@ -181,6 +185,20 @@ CREATE TABLE metric_daily (
 """
 
 
+def _m002_rollup_state(mode: Mode) -> str:
+    del mode  # the same in both modes
+    return f"""
+ALTER TABLE resources DROP CONSTRAINT resources_kind_check;
+ALTER TABLE resources ADD CONSTRAINT resources_kind_check CHECK (kind IN ({_kind_list(KINDS)}));
+ALTER TABLE managers ADD COLUMN rolled_until timestamptz;
+CREATE TABLE rollup_dirty (
+    manager_id integer NOT NULL REFERENCES managers(id) ON DELETE CASCADE,
+    ts timestamptz NOT NULL,
+    PRIMARY KEY (manager_id, ts)
+);
+"""
+
+
 @dataclass(frozen=True)
 class Migration:
     """One numbered, forward-only schema step."""
@@ -192,6 +210,7 @@ class Migration:
 
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(1, "data-contract tables: managers, resources, history, samples, hourly, daily", _m001_core),
+    Migration(2, "project resources; rollup progress (managers.rolled_until) and dirty hours", _m002_rollup_state),
 )
 LATEST: Final = MIGRATIONS[-1].version
 

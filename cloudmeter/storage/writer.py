@@ -17,9 +17,11 @@ import psycopg
 from psycopg import sql
 
 from cloudmeter.model import METRICS
+from cloudmeter.rollups.kernels import is_sorted_unique
+from cloudmeter.rollups.series import Rows, last_per_key
 from cloudmeter.storage import pgbinary
 from cloudmeter.storage.partitions import PartitionManager
-from cloudmeter.storage.schema import DAILY, HOURLY, ROLLUP_KINDS, SAMPLES
+from cloudmeter.storage.schema import DAILY, HOURLY, ROLLUP_KINDS, SAMPLES, STATS
 
 #: Bytes handed to the server per COPY write.
 COPY_CHUNK = 8 << 20
@@ -35,22 +37,27 @@ class ColumnData:
     valid: npt.NDArray[np.bool_] | None = None
 
 
-def last_per_key(*keys: npt.NDArray[Any]) -> npt.NDArray[np.intp]:
-    """Indices that sort rows by ``keys`` (first = most significant), keeping the last of equal keys."""
-    order = np.lexsort(keys[::-1])
-    if len(order) < 2:
-        return order.astype(np.intp)
-    sorted_keys = [key[order] for key in keys]
-    differs = np.zeros(len(order) - 1, dtype=np.bool_)
-    for key in sorted_keys:
-        differs |= key[1:] != key[:-1]
-    keep = np.append(differs, True)
-    kept: npt.NDArray[np.intp] = order[keep]
-    return kept
-
-
 def _stage_name(table: str, columns: Sequence[str]) -> str:
     return f"_stage_{table}_{zlib.crc32(','.join(columns).encode()):08x}"
+
+
+@dataclass(frozen=True)
+class DirtyMarks:
+    """Where changed raw rows leave a mark: hours before ``before_s`` are already rolled up for the manager."""
+
+    manager_id: int
+    before_s: int
+
+
+def copy_in(conn: psycopg.Connection, table: str, columns: Sequence[ColumnData]) -> None:
+    """Binary COPY of ``columns`` into ``table`` (no conflict handling)."""
+    payload = pgbinary.encode([(c.kind, c.values, c.valid) for c in columns])
+    names = sql.SQL(", ").join(sql.Identifier(c.name) for c in columns)
+    statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)").format(sql.Identifier(table), names)
+    with conn.cursor().copy(statement) as copy:
+        view = memoryview(payload)  # type: ignore[arg-type]
+        for offset in range(0, len(view), COPY_CHUNK):
+            copy.write(view[offset : offset + COPY_CHUNK])
 
 
 def upsert(
@@ -59,11 +66,13 @@ def upsert(
     key: Sequence[str],
     columns: Sequence[ColumnData],
     constants: Mapping[str, Any] | None = None,
+    dirty: DirtyMarks | None = None,
 ) -> int:
     """Insert or update rows of ``table`` identified by ``key``; return the rows written or changed.
 
     ``columns`` must be unique on ``key`` (see ``last_per_key``). ``constants`` adds columns with one value
-    for every row (e.g. a daily rollup's ``tz``). Runs in one transaction.
+    for every row (e.g. a daily rollup's ``tz``). With ``dirty``, the hours of changed rows older than
+    ``dirty.before_s`` go into ``rollup_dirty``. Runs in one transaction.
     """
     names = [c.name for c in columns]
     constants = dict(constants or {})
@@ -76,11 +85,7 @@ def upsert(
                 "CREATE TEMP TABLE IF NOT EXISTS {} ON COMMIT DELETE ROWS AS SELECT {} FROM {} WITH NO DATA"
             ).format(sql.Identifier(stage), sql.SQL(", ").join(map(sql.Identifier, names)), sql.Identifier(table))
         )
-        payload = pgbinary.encode([(c.kind, c.values, c.valid) for c in columns])
-        with conn.cursor().copy(sql.SQL("COPY {} FROM STDIN (FORMAT binary)").format(sql.Identifier(stage))) as copy:
-            view = memoryview(payload)  # type: ignore[arg-type]
-            for offset in range(0, len(view), COPY_CHUNK):
-                copy.write(view[offset : offset + COPY_CHUNK])
+        copy_in(conn, stage, columns)
         target = sql.Identifier(table)
         statement = sql.SQL(
             "INSERT INTO {target} ({cols}) SELECT {select} FROM {stage} "
@@ -96,19 +101,28 @@ def upsert(
             excluded=sql.SQL(", ").join(sql.Identifier("excluded", c) for c in update_cols),
             current=sql.SQL(", ").join(sql.Identifier(table, c) for c in update_cols),
         )
-        cursor = conn.execute(statement, constants)
-        return cursor.rowcount
+        if dirty is None:
+            return conn.execute(statement, constants).rowcount
+        marked = sql.SQL(
+            "WITH changed AS ({} RETURNING ts), marked AS (INSERT INTO rollup_dirty (manager_id, ts) "
+            "SELECT DISTINCT %(_manager)s, date_bin('1 hour', ts, timestamptz 'epoch') FROM changed "
+            "WHERE ts < to_timestamp(%(_before)s) ON CONFLICT DO NOTHING) SELECT count(*) FROM changed"
+        ).format(statement)
+        row = conn.execute(marked, {**constants, "_manager": dirty.manager_id, "_before": dirty.before_s}).fetchone()
+        return int(row[0]) if row else 0
 
 
 def sample_columns(
     resource_id: npt.NDArray[np.int32], ts_s: npt.NDArray[np.int64], values: npt.NDArray[np.float64]
 ) -> list[ColumnData]:
     """The ``metric_samples`` columns of a batch, deduplicated on (resource_id, ts) keeping the last."""
-    keep = last_per_key(resource_id, ts_s)
+    if not is_sorted_unique(resource_id, ts_s):
+        keep = last_per_key(resource_id, ts_s)
+        resource_id, ts_s, values = resource_id[keep], ts_s[keep], values[keep]
     return [
-        ColumnData("ts", pgbinary.TIMESTAMPTZ, ts_s[keep]),
-        ColumnData("resource_id", pgbinary.INT4, resource_id[keep]),
-        *(ColumnData(metric, pgbinary.FLOAT8, values[keep, m]) for m, metric in enumerate(METRICS)),
+        ColumnData("ts", pgbinary.TIMESTAMPTZ, ts_s),
+        ColumnData("resource_id", pgbinary.INT4, resource_id),
+        *(ColumnData(metric, pgbinary.FLOAT8, np.ascontiguousarray(values[:, m])) for m, metric in enumerate(METRICS)),
     ]
 
 
@@ -118,16 +132,63 @@ def write_samples(
     ts_s: npt.NDArray[np.int64],
     values: npt.NDArray[np.float64],
     partitions: PartitionManager | None = None,
+    *,
+    append_from_s: int | None = None,
+    dirty: DirtyMarks | None = None,
 ) -> int:
     """Write raw samples idempotently (one transaction); return rows inserted or changed.
 
-    ``partitions`` (native mode) first creates any partition the batch needs.
+    ``partitions`` (native mode) first creates any partition the batch needs. Rows at or after
+    ``append_from_s`` (past what the manager has captured, so normally not stored yet) go in with a plain
+    COPY; should any of them exist already, that part falls back to the upsert. ``dirty`` marks the hours of
+    changed rows that are already rolled up.
     """
     if len(ts_s) == 0:
         return 0
     if partitions is not None:
         partitions.ensure_span(conn, SAMPLES, ts_s)
-    return upsert(conn, SAMPLES.name, ("resource_id", "ts"), sample_columns(resource_id, ts_s, values))
+    key = ("resource_id", "ts")
+    with conn.transaction():
+        if append_from_s is None:
+            return upsert(conn, SAMPLES.name, key, sample_columns(resource_id, ts_s, values), dirty=dirty)
+        new = ts_s >= append_from_s
+        old = ~new
+        written = 0
+        if old.any():
+            columns = sample_columns(resource_id[old], ts_s[old], values[old])
+            written += upsert(conn, SAMPLES.name, key, columns, dirty=dirty)
+        if new.any():
+            columns = sample_columns(resource_id[new], ts_s[new], values[new])
+            try:
+                with conn.transaction():
+                    copy_in(conn, SAMPLES.name, columns)
+                written += len(columns[0].values)
+            except psycopg.errors.UniqueViolation:
+                written += upsert(conn, SAMPLES.name, key, columns, dirty=dirty)
+        return written
+
+
+def rollup_columns(rows: Rows) -> dict[str, npt.NDArray[Any]]:
+    """The ``metric_hourly``/``metric_daily`` columns of ``rows`` (without ``tz``), as ``upsert_rollups`` takes."""
+    stats = {"avg": rows.avg, "min": rows.min, "max": rows.max, "p95": rows.p95, "max_ts": rows.max_ts}
+    columns: dict[str, npt.NDArray[Any]] = {"ts": rows.ts_s, "resource_id": rows.resource_id}
+    for m, metric in enumerate(METRICS):
+        for stat in STATS:
+            columns[f"{metric}_{stat}"] = np.ascontiguousarray(stats[stat][:, m])
+    columns.update(
+        sample_count=rows.sample_count,
+        expected_count=rows.expected_count,
+        vcpus=rows.vcpus,
+        memory_bytes=rows.memory_bytes,
+        child_count=rows.child_count,
+        children_with_data=rows.children_with_data,
+    )
+    return columns
+
+
+def write_rows(conn: psycopg.Connection, rows: Rows, partitions: PartitionManager | None = None) -> int:
+    """Write rollup rows of the engine (hourly, or daily of ``rows.tz``) idempotently."""
+    return upsert_rollups(conn, rollup_columns(rows), rows.tz, partitions)
 
 
 def upsert_rollups(

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from cloudmeter.storage.schema import LATEST
+
 
 def run(
     *args: str, env: dict[str, str] | None = None, data_dir: Path | None = None
@@ -79,4 +81,4 @@ def test_demo_on_the_embedded_default_twice(tmp_path: Path) -> None:
     assert sum(row["vms"] for row in summary) == 30
     assert (tmp_path / "postgres" / "PG_VERSION").read_text().strip() == "18"
     status = run("db", "status", "--json", data_dir=tmp_path)
-    assert json.loads(status.stdout)["schema_version"] == 1
+    assert json.loads(status.stdout)["schema_version"] == LATEST

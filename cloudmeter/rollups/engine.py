@@ -1,0 +1,268 @@
+"""The rollup engine: raw samples -> hourly rows of every level -> daily rows per time zone.
+
+``Roller.roll(start, end, leaves)`` takes complete hours: raw samples in chunks of resources (each chunk
+holding all of its resources' samples in the range, chunks in resource order). For each chunk it yields the
+hourly rows of those resources, folds them into the open local days, and sums them into their parents'
+slots on the source grid (placed by each sample's own time). Once every chunk is in, the parent levels
+follow (host, project, cluster, provider, region), each a series of its own that goes through the same
+kernels. ``close(until)`` yields the daily rows of the days that have ended.
+
+In-stream capture feeds one hour at a time from memory; rebuild feeds days of stored samples in chunks of
+resources. The arithmetic happens in the same order either way, so both produce the same bits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import numpy as np
+import numpy.typing as npt
+
+from cloudmeter.model import KINDS, METRICS
+from cloudmeter.rollups import kernels
+from cloudmeter.rollups.days import BucketStats, DayAccumulator, bucket_stats, heap_size
+from cloudmeter.rollups.series import CAPACITY_OF, PERCENT_OF, Floats, Int32s, Ints, Rows, Series, int_or_null
+from cloudmeter.rollups.topology import Topology
+from cloudmeter.rollups.zones import HOUR_S, day_edges
+
+#: Default percentile of the ``_p95`` columns.
+Q = 0.95
+#: Levels in roll-up order: a level is complete once every level before it has been summed into it.
+LEVELS = ("vm", "host", "project", "cluster", "provider", "region")
+_CODE = {kind: KINDS.index(kind) for kind in LEVELS}
+_PROJECT = _CODE["project"]
+
+
+def _run_heads(*keys: npt.NDArray[np.integer]) -> npt.NDArray[np.intp]:
+    """Rows where any key differs from the previous row (the first row included)."""
+    n = len(keys[0])
+    change = np.zeros(n, dtype=np.bool_)
+    if n:
+        change[0] = True
+    for key in keys:
+        change[1:] |= key[1:] != key[:-1]
+    return np.flatnonzero(change)
+
+
+def _count_table(keys: Ints) -> tuple[Ints, Ints]:
+    unique, counts = np.unique(keys, return_counts=True)
+    return unique, counts.astype(np.int64)
+
+
+def _lookup(table: tuple[Ints, Ints], keys: Ints) -> Ints:
+    unique, counts = table
+    at = np.clip(np.searchsorted(unique, keys), 0, max(len(unique) - 1, 0))
+    hit = (unique[at] == keys) if len(unique) else np.zeros(len(keys), np.bool_)
+    result: Ints = np.where(hit, counts[at] if len(unique) else 0, 0)
+    return result
+
+
+class _SlotSums:
+    """One parent kind's summed series over the range, on the source grid: (parents, slots, ...)."""
+
+    def __init__(self, code: int, ids: Int32s, base_s: int, slots: int, interval_s: int) -> None:
+        self.code, self.ids, self.base_s, self.interval_s = code, ids, base_s, interval_s
+        self.hours = -(-slots * interval_s // HOUR_S)
+        shape = (len(ids), slots)
+        metrics = len(METRICS)
+        self.sum = np.zeros((*shape, metrics))
+        self.count = np.zeros((*shape, metrics), np.int32)
+        self.capacity = np.zeros((*shape, len(CAPACITY_OF)))
+        self.samples = np.zeros(shape, np.int32)
+        #: (parent * hours + hour) << 32 | child, for every child that sent data in that hour
+        self.hour_pairs: list[Ints] = []
+
+    def add(self, series: Series, parent_pos: Int32s) -> None:
+        kernels.slot_sums(
+            series.values, series.ts_s, series.samples, parent_pos, series.capacity, CAPACITY_OF,
+            self.base_s, self.interval_s, self.sum, self.count, self.capacity, self.samples,
+        )  # fmt: skip
+
+    def series(self, topology: Topology) -> Series:
+        """The parents' own series: one row per slot where any child sent data; percentages recomputed."""
+        p, s = np.nonzero(self.samples)
+        rid = self.ids[p]
+        ts = self.base_s + s.astype(np.int64) * self.interval_s
+        values = np.where(self.count[p, s] > 0, self.sum[p, s], np.nan)
+        period = topology.place(rid, ts)
+        own = np.where((period >= 0)[:, None], topology.capacity[np.maximum(period, 0)], np.nan)
+        capacity = np.where(np.isnan(own), self.capacity[p, s], own)
+        for pct, absolute, column in PERCENT_OF:
+            cap = capacity[:, column]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                values[:, pct] = np.where(cap > 0, 100.0 * values[:, absolute] / cap, np.nan)
+        return Series(rid, ts, values, self.samples[p, s], capacity)
+
+
+def _parents(topology: Topology) -> npt.NDArray[np.bool_]:
+    """Which positions of ``topology`` are someone's parent or project (their rows come from children)."""
+    ids = np.union1d(topology.parent_id[topology.parent_id >= 0], topology.project_id[topology.project_id >= 0])
+    position = topology.dense(ids.astype(np.int32))
+    mask = np.zeros(len(topology), np.bool_)
+    mask[position[position >= 0]] = True
+    return mask
+
+
+def leaf_series(topology: Topology, resource_id: Int32s, ts_s: Ints, values: Floats) -> Series:
+    """Raw samples (sorted, unique) as a series: one sample each, capacity from the placement at that time."""
+    period = topology.place(resource_id, ts_s)
+    capacity = np.where((period >= 0)[:, None], topology.capacity[np.maximum(period, 0)], np.nan)
+    return Series(resource_id, ts_s, values, np.ones(len(ts_s), np.int32), capacity)
+
+
+class Roller:
+    """Rolls one manager's samples up in time and topology; keeps the open local days between calls."""
+
+    def __init__(self, topology: Topology, interval_s: int, time_zones: Iterable[str], q: float = Q) -> None:
+        self.topology, self.interval_s, self.q = topology, interval_s, q
+        self.time_zones = tuple(dict.fromkeys(time_zones))
+        self._heap = heap_size(interval_s, q)
+        self._days: dict[tuple[str, int], DayAccumulator] = {}
+        self._is_parent = _parents(topology)
+
+    @property
+    def open_days(self) -> list[tuple[str, int, int]]:
+        """(tz, start, end) of the days holding partials, oldest first."""
+        return sorted((d.tz, d.start_s, d.end_s) for d in self._days.values())
+
+    def roll(self, start_s: int, end_s: int, leaves: Iterable[Series]) -> Iterator[Rows]:
+        """Hourly rows of every level for the whole hours ``[start_s, end_s)``; daily partials kept."""
+        if start_s % HOUR_S or end_s % HOUR_S or end_s <= start_s:
+            raise ValueError(f"roll needs whole hours, got [{start_s}, {end_s})")
+        hours = np.arange(start_s, end_s + 1, HOUR_S, dtype=np.int64)
+        cuts = [day_edges(tz, start_s, end_s) for tz in self.time_zones]
+        pieces = np.union1d(hours, np.concatenate(cuts)) if cuts else hours
+        pieces = pieces[(pieces >= start_s) & (pieces <= end_s)]
+        days = self._days_over(start_s, end_s)
+        slots = -(-(end_s - start_s) // self.interval_s)
+        sinks = {
+            code: _SlotSums(code, self.topology.ids_of_kind(code), start_s, slots, self.interval_s)
+            for code in (_CODE[k] for k in LEVELS[1:])
+        }
+        for chunk in leaves:
+            own = ~self._is_parent[self.topology.dense(chunk.resource_id)]
+            yield self._level(chunk if own.all() else chunk.take(own), hours, pieces, days, sinks, None)
+        for kind in LEVELS[1:]:
+            sink = sinks.pop(_CODE[kind])
+            if sink.samples.any():
+                yield self._level(sink.series(self.topology), hours, pieces, days, sinks, sink)
+
+    def forget(self, until_s: int) -> None:
+        """Drop the partials of days ending at or before ``until_s`` (their rows are stored already)."""
+        for key in [k for k, day in self._days.items() if day.end_s <= until_s]:
+            del self._days[key]
+
+    def retopologize(self, topology: Topology) -> None:
+        """Switch to a newer topology (inventory refreshed), carrying the open days' partials over."""
+        for day in self._days.values():
+            day.remap(self.topology.resource_id, topology)
+        self.topology, self._is_parent = topology, _parents(topology)
+
+    def close(self, until_s: int) -> Iterator[Rows]:
+        """Daily rows of every open day that ends at or before ``until_s``, which are then forgotten."""
+        for key in sorted(k for k, day in self._days.items() if day.end_s <= until_s):
+            day = self._days.pop(key)
+            edges = np.array([day.start_s, day.end_s], dtype=np.int64)
+            placed: dict[int, int] = {}
+            for relation in ("parent", "project"):
+                parent, _, _ = self.topology.placed_children(relation, edges)
+                ids, counts = np.unique(parent, return_counts=True)
+                placed.update(zip(ids.tolist(), counts.tolist(), strict=True))
+            rows = day.rows(self.topology.resource_id, self.interval_s, self.q, placed, self._is_parent)
+            if len(rows):
+                yield rows
+
+    def _days_over(self, start_s: int, end_s: int) -> list[DayAccumulator]:
+        days = []
+        for tz in self.time_zones:
+            edges = day_edges(tz, start_s, end_s)
+            for lo, hi in zip(edges[:-1].tolist(), edges[1:].tolist(), strict=True):
+                if hi <= start_s or lo >= end_s:
+                    continue
+                if (tz, lo) not in self._days:
+                    self._days[(tz, lo)] = DayAccumulator(tz, lo, hi, len(self.topology), self._heap, len(METRICS))
+                days.append(self._days[(tz, lo)])
+        return days
+
+    def _level(
+        self,
+        series: Series,
+        hours: Ints,
+        pieces: Ints,
+        days: list[DayAccumulator],
+        sinks: dict[int, _SlotSums],
+        source: _SlotSums | None,
+    ) -> Rows:
+        stats = bucket_stats(series, hours)
+        rows = self._hourly(series, stats, hours, source)
+        by_piece = stats if len(pieces) == len(hours) else bucket_stats(series, pieces)
+        position = self.topology.dense(by_piece.resource_id)
+        for day in days:
+            day.feed(series, by_piece, pieces, position)
+        self._scatter(series, days, sinks)
+        return rows
+
+    def _hourly(self, series: Series, stats: BucketStats, hours: Ints, source: _SlotSums | None) -> Rows:
+        n = len(stats)
+        p95 = np.empty(stats.sum.shape)
+        kernels.segment_percentile(series.values, stats.starts, stats.count, self.q, p95)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            avg = np.where(stats.count > 0, stats.sum / stats.count, np.nan)
+        slots = HOUR_S // self.interval_s
+        if source is None:
+            expected, children, with_data = np.full(n, slots, np.int64), np.full(n, -1), np.full(n, -1)
+        else:
+            relation = "project" if source.code == _PROJECT else "parent"
+            parent, bucket, _ = self.topology.placed_children(relation, hours)
+            keys = stats.resource_id.astype(np.int64) * source.hours + stats.bucket
+            children = _lookup(_count_table(parent * source.hours + bucket), keys)
+            pairs = np.concatenate(source.hour_pairs) if source.hour_pairs else np.zeros(0, np.int64)
+            with_data = _lookup(_count_table(np.unique(pairs) >> 32), keys)
+            expected = children * slots
+        return Rows(
+            tz=None,
+            resource_id=stats.resource_id,
+            ts_s=hours[stats.bucket],
+            avg=avg,
+            min=stats.min,
+            max=stats.max,
+            p95=p95,
+            max_ts=stats.max_ts,
+            sample_count=stats.samples,
+            expected_count=expected,
+            vcpus=int_or_null(stats.capacity[:, 0]),
+            memory_bytes=int_or_null(stats.capacity[:, 1]),
+            child_count=children.astype(np.int64),
+            children_with_data=with_data.astype(np.int64),
+        )
+
+    def _scatter(self, series: Series, days: list[DayAccumulator], sinks: dict[int, _SlotSums]) -> None:
+        """Sum ``series`` into each row's parent (and a VM's project) at that row's time."""
+        if not sinks or not len(series):
+            return
+        topology = self.topology
+        period = topology.place(series.resource_id, series.ts_s)
+        found = period >= 0
+        at = np.maximum(period, 0)
+        kind = topology.kind_of(series.resource_id)
+        relations = [np.where(found & (kind != _PROJECT), topology.parent_id[at], -1)]  # projects add nowhere
+        if (kind == _CODE["vm"]).any():
+            relations.append(np.where(found & (kind == _CODE["vm"]), topology.project_id[at], -1))
+        hour = (series.ts_s - sinks[next(iter(sinks))].base_s) // HOUR_S
+        for relation in relations:
+            parent = relation.astype(np.int32)
+            parent_kind = topology.kind_of(parent)
+            for code, sink in sinks.items():
+                mine = (parent >= 0) & (parent_kind == code)
+                if not mine.any():
+                    continue
+                position = np.where(mine, topology.within_kind(parent), -1).astype(np.int32)
+                sink.add(series, position)
+                rows = np.flatnonzero(mine)
+                child, owner, when = series.resource_id[rows], parent[rows], hour[rows]
+                heads = rows[_run_heads(child, owner, when)]
+                child_h, owner_h = series.resource_id[heads].astype(np.int64), parent[heads].astype(np.int64)
+                sink.hour_pairs.append(((owner_h * sink.hours + hour[heads]) << 32) | child_h)
+                for day in days:
+                    in_day = (series.ts_s[heads] >= day.start_s) & (series.ts_s[heads] < day.end_s)
+                    day.add_pairs((owner_h[in_day] << 32) | child_h[in_day])

@@ -1,0 +1,284 @@
+"""numba kernels of the rollups: segmented passes over samples sorted by (resource, time).
+
+A *segment* is a run of rows of one resource inside one bucket ``[edges[b], edges[b+1])``. Every kernel here
+is a pure function over contiguous arrays: no datetimes, I/O or allocation in the per-row loops, no integer
+division or scatter in the hot ones. Preconditions, checked by the callers (``rollups.engine``):
+
+- rows sorted by (resource, ts), unique on (resource, ts) (``is_sorted_unique``);
+- every ts inside ``[edges[0], edges[-1])``;
+- NaN marks a missing value.
+
+Percentiles use numpy's default method (linear interpolation between the closest ranks, ``_lerp`` included).
+They are exact: a bounded min-heap keeps the largest values of each (segment, metric), which is all the
+interpolation needs when fewer than ``k`` values lie above the lower rank.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import numpy.typing as npt
+
+Floats = npt.NDArray[np.float64]
+Ints = npt.NDArray[np.int64]
+Int32s = npt.NDArray[np.int32]
+
+NO_TS = -1
+
+
+@numba.njit(cache=True)
+def is_sorted_unique(rid: Int32s, ts: Ints) -> bool:
+    """Whether rows are strictly increasing in (rid, ts)."""
+    ok = True
+    for i in range(1, ts.shape[0]):
+        if rid[i] < rid[i - 1] or (rid[i] == rid[i - 1] and ts[i] <= ts[i - 1]):
+            ok = False
+            break
+    return ok
+
+
+@numba.njit(cache=True)
+def segments(rid: Int32s, ts: Ints, edges: Ints) -> tuple[Ints, Ints]:
+    """Segment boundaries: ``starts`` (n_segments + 1, the last = len(ts)) and each segment's bucket index."""
+    n = ts.shape[0]
+    starts = np.empty(n + 1, dtype=np.int64)
+    buckets = np.empty(n, dtype=np.int64)
+    k = 0
+    current = np.int64(-1)
+    bucket_end = np.int64(0)
+    for i in range(n):
+        if rid[i] != current or ts[i] >= bucket_end:
+            b = np.searchsorted(edges, ts[i], side="right") - 1
+            bucket_end = edges[b + 1]
+            current = rid[i]
+            starts[k] = i
+            buckets[k] = b
+            k += 1
+    starts[k] = n
+    return starts[: k + 1].copy(), buckets[:k].copy()
+
+
+@numba.njit(cache=True, parallel=True)
+def segment_stats(
+    values: Floats,
+    ts: Ints,
+    starts: Ints,
+    out_sum: Floats,
+    out_count: Int32s,
+    out_min: Floats,
+    out_max: Floats,
+    out_max_ts: Ints,
+) -> None:
+    """Per segment and metric: sum, count, min, max and the earliest ts of the max (``NO_TS`` if none).
+
+    Outputs have shape (n_segments, metrics); a metric without values gets sum 0, count 0, NaN min and max.
+    """
+    metrics = values.shape[1]
+    for s in numba.prange(starts.shape[0] - 1):
+        for j in range(metrics):
+            out_sum[s, j] = 0.0
+            out_count[s, j] = 0
+            out_min[s, j] = np.inf
+            out_max[s, j] = -np.inf
+            out_max_ts[s, j] = NO_TS
+        for i in range(starts[s], starts[s + 1]):
+            for j in range(metrics):
+                v = values[i, j]
+                if not np.isnan(v):
+                    out_sum[s, j] += v
+                    out_count[s, j] += 1
+                    out_min[s, j] = min(out_min[s, j], v)
+                    if v > out_max[s, j]:
+                        out_max[s, j] = v
+                        out_max_ts[s, j] = ts[i]
+        for j in range(metrics):
+            if out_count[s, j] == 0:
+                out_min[s, j] = np.nan
+                out_max[s, j] = np.nan
+
+
+@numba.njit(cache=True, inline="always")
+def _heap_push(heap: Floats, fill: int, v: float) -> int:
+    """Push ``v`` into the min-heap ``heap[:fill]`` of capacity ``len(heap)``, keeping the largest values."""
+    k = heap.shape[0]
+    if fill < k:
+        i = fill
+        heap[i] = v
+        while i > 0:
+            parent = (i - 1) >> 1
+            if heap[parent] <= heap[i]:
+                break
+            heap[parent], heap[i] = heap[i], heap[parent]
+            i = parent
+        return fill + 1
+    if v <= heap[0]:
+        return fill
+    heap[0] = v
+    i = 0
+    while True:
+        left = 2 * i + 1
+        if left >= k:
+            break
+        child = left
+        if left + 1 < k and heap[left + 1] < heap[left]:
+            child = left + 1
+        if heap[i] <= heap[child]:
+            break
+        heap[i], heap[child] = heap[child], heap[i]
+        i = child
+    return fill
+
+
+@numba.njit(cache=True, inline="always")
+def _lerp(a: float, b: float, t: float) -> float:
+    """numpy's ``_lerp``: from the nearer end for accuracy."""
+    diff = b - a
+    return b - diff * (1.0 - t) if t >= 0.5 else a + diff * t
+
+
+@numba.njit(cache=True)
+def top_needed(n: int, q: float) -> int:
+    """How many of the largest of ``n`` values the linear percentile ``q`` reads: ``n - floor(q (n - 1))``."""
+    return n - int(np.floor(q * (n - 1)))
+
+
+@numba.njit(cache=True)
+def percentile_from_top(top: Floats, n: int, q: float) -> float:
+    """Linear percentile ``q`` of ``n`` values given their largest ``len(top)`` ones (any order); NaN if short."""
+    f = top.shape[0]
+    if n == 0 or f == 0:
+        return np.nan
+    h = q * (n - 1)
+    lo = int(np.floor(h))
+    first = n - f  # rank of the smallest value held
+    if lo < first:
+        return np.nan
+    ordered = np.sort(top)
+    a = ordered[lo - first]
+    b = ordered[min(lo + 1, n - 1) - first]
+    return _lerp(a, b, h - lo)
+
+
+@numba.njit(cache=True, parallel=True)
+def segment_percentile(values: Floats, starts: Ints, count: Int32s, q: float, out: Floats) -> None:
+    """Per segment and metric, the exact linear percentile ``q`` (NaN where ``count`` is 0)."""
+    metrics = values.shape[1]
+    for s in numba.prange(starts.shape[0] - 1):
+        for j in range(metrics):
+            n = count[s, j]
+            if n == 0:
+                out[s, j] = np.nan
+                continue
+            heap = np.empty(top_needed(n, q), dtype=np.float64)
+            fill = 0
+            for i in range(starts[s], starts[s + 1]):
+                v = values[i, j]
+                if not np.isnan(v):
+                    fill = _heap_push(heap, fill, v)
+            out[s, j] = percentile_from_top(heap, n, q)
+
+
+@numba.njit(cache=True)
+def merge_partials(
+    target: Int32s,
+    part_sum: Floats,
+    part_count: Int32s,
+    part_min: Floats,
+    part_max: Floats,
+    part_max_ts: Ints,
+    acc_sum: Floats,
+    acc_count: Int32s,
+    acc_min: Floats,
+    acc_max: Floats,
+    acc_max_ts: Ints,
+) -> None:
+    """Fold partial rows (in time order) into accumulator rows ``target[p]``; ``target[p] < 0`` skips ``p``.
+
+    Accumulators start as sum 0, count 0, min +inf, max -inf, max_ts ``NO_TS``. Sums add in partial order,
+    so equal partials in equal order give equal bits. The max keeps its earliest time.
+    """
+    metrics = part_sum.shape[1]
+    for p in range(target.shape[0]):
+        r = target[p]
+        if r < 0:
+            continue
+        for j in range(metrics):
+            if part_count[p, j] == 0:
+                continue
+            acc_sum[r, j] += part_sum[p, j]
+            acc_count[r, j] += part_count[p, j]
+            acc_min[r, j] = min(acc_min[r, j], part_min[p, j])
+            if part_max[p, j] > acc_max[r, j]:
+                acc_max[r, j] = part_max[p, j]
+                acc_max_ts[r, j] = part_max_ts[p, j]
+
+
+@numba.njit(cache=True, parallel=True)
+def push_tops(
+    values: Floats, starts: Ints, target: Int32s, runs: Ints, heaps: npt.NDArray[np.float64], fill: Int32s
+) -> None:
+    """Push every value of segment ``s`` into the heaps of accumulator row ``target[s]`` (skipped if < 0).
+
+    ``heaps`` has shape (rows, metrics, k). ``runs`` (n_runs + 1 bounds over segments) groups segments that
+    may share a target, so runs go in parallel and each run's segments in order.
+    """
+    metrics = values.shape[1]
+    for u in numba.prange(runs.shape[0] - 1):
+        for s in range(runs[u], runs[u + 1]):
+            r = target[s]
+            if r < 0:
+                continue
+            for i in range(starts[s], starts[s + 1]):
+                for j in range(metrics):
+                    v = values[i, j]
+                    if not np.isnan(v):
+                        fill[r, j] = _heap_push(heaps[r, j], fill[r, j], v)
+
+
+@numba.njit(cache=True, parallel=True)
+def heap_percentiles(heaps: npt.NDArray[np.float64], fill: Int32s, count: Int32s, q: float, out: Floats) -> None:
+    """Per accumulator row and metric, the percentile ``q`` from its heap of largest values."""
+    for r in numba.prange(heaps.shape[0]):
+        for j in range(heaps.shape[1]):
+            out[r, j] = percentile_from_top(heaps[r, j, : fill[r, j]], count[r, j], q)
+
+
+@numba.njit(cache=True)
+def slot_sums(
+    values: Floats,
+    ts: Ints,
+    samples: Int32s,
+    parent: Int32s,
+    capacity: Floats,
+    capacity_of: Ints,
+    base_s: int,
+    interval_s: int,
+    out_sum: npt.NDArray[np.float64],
+    out_count: npt.NDArray[np.int32],
+    out_capacity: npt.NDArray[np.float64],
+    out_samples: npt.NDArray[np.int32],
+) -> None:
+    """Sum child rows into their parent's slot: ``slot = (ts - base_s) // interval_s`` (the source grid).
+
+    ``out_sum``/``out_count`` are (parents, slots, metrics); a row adds only its non-NaN metrics, so a slot
+    where no child has a value keeps count 0 (NULL, never 0). ``capacity`` (rows, c) adds into
+    ``out_capacity`` (parents, slots, c) only where metric ``capacity_of[c]`` has a value: a percentage is
+    then taken over the capacity of the children that reported. ``out_samples`` adds each row's ``samples``
+    (the raw samples behind it).
+    Rows with ``parent < 0`` are skipped.
+    """
+    metrics = values.shape[1]
+    for i in range(ts.shape[0]):
+        p = parent[i]
+        if p < 0:
+            continue
+        slot = (ts[i] - base_s) // interval_s
+        out_samples[p, slot] += samples[i]
+        for j in range(metrics):
+            v = values[i, j]
+            if not np.isnan(v):
+                out_sum[p, slot, j] += v
+                out_count[p, slot, j] += 1
+        for c in range(capacity.shape[1]):
+            if not np.isnan(values[i, capacity_of[c]]):
+                out_capacity[p, slot, c] += capacity[i, c]

@@ -1,0 +1,219 @@
+"""Rollups of one manager, in step with capture (in-stream) and from storage (rebuild).
+
+In-stream: each captured batch is written raw and kept in memory while its hour is open; when capture
+passes an hour's end, that hour's rows (every level) and the rows of any local day that ended with it are
+computed from memory and written in one transaction with the manager's ``rolled_until`` mark. Nothing just
+written is read back. A new process resumes from storage once: the open hours' samples, and the closed
+hours of the still-open local days (to restore the days' partials).
+
+Rebuild: stored samples are read with binary COPY in chunks of at most ``CHUNK_ROWS`` rows (whole
+resources, one UTC day at a time) and go through the same engine, so both paths write the same bits.
+Samples that change an hour already rolled up leave a mark in ``rollup_dirty``; ``roll_dirty`` rebuilds
+just those hours and their days.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from cloudmeter.model import METRICS, Window, epoch_s, from_epoch_s
+from cloudmeter.rollups.engine import Roller, leaf_series
+from cloudmeter.rollups.series import Floats, Int32s, Ints, Rows, Series
+from cloudmeter.rollups.stream import OpenHours
+from cloudmeter.rollups.topology import Topology
+from cloudmeter.rollups.zones import HOUR_S, day_edges
+from cloudmeter.storage import managers, readers, writer
+from cloudmeter.storage.database import Database
+
+log = logging.getLogger(__name__)
+
+#: Raw rows per chunk read back from storage (about 100 bytes each in memory, twice while decoding).
+CHUNK_ROWS = 1_000_000
+DAY_S = 86_400
+DEFAULT_INTERVAL_S = 60
+
+
+def _floor_hour(ts_s: int) -> int:
+    return ts_s - ts_s % HOUR_S
+
+
+def _ceil_hour(ts_s: int) -> int:
+    return ts_s + (-ts_s) % HOUR_S
+
+
+def day_span(time_zones: tuple[str, ...], start_s: int, end_s: int) -> tuple[int, int]:
+    """Whole hours covering every local day (in any of ``time_zones``) that overlaps ``[start_s, end_s)``."""
+    edges = [day_edges(tz, start_s, end_s) for tz in time_zones]
+    first = min(int(e[0]) for e in edges)
+    last = max(int(e[-1]) for e in edges)
+    return _floor_hour(first), _ceil_hour(last)
+
+
+@dataclass
+class RollupCounts:
+    """Rows written (or found unchanged) per table."""
+
+    hourly: int = 0
+    daily: dict[str, int] = field(default_factory=dict)
+
+    def add(self, rows: Rows) -> None:
+        if rows.tz is None:
+            self.hourly += len(rows)
+        else:
+            self.daily[rows.tz] = self.daily.get(rows.tz, 0) + len(rows)
+
+
+def _write(db: Database, batches: list[Rows], counts: RollupCounts, mark: tuple[int, int] | None = None) -> None:
+    """Write rows (and move ``(manager_id, rolled_until)``) in one transaction."""
+    with db.connection() as conn, conn.transaction():
+        for rows in batches:
+            if len(rows):
+                writer.write_rows(conn, rows, db.native_partitions())
+                counts.add(rows)
+        if mark is not None:
+            managers.mark_rolled(conn, mark[0], from_epoch_s(mark[1]))
+
+
+def stored_leaves(db: Database, topology: Topology, start_s: int, end_s: int) -> Iterator[Series]:
+    """Stored samples of ``[start_s, end_s)`` as leaf series, in chunks of whole resources (resource order)."""
+    ids = topology.resource_id.tolist()
+    rows_per_resource = max(1, (end_s - start_s) // DEFAULT_INTERVAL_S)
+    step = max(1, CHUNK_ROWS // rows_per_resource)
+    window = Window(from_epoch_s(start_s), from_epoch_s(end_s))
+    for lo in range(0, len(ids), step):
+        with db.connection() as conn:
+            arrays = readers.sample_arrays(conn, window, ids[lo : lo + step])
+        if len(arrays["ts"]):
+            values = np.column_stack([arrays[m] for m in METRICS])
+            rid = arrays["resource_id"].astype(np.int32)
+            yield leaf_series(topology, rid, arrays["ts"] // 1_000_000, values)
+
+
+def _interval(row: managers.ManagerRow) -> int:
+    return row.sample_interval_s or DEFAULT_INTERVAL_S
+
+
+def rebuild(
+    db: Database,
+    manager_id: int,
+    window: Window,
+    time_zones: tuple[str, ...],
+    hours: set[int] | None = None,
+) -> RollupCounts:
+    """Recompute from storage the hourly rows in ``window`` (only ``hours``, if given) and the daily rows of
+    the local days overlapping them, up to the manager's ``rolled_until`` when in-stream rollups run."""
+    with db.connection() as conn:
+        row = managers.manager_by_id(conn, manager_id)
+        topology = readers.read_topology(conn, manager_id)
+    limit = epoch_s(row.rolled_until) if row.rolled_until else None
+    since, until = _floor_hour(window.start_s), _ceil_hour(window.end_s)
+    lo, hi = day_span(time_zones, since, until)
+    if limit is not None:
+        hi, until = min(hi, limit), min(until, limit)
+    counts = RollupCounts()
+    if hi <= lo or len(topology) == 0:
+        return counts
+    roller = Roller(topology, _interval(row), time_zones)
+
+    def wanted_hours(rows: Rows) -> Rows:
+        keep = (rows.ts_s >= since) & (rows.ts_s < until)
+        if hours is not None:
+            keep &= np.isin(rows.ts_s, np.fromiter(hours, np.int64, len(hours)))
+        return rows.take(keep)
+
+    def wanted_day(start_s: int, end_s: int) -> bool:
+        touched = any(start_s <= h < end_s for h in hours) if hours is not None else True
+        return start_s >= lo and end_s > since and start_s < until and touched
+
+    for a in range(lo, hi, DAY_S):
+        b = min(a + DAY_S, hi)
+        hourly = [wanted_hours(rows) for rows in roller.roll(a, b, stored_leaves(db, topology, a, b))]
+        daily = [rows for rows in roller.close(b) if wanted_day(int(rows.ts_s[0]), _day_end(rows))]
+        _write(db, hourly + daily, counts)
+    log.info("rebuilt %s: %d hourly rows, daily %s", window, counts.hourly, counts.daily)
+    return counts
+
+
+def _day_end(rows: Rows) -> int:
+    assert rows.tz is not None
+    start = int(rows.ts_s[0])
+    return int(day_edges(rows.tz, start, start + 1)[-1])
+
+
+class StreamRollup:
+    """One manager's in-stream rollup state (see the module docstring)."""
+
+    def __init__(self, db: Database, manager_id: int, time_zones: tuple[str, ...]) -> None:
+        self.db, self.manager_id, self.time_zones = db, manager_id, time_zones
+        self._roller: Roller | None = None
+        self._open: OpenHours | None = None
+        self._refreshed_at: object = None
+        self.counts = RollupCounts()
+
+    @property
+    def rolled_until_s(self) -> int | None:
+        """Everything before this is rolled up (None before the first sample)."""
+        return self._open.start_s if self._open is not None else None
+
+    def reset(self) -> None:
+        """Drop the in-memory state; the next batch resumes from storage."""
+        self._roller, self._open = None, None
+
+    def add(self, resource_id: Int32s, ts_s: Ints, values: Floats, interval_s: int) -> None:
+        """Keep a stored batch's samples for their open hours."""
+        if self._roller is None:
+            self._resume(interval_s, int(ts_s.min()) if len(ts_s) else None)
+        assert self._open is not None
+        self._open.add(resource_id, ts_s, values)
+
+    def advance(self, until_s: int) -> None:
+        """Roll up and write every open hour that ends at or before ``until_s``."""
+        if self._roller is None or self._open is None:
+            return
+        self._follow_inventory()
+        roller, open_hours = self._roller, self._open
+        for hour in range(open_hours.start_s, _floor_hour(until_s), HOUR_S):
+            rid, ts, values = open_hours.pop(hour)
+            leaves = [leaf_series(roller.topology, rid, ts, values)] if len(ts) else []
+            rows = [*roller.roll(hour, hour + HOUR_S, leaves), *roller.close(hour + HOUR_S)]
+            _write(self.db, rows, self.counts, (self.manager_id, hour + HOUR_S))
+
+    def _resume(self, interval_s: int, first_s: int | None) -> None:
+        with self.db.connection() as conn:
+            row = managers.manager_by_id(conn, self.manager_id)
+            topology = readers.read_topology(conn, self.manager_id)
+        self._refreshed_at = row.last_refresh_at
+        roller = Roller(topology, row.sample_interval_s or interval_s, self.time_zones)
+        if row.rolled_until is None:
+            start = _floor_hour(first_s if first_s is not None else epoch_s(row.captured_until or from_epoch_s(0)))
+            self._roller, self._open = roller, OpenHours(start)
+            return
+        rolled = epoch_s(row.rolled_until)
+        replay_from = day_span(self.time_zones, rolled, rolled + 1)[0]  # the start of the earliest open day
+        for a in range(replay_from, rolled, DAY_S):
+            b = min(a + DAY_S, rolled)
+            for _ in roller.roll(a, b, stored_leaves(self.db, topology, a, b)):
+                pass  # these hours are stored; replaying them restores the open days' partials
+        roller.forget(rolled)
+        open_hours = OpenHours(rolled)
+        captured = epoch_s(row.captured_until) if row.captured_until else rolled
+        if captured > rolled:
+            for leaves in stored_leaves(self.db, topology, rolled, _ceil_hour(captured)):
+                open_hours.add(leaves.resource_id, leaves.ts_s, leaves.values)
+        log.info("resumed rollups of manager %d from %s", self.manager_id, row.rolled_until)
+        self._roller, self._open = roller, open_hours
+
+    def _follow_inventory(self) -> None:
+        """Pick up a newer topology after an inventory refresh."""
+        assert self._roller is not None
+        with self.db.connection() as conn:
+            row = managers.manager_by_id(conn, self.manager_id)
+            if row.last_refresh_at == self._refreshed_at:
+                return
+            topology = readers.read_topology(conn, self.manager_id)
+        self._refreshed_at = row.last_refresh_at
+        self._roller.retopologize(topology)
