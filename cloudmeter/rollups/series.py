@@ -91,6 +91,12 @@ class Rows:
     def __len__(self) -> int:
         return len(self.ts_s)
 
+    @classmethod
+    def concat(cls, parts: list[Rows]) -> Rows:
+        """Rows of one table from several parts (each part's resources distinct from the others')."""
+        names = [name for name in cls.__dataclass_fields__ if name != "tz"]
+        return cls(tz=parts[0].tz, **{name: np.concatenate([getattr(p, name) for p in parts]) for name in names})
+
     def take(self, rows: npt.NDArray[np.bool_]) -> Rows:
         """The rows selected by a mask (order kept)."""
         fields = {name: getattr(self, name)[rows] for name in self.__dataclass_fields__ if name != "tz"}

@@ -69,11 +69,15 @@ class RollupCounts:
 
 def _write(db: Database, batches: list[Rows], counts: RollupCounts, mark: tuple[int, int] | None = None) -> None:
     """Write rows (and move ``(manager_id, rolled_until)``) in one transaction."""
+    tables: dict[str | None, list[Rows]] = {}
+    for rows in batches:
+        if len(rows):
+            tables.setdefault(rows.tz, []).append(rows)
     with db.connection() as conn, conn.transaction():
-        for rows in batches:
-            if len(rows):
-                writer.write_rows(conn, rows, db.native_partitions())
-                counts.add(rows)
+        for parts in tables.values():
+            rows = Rows.concat(parts)
+            writer.write_rows(conn, rows, db.native_partitions())
+            counts.add(rows)
         if mark is not None:
             managers.mark_rolled(conn, mark[0], from_epoch_s(mark[1]))
 

@@ -101,15 +101,24 @@ def upsert(
             excluded=sql.SQL(", ").join(sql.Identifier("excluded", c) for c in update_cols),
             current=sql.SQL(", ").join(sql.Identifier(table, c) for c in update_cols),
         )
-        if dirty is None:
-            return conn.execute(statement, constants).rowcount
-        marked = sql.SQL(
-            "WITH changed AS ({} RETURNING ts), marked AS (INSERT INTO rollup_dirty (manager_id, ts) "
-            "SELECT DISTINCT %(_manager)s, date_bin('1 hour', ts, timestamptz 'epoch') FROM changed "
-            "WHERE ts < to_timestamp(%(_before)s) ON CONFLICT DO NOTHING) SELECT count(*) FROM changed"
-        ).format(statement)
-        row = conn.execute(marked, {**constants, "_manager": dirty.manager_id, "_before": dirty.before_s}).fetchone()
-        return int(row[0]) if row else 0
+        try:
+            if dirty is None:
+                return conn.execute(statement, constants).rowcount
+            return _upsert_marking(conn, statement, constants, dirty)
+        finally:  # ON COMMIT DELETE ROWS is not enough when one transaction upserts twice
+            conn.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(stage)))
+
+
+def _upsert_marking(
+    conn: psycopg.Connection, statement: sql.Composable, constants: Mapping[str, Any], dirty: DirtyMarks
+) -> int:
+    marked = sql.SQL(
+        "WITH changed AS ({} RETURNING ts), marked AS (INSERT INTO rollup_dirty (manager_id, ts) "
+        "SELECT DISTINCT %(_manager)s, date_bin('1 hour', ts, timestamptz 'epoch') FROM changed "
+        "WHERE ts < to_timestamp(%(_before)s) ON CONFLICT DO NOTHING) SELECT count(*) FROM changed"
+    ).format(statement)
+    row = conn.execute(marked, {**constants, "_manager": dirty.manager_id, "_before": dirty.before_s}).fetchone()
+    return int(row[0]) if row else 0
 
 
 def sample_columns(

@@ -71,9 +71,11 @@ def test_reported_history_replaces_the_guess_and_deleted_resources_are_retired(d
         save_inventory(conn, mid, Inventory(t(7), (CLUSTER, H1, H2, moved)))
         assert _history(conn) == [("h1", t(0), t(2), 2), ("h2", t(2), t(6), 2)]
         result = save_inventory(conn, mid, Inventory(t(8), (CLUSTER, H1)))  # h2 and the VM are gone
-        assert result.retired == 1  # the VM was already retired at 06:00 by the source
-        retired = conn.execute("SELECT ems_ref, retired_at FROM resources WHERE retired_at IS NOT NULL ORDER BY 1")
-        assert retired.fetchall() == [("h2", t(8)), ("vm-1", t(6))]
+        assert result.retired == 2  # h2 and project p; the VM was already retired at 06:00 by the source
+        retired = conn.execute(
+            "SELECT kind, ems_ref, retired_at FROM resources WHERE retired_at IS NOT NULL ORDER BY 2"
+        )
+        assert retired.fetchall() == [("host", "h2", t(8)), ("project", "p", t(8)), ("vm", "vm-1", t(6))]
 
 
 def test_merge_history_keeps_stored_periods_before_the_report() -> None:
