@@ -10,7 +10,7 @@ import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Final
+from typing import Final, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -75,9 +75,11 @@ class Window:
         return [Window(from_epoch_s(a), from_epoch_s(b)) for a, b in itertools.pairwise(edges)]
 
 
-@dataclass(frozen=True)
-class ResourceRef:
-    """A resource as its provider names it: kind plus the provider's unique id (``ems_ref``)."""
+class ResourceRef(NamedTuple):
+    """A resource as its provider names it: kind plus the provider's unique id (``ems_ref``).
+
+    A named tuple, not a dataclass: capture looks up every batch's references, and tuples hash in C.
+    """
 
     kind: str
     ems_ref: str

@@ -47,8 +47,7 @@ def refresh_inventory(db: Database, manager_id: int, collector: Collector) -> in
 def resource_ids(db: Database, manager_id: int) -> dict[ResourceRef, int]:
     """The stored ids of a manager's resources by reference."""
     with db.connection() as conn:
-        rows = conn.execute("SELECT kind, ems_ref, id FROM resources WHERE manager_id = %s", (manager_id,))
-        return {ResourceRef(kind, ems_ref): rid for kind, ems_ref, rid in rows}
+        return inventory.stored_ids(conn, manager_id)
 
 
 def _batch_ids(batch: SampleBatch, ids: dict[ResourceRef, int], manager: str) -> npt.NDArray[np.int32]:
@@ -87,11 +86,11 @@ def capture(
     is resumed from storage for this call. Hours the window completes are rolled up from memory; changed
     samples of hours already rolled up are marked and rebuilt (``roll_dirty``) at the end.
     """
-    ids = resource_ids(db, manager_id)
     with db.connection() as conn:
         captured = managers.manager_by_id(conn, manager_id).captured_until
     time_zones = stream.time_zones if stream else _time_zones(db)
     stream = stream or StreamRollup(db, manager_id, time_zones)
+    ids = stream.resource_ids()
     append_from = epoch_s(captured) if captured else window.start_s
     batches = rows = 0
     interval: int | None = None

@@ -20,13 +20,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from cloudmeter.model import METRICS, Window, epoch_s, from_epoch_s
+from cloudmeter.model import METRICS, ResourceRef, Window, epoch_s, from_epoch_s
 from cloudmeter.rollups.engine import Roller, leaf_series
 from cloudmeter.rollups.series import Floats, Int32s, Ints, Rows, Series
 from cloudmeter.rollups.stream import OpenHours
 from cloudmeter.rollups.topology import Topology
 from cloudmeter.rollups.zones import HOUR_S, day_edges
-from cloudmeter.storage import managers, readers, writer
+from cloudmeter.storage import inventory, managers, readers, writer
 from cloudmeter.storage.database import Database
 
 log = logging.getLogger(__name__)
@@ -156,7 +156,16 @@ class StreamRollup:
         self._roller: Roller | None = None
         self._open: OpenHours | None = None
         self._refreshed_at: object = None
+        self._ids: tuple[object, dict[ResourceRef, int]] | None = None
         self.counts = RollupCounts()
+
+    def resource_ids(self) -> dict[ResourceRef, int]:
+        """The manager's stored resource ids by reference, read again only after an inventory refresh."""
+        with self.db.connection() as conn:
+            refreshed = managers.manager_by_id(conn, self.manager_id).last_refresh_at
+            if self._ids is None or self._ids[0] != refreshed:
+                self._ids = (refreshed, inventory.stored_ids(conn, self.manager_id))
+        return self._ids[1]
 
     @property
     def rolled_until_s(self) -> int | None:

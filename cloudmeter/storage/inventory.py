@@ -134,6 +134,12 @@ def _stored_history(conn: psycopg.Connection, manager_id: int) -> dict[int, list
     return stored
 
 
+def stored_ids(conn: psycopg.Connection, manager_id: int) -> dict[ResourceRef, int]:
+    """The stored ids of a manager's resources by reference."""
+    rows = conn.execute("SELECT kind, ems_ref, id FROM resources WHERE manager_id = %s", (manager_id,))
+    return {ResourceRef(kind, ems_ref): rid for kind, ems_ref, rid in rows}
+
+
 def with_projects(inventory: Inventory) -> Inventory:
     """The inventory plus one resource of kind ``project`` per project its resources name.
 
