@@ -84,8 +84,7 @@ class _SlotSums:
         rid = self.ids[p]
         ts = self.base_s + s.astype(np.int64) * self.interval_s
         values = np.where(self.count[p, s] > 0, self.sum[p, s], np.nan)
-        period = topology.place(rid, ts)
-        own = np.where((period >= 0)[:, None], topology.capacity[np.maximum(period, 0)], np.nan)
+        own = topology.capacity_at(topology.place(rid, ts))
         capacity = np.where(np.isnan(own), self.capacity[p, s], own)
         for pct, absolute, column in PERCENT_OF:
             cap = capacity[:, column]
@@ -105,8 +104,7 @@ def _parents(topology: Topology) -> npt.NDArray[np.bool_]:
 
 def leaf_series(topology: Topology, resource_id: Int32s, ts_s: Ints, values: Floats) -> Series:
     """Raw samples (sorted, unique) as a series: one sample each, capacity from the placement at that time."""
-    period = topology.place(resource_id, ts_s)
-    capacity = np.where((period >= 0)[:, None], topology.capacity[np.maximum(period, 0)], np.nan)
+    capacity = topology.capacity_at(topology.place(resource_id, ts_s))
     return Series(resource_id, ts_s, values, np.ones(len(ts_s), np.int32), capacity)
 
 
@@ -119,6 +117,8 @@ class Roller:
         self._heap = heap_size(interval_s, q)
         self._days: dict[tuple[str, int], DayAccumulator] = {}
         self._is_parent = _parents(topology)
+        #: Raw rows left out so far: of resources unknown to the topology, or of parents (rolled from children)
+        self.dropped_rows = 0
 
     @property
     def open_days(self) -> list[tuple[str, int, int]]:
@@ -140,8 +140,11 @@ class Roller:
             for code in (_CODE[k] for k in LEVELS[1:])
         }
         for chunk in leaves:
-            own = ~self._is_parent[self.topology.dense(chunk.resource_id)]
-            yield self._level(chunk if own.all() else chunk.take(own), hours, pieces, days, sinks, None)
+            position = self.topology.dense(chunk.resource_id)
+            leaf = position >= 0
+            leaf[leaf] = ~self._is_parent[position[leaf]]
+            self.dropped_rows += len(leaf) - int(leaf.sum())
+            yield self._level(chunk if leaf.all() else chunk.take(leaf), hours, pieces, days, sinks, None)
         for kind in LEVELS[1:]:
             sink = sinks.pop(_CODE[kind])
             if sink.samples.any():

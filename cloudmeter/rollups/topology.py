@@ -93,14 +93,22 @@ class Topology:
 
     def place(self, rid: Int32s, ts_s: Ints) -> Ints:
         """For each (resource, time), the index of the period in effect then, or -1 if none."""
+        if not len(self.period_resource):
+            return np.full(len(ts_s), -1, np.int64)
         period_keys = (self.period_resource.astype(np.int64) << _KEY_SHIFT) + self.valid_from_s
         keys = (rid.astype(np.int64) << _KEY_SHIFT) + ts_s
         found = np.searchsorted(period_keys, keys, side="right") - 1
-        ok = found >= 0
-        safe = np.where(ok, found, 0)
-        ok &= (self.period_resource[safe] == rid) & (ts_s < self.valid_to_s[safe]) if len(safe) else ok
+        safe = np.maximum(found, 0)
+        ok = (found >= 0) & (self.period_resource[safe] == rid) & (ts_s < self.valid_to_s[safe])
         result: Ints = np.where(ok, found, -1)
         return result
+
+    def capacity_at(self, period: Ints) -> Floats:
+        """(vcpus, memory_bytes) of each period index (NaN where the index is -1 or the value unknown)."""
+        out = np.full((len(period), 2), np.nan)
+        found = period >= 0
+        out[found] = self.capacity[period[found]]
+        return out
 
     def placed_children(self, relation: str, edges_s: Ints) -> tuple[Ints, Ints, Int32s]:
         """Distinct (parent, bucket, child) triples: the child was placed under the parent within the bucket.
