@@ -143,3 +143,24 @@ def test_vm_rollups_match_plain_polars_over_the_stored_samples(db: Database) -> 
     assert got_counts.sort("resource_id", "day").equals(ended)
     expected_per_day = dict(zip(berlin_days["day"].to_list(), berlin_days["expected_count"].to_list(), strict=True))
     assert expected_per_day[datetime(2026, 3, 29).date()] == 23 * 60
+
+
+def test_recapture_after_a_crash_before_the_mark_moved_keeps_every_row_once(db: Database) -> None:
+    manager_id, collector = _setup(db)
+    first = Window(WINDOW.start, WINDOW.start + timedelta(hours=6))
+    _capture_in_steps(db, manager_id, collector, first)
+    before = _rollup_tables(db)
+    with db.connection() as conn:
+        stored = readers.read_samples(conn, WINDOW)
+        # as if the process died after writing the last window's batches but before moving the marks
+        conn.execute(
+            "UPDATE managers SET captured_until = %s WHERE id = %s", (first.end - timedelta(hours=2), manager_id)
+        )
+        conn.commit()
+    # samples past the mark already exist: the plain COPY meets them and falls back to the upsert
+    jobs.capture(db, manager_id, collector, Window(first.end - timedelta(hours=1), first.end))
+    with db.connection() as conn:
+        assert readers.read_samples(conn, WINDOW).equals(stored)
+        assert managers.dirty_hours(conn, manager_id) == []
+    for name, frame in _rollup_tables(db).items():
+        assert frame.equals(before[name]), name
