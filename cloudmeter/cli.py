@@ -134,7 +134,7 @@ def demo(
         f"{result.hourly_rows:,} hourly rows, daily rows {result.daily_rows}; data in {db.display_dsn}",
         highlight=False,
     )
-    _print_frame(result.summary, False, title="per cluster (VM hourly rollups)")
+    _print_frame(result.summary, False, title="per cluster (hourly rollups)")
 
 
 @config_app.command("check")

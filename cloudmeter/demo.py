@@ -15,6 +15,7 @@ from cloudmeter.scheduler.pipeline import StreamRollup
 from cloudmeter.storage import managers
 from cloudmeter.storage.database import Database
 
+VMS_PER_HOST = 8
 DEMO_MANAGER = "demo"
 CAPTURE_STEP_S = 3 * 3600
 
@@ -41,7 +42,10 @@ def demo_window(days: int, now: datetime) -> Window:
 def run_demo(db: Database, time_zones: tuple[str, ...], vms: int, days: int, now: datetime | None = None) -> DemoResult:
     """Register the simulated manager, refresh, capture ``days`` days, roll up, and summarise."""
     window = demo_window(days, now or datetime.now(UTC))
-    config = SimulatorConfig(kind="simulator", vms=vms, start=window.start, horizon_days=days, seed=7)
+    hosts = max(4, vms // (2 * VMS_PER_HOST))  # two clusters, hosts not overcommitted beyond their cores
+    config = SimulatorConfig(
+        kind="simulator", vms=vms, hosts_per_cluster=hosts, start=window.start, horizon_days=days, seed=7
+    )
     collector = SimulatorCollector(DEMO_MANAGER, config, clock=lambda: window.end)
     db.migrate()
     with db.connection() as conn:
@@ -62,20 +66,25 @@ def run_demo(db: Database, time_zones: tuple[str, ...], vms: int, days: int, now
 
 
 def summarise(db: Database, manager_id: int) -> pl.DataFrame:
-    """Per cluster: VMs, samples, coverage and CPU figures from the VMs' hourly rows."""
+    """Per cluster: VMs, samples and coverage from the VMs' hourly rows; utilization from the cluster's own rows
+    (its VMs' busy cores over its hosts' cores, hour by hour)."""
     with db.connection() as conn:
         cursor = conn.execute(
-            """SELECT c.name AS cluster, count(DISTINCT vm.id) AS vms, sum(h.sample_count) AS samples,
-                      round(100.0 * sum(h.sample_count) / sum(h.expected_count), 1) AS "coverage %%",
+            """WITH vms AS (
+                   SELECT host.parent_id AS cluster_id, count(DISTINCT vm.id) AS vms, sum(h.sample_count) AS samples,
+                          round(100.0 * sum(h.sample_count) / sum(h.expected_count), 1) AS coverage
+                   FROM metric_hourly h
+                   JOIN resources vm ON vm.id = h.resource_id AND vm.kind = 'vm'
+                   JOIN resources host ON host.id = vm.parent_id
+                   WHERE vm.manager_id = %s GROUP BY host.parent_id)
+               SELECT c.name AS cluster, vms.vms, vms.samples, vms.coverage AS "coverage %%",
+                      round(avg(h.cpu_used_cores_avg)::numeric, 1) AS "busy cores avg",
                       round(avg(h.cpu_usage_pct_avg)::numeric, 1) AS "cpu avg %%",
                       round(max(h.cpu_usage_pct_p95)::numeric, 1) AS "cpu p95 peak %%",
-                      round((sum(h.mem_used_bytes_avg) / 2^30 / count(DISTINCT h.ts))::numeric, 1) AS "mem GiB"
-               FROM metric_hourly h
-               JOIN resources vm ON vm.id = h.resource_id AND vm.kind = 'vm'
-               JOIN resources host ON host.id = vm.parent_id
-               JOIN resources c ON c.id = host.parent_id
-               WHERE vm.manager_id = %s
-               GROUP BY c.name ORDER BY c.name""",
+                      round((avg(h.mem_used_bytes_avg) / 2^30)::numeric, 1) AS "mem GiB"
+               FROM vms JOIN resources c ON c.id = vms.cluster_id
+               JOIN metric_hourly h ON h.resource_id = c.id
+               GROUP BY c.name, vms.vms, vms.samples, vms.coverage ORDER BY c.name""",
             (manager_id,),
         )
         names = [d.name for d in cursor.description or ()]
