@@ -85,7 +85,9 @@ class _SlotSums:
         ts = self.base_s + s.astype(np.int64) * self.interval_s
         values = np.where(self.count[p, s] > 0, self.sum[p, s], np.nan)
         own = topology.capacity_at(topology.place(rid, ts))
-        capacity = np.where(np.isnan(own), self.capacity[p, s], own)
+        reported = self.count[p, s][:, CAPACITY_OF] > 0
+        derived = np.where(reported, self.capacity[p, s], np.nan)  # nobody reported: unknown, not 0
+        capacity = np.where(np.isnan(own), derived, own)
         for pct, absolute, column in PERCENT_OF:
             cap = capacity[:, column]
             with np.errstate(invalid="ignore", divide="ignore"):
@@ -113,6 +115,8 @@ class Roller:
 
     def __init__(self, topology: Topology, interval_s: int, time_zones: Iterable[str], q: float = Q) -> None:
         self.topology, self.interval_s, self.q = topology, interval_s, q
+        if interval_s <= 0 or HOUR_S % interval_s:
+            raise ValueError(f"the sample interval must divide an hour, got {interval_s} s")
         self.time_zones = tuple(dict.fromkeys(time_zones))
         self._heap = heap_size(interval_s, q)
         self._days: dict[tuple[str, int], DayAccumulator] = {}
@@ -245,12 +249,11 @@ class Roller:
             return
         topology = self.topology
         period = topology.place(series.resource_id, series.ts_s)
-        found = period >= 0
-        at = np.maximum(period, 0)
         kind = topology.kind_of(series.resource_id)
-        relations = [np.where(found & (kind != _PROJECT), topology.parent_id[at], -1)]  # projects add nowhere
+        parents = topology.period_ids(topology.parent_id, period)
+        relations = [np.where(kind != _PROJECT, parents, -1)]  # projects add nowhere
         if (kind == _CODE["vm"]).any():
-            relations.append(np.where(found & (kind == _CODE["vm"]), topology.project_id[at], -1))
+            relations.append(np.where(kind == _CODE["vm"], topology.period_ids(topology.project_id, period), -1))
         hour = (series.ts_s - sinks[next(iter(sinks))].base_s) // HOUR_S
         for relation in relations:
             parent = relation.astype(np.int32)
@@ -259,13 +262,20 @@ class Roller:
                 mine = (parent >= 0) & (parent_kind == code)
                 if not mine.any():
                     continue
-                position = np.where(mine, topology.within_kind(parent), -1).astype(np.int32)
-                sink.add(series, position)
+                sink.add(series, np.where(mine, topology.within_kind(parent), -1).astype(np.int32))
                 rows = np.flatnonzero(mine)
-                child, owner, when = series.resource_id[rows], parent[rows], hour[rows]
-                heads = rows[_run_heads(child, owner, when)]
-                child_h, owner_h = series.resource_id[heads].astype(np.int64), parent[heads].astype(np.int64)
-                sink.hour_pairs.append(((owner_h * sink.hours + hour[heads]) << 32) | child_h)
+                sink.hour_pairs.append(_pair_keys(series.resource_id, parent, rows, hour, sink.hours))
                 for day in days:
-                    in_day = (series.ts_s[heads] >= day.start_s) & (series.ts_s[heads] < day.end_s)
-                    day.add_pairs((owner_h[in_day] << 32) | child_h[in_day])
+                    in_day = rows[(series.ts_s[rows] >= day.start_s) & (series.ts_s[rows] < day.end_s)]
+                    day.add_pairs(_pair_keys(series.resource_id, parent, in_day))
+
+
+def _pair_keys(
+    child: Int32s, parent: Int32s, rows: npt.NDArray[np.intp], bucket: Ints | None = None, buckets: int = 1
+) -> Ints:
+    """``(parent * buckets + bucket) << 32 | child`` of ``rows`` (sorted by child, time), runs collapsed."""
+    keys = [child[rows], parent[rows]] + ([bucket[rows]] if bucket is not None else [])
+    heads = rows[_run_heads(*keys)]
+    owner = parent[heads].astype(np.int64) * buckets + (bucket[heads] if bucket is not None else 0)
+    pairs: Ints = (owner << 32) | child[heads].astype(np.int64)
+    return pairs

@@ -103,6 +103,13 @@ class Topology:
         result: Ints = np.where(ok, found, -1)
         return result
 
+    def period_ids(self, column: Int32s, period: Ints) -> Int32s:
+        """``column`` (``parent_id`` or ``project_id``) of each period index, -1 where the index is -1."""
+        out = np.full(len(period), -1, np.int32)
+        found = period >= 0
+        out[found] = column[period[found]]
+        return out
+
     def capacity_at(self, period: Ints) -> Floats:
         """(vcpus, memory_bytes) of each period index (NaN where the index is -1 or the value unknown)."""
         out = np.full((len(period), 2), np.nan)
