@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import numpy.typing as npt
+import psycopg
 
 from cloudmeter.collectors.base import Collector
 from cloudmeter.errors import BadPayload
@@ -94,27 +95,42 @@ def capture(
     append_from = epoch_s(captured) if captured else window.start_s
     batches = rows = 0
     interval: int | None = None
+
+    def store(rid: npt.NDArray[np.int32], batch: SampleBatch, last: bool) -> None:
+        dirty = DirtyMarks(manager_id, stream.rolled_until_s or window.start_s)
+        with db.connection() as conn, conn.transaction():
+            writer.write_samples(
+                conn, rid, batch.ts_s, batch.values, db.native_partitions(), append_from_s=append_from, dirty=dirty
+            )
+            if last:  # the marks move with the window's last batch: one commit fewer per capture
+                _mark_captured(conn, manager_id, window, batch.interval_s)
+
+    pending: tuple[npt.NDArray[np.int32], SampleBatch] | None = None
     for batch in collector.capture(window):
         rid = _batch_ids(batch, ids, collector.name)
         stream.add(rid, batch.ts_s, batch.values, batch.interval_s)
-        dirty = DirtyMarks(manager_id, stream.rolled_until_s or window.start_s)
-        with db.connection() as conn:
-            partitions = db.native_partitions()
-            writer.write_samples(
-                conn, rid, batch.ts_s, batch.values, partitions, append_from_s=append_from, dirty=dirty
-            )
+        if pending is not None:
+            store(*pending, last=False)
+        pending = (rid, batch)
         batches += 1
         rows += len(batch)
         interval = batch.interval_s
         if progress:
             progress(len(batch))
-    with db.connection() as conn:
-        if interval is not None:
-            conn.execute("UPDATE managers SET sample_interval_s = %s WHERE id = %s", (interval, manager_id))
-        managers.mark_captured(conn, manager_id, window.end, _now())
+    if pending is not None:
+        store(*pending, last=True)
+    else:
+        with db.connection() as conn, conn.transaction():
+            _mark_captured(conn, manager_id, window, None)
     stream.advance(window.end_s)
     roll_dirty(db, manager_id, time_zones, stream)
     return CaptureResult(window, batches, rows, interval)
+
+
+def _mark_captured(conn: psycopg.Connection, manager_id: int, window: Window, interval_s: int | None) -> None:
+    if interval_s is not None:
+        conn.execute("UPDATE managers SET sample_interval_s = %s WHERE id = %s", (interval_s, manager_id))
+    managers.mark_captured(conn, manager_id, window.end, _now())
 
 
 def _time_zones(db: Database) -> tuple[str, ...]:
