@@ -109,11 +109,13 @@ def rebuild(
     hours: set[int] | None = None,
 ) -> RollupCounts:
     """Recompute from storage the hourly rows in ``window`` (only ``hours``, if given) and the daily rows of
-    the local days overlapping them, up to the manager's ``rolled_until`` when in-stream rollups run."""
+    the local days overlapping them, up to the manager's ``rolled_until`` (else ``captured_until``): an hour
+    or a day still open is never written half-full."""
     with db.connection() as conn:
         row = managers.manager_by_id(conn, manager_id)
         topology = readers.read_topology(conn, manager_id)
-    limit = epoch_s(row.rolled_until) if row.rolled_until else None
+    mark = row.rolled_until or row.captured_until  # never past what is rolled up in-stream, or captured
+    limit = _floor_hour(epoch_s(mark)) if mark else None
     since, until = _floor_hour(window.start_s), _ceil_hour(window.end_s)
     lo, hi = day_span(time_zones, since, until)
     if limit is not None:

@@ -11,7 +11,7 @@ from cloudmeter.collectors.simulator import SimulatorCollector, SimulatorConfig
 from cloudmeter.model import METRICS, Window
 from cloudmeter.scheduler import jobs
 from cloudmeter.scheduler.pipeline import StreamRollup
-from cloudmeter.storage import managers, readers
+from cloudmeter.storage import managers, readers, writer
 from cloudmeter.storage.database import Database
 
 START = datetime(2026, 3, 28, tzinfo=UTC)  # the window spans Europe/Berlin's 23-hour day
@@ -164,3 +164,19 @@ def test_recapture_after_a_crash_before_the_mark_moved_keeps_every_row_once(db: 
         assert managers.dirty_hours(conn, manager_id) == []
     for name, frame in _rollup_tables(db).items():
         assert frame.equals(before[name]), name
+
+
+def test_rebuild_never_writes_an_hour_or_a_day_that_is_still_open(db: Database) -> None:
+    manager_id, collector = _setup(db)
+    ids = jobs.resource_ids(db, manager_id)
+    captured = WINDOW.start + timedelta(hours=10, minutes=30)
+    with db.connection() as conn:
+        for batch in collector.capture(Window(WINDOW.start, captured)):
+            rid = np.array([ids[ref] for ref in batch.refs], dtype=np.int32)[batch.resource_idx]
+            writer.write_samples(conn, rid, batch.ts_s, batch.values, db.native_partitions())
+        managers.mark_captured(conn, manager_id, captured, captured)  # captured, never rolled in-stream
+    jobs.rollup(db, manager_id, WINDOW, ZONES)
+    tables = _rollup_tables(db)
+    hours = tables["hourly"]["ts"].dt.epoch("s")
+    assert hours.min() == WINDOW.start_s and hours.max() == WINDOW.start_s + 9 * 3600  # 10:00-10:30 is open
+    assert all(tables[tz].height == 0 for tz in ZONES)  # no local day has ended
