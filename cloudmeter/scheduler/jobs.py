@@ -87,11 +87,10 @@ def capture(
     is resumed from storage for this call. Hours the window completes are rolled up from memory; changed
     samples of hours already rolled up are marked and rebuilt (``roll_dirty``) at the end.
     """
-    with db.connection() as conn:
-        captured = managers.manager_by_id(conn, manager_id).captured_until
     time_zones = stream.time_zones if stream else _time_zones(db)
     stream = stream or StreamRollup(db, manager_id, time_zones)
-    ids = stream.resource_ids()
+    captured = stream.sync().captured_until
+    ids = stream.resource_ids
     append_from = epoch_s(captured) if captured else window.start_s
     batches = rows = 0
     interval: int | None = None

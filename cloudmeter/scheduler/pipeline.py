@@ -140,8 +140,20 @@ def rebuild(
         hourly = [wanted_hours(rows) for rows in roller.roll(a, b, stored_leaves(db, topology, a, b))]
         daily = [rows for rows in roller.close(b) if wanted_day(int(rows.ts_s[0]), _day_end(rows))]
         _write(db, hourly + daily, counts)
+    _warn_dropped(roller, manager_id)
     log.info("rebuilt %s: %d hourly rows, daily %s", window, counts.hourly, counts.daily)
     return counts
+
+
+def _warn_dropped(roller: Roller, manager_id: int) -> None:
+    if roller.dropped_rows:
+        log.warning(
+            "manager %d: %d raw rows not rolled up (resources not in the inventory, or parents rolled up from "
+            "their children); refresh the inventory if resources are missing",
+            manager_id,
+            roller.dropped_rows,
+        )
+        roller.dropped_rows = 0
 
 
 def _day_end(rows: Rows) -> int:
@@ -158,16 +170,28 @@ class StreamRollup:
         self._roller: Roller | None = None
         self._open: OpenHours | None = None
         self._refreshed_at: object = None
-        self._ids: tuple[object, dict[ResourceRef, int]] | None = None
+        self._ids: dict[ResourceRef, int] | None = None
         self.counts = RollupCounts()
 
-    def resource_ids(self) -> dict[ResourceRef, int]:
-        """The manager's stored resource ids by reference, read again only after an inventory refresh."""
+    def sync(self) -> managers.ManagerRow:
+        """The manager's row, read once per capture; after an inventory refresh, its resource ids and the
+        rollup topology are read again."""
         with self.db.connection() as conn:
-            refreshed = managers.manager_by_id(conn, self.manager_id).last_refresh_at
-            if self._ids is None or self._ids[0] != refreshed:
-                self._ids = (refreshed, inventory.stored_ids(conn, self.manager_id))
-        return self._ids[1]
+            row = managers.manager_by_id(conn, self.manager_id)
+            if self._ids is None or row.last_refresh_at != self._refreshed_at:
+                self._ids = inventory.stored_ids(conn, self.manager_id)
+                if self._roller is not None:
+                    self._roller.retopologize(readers.read_topology(conn, self.manager_id))
+                self._refreshed_at = row.last_refresh_at
+        return row
+
+    @property
+    def resource_ids(self) -> dict[ResourceRef, int]:
+        """The manager's stored resource ids by reference, as of the last ``sync``."""
+        if self._ids is None:
+            self.sync()
+        assert self._ids is not None
+        return self._ids
 
     @property
     def rolled_until_s(self) -> int | None:
@@ -189,19 +213,18 @@ class StreamRollup:
         """Roll up and write every open hour that ends at or before ``until_s``."""
         if self._roller is None or self._open is None:
             return
-        self._follow_inventory()
         roller, open_hours = self._roller, self._open
         for hour in range(open_hours.start_s, _floor_hour(until_s), HOUR_S):
             rid, ts, values = open_hours.pop(hour)
             leaves = [leaf_series(roller.topology, rid, ts, values)] if len(ts) else []
             rows = [*roller.roll(hour, hour + HOUR_S, leaves), *roller.close(hour + HOUR_S)]
             _write(self.db, rows, self.counts, (self.manager_id, hour + HOUR_S))
+        _warn_dropped(roller, self.manager_id)
 
     def _resume(self, interval_s: int, first_s: int | None) -> None:
         with self.db.connection() as conn:
             row = managers.manager_by_id(conn, self.manager_id)
             topology = readers.read_topology(conn, self.manager_id)
-        self._refreshed_at = row.last_refresh_at
         roller = Roller(topology, row.sample_interval_s or interval_s, self.time_zones)
         if row.rolled_until is None:
             start = _floor_hour(first_s if first_s is not None else epoch_s(row.captured_until or from_epoch_s(0)))
@@ -221,14 +244,3 @@ class StreamRollup:
                 open_hours.add(leaves.resource_id, leaves.ts_s, leaves.values)
         log.info("resumed rollups of manager %d from %s", self.manager_id, row.rolled_until)
         self._roller, self._open = roller, open_hours
-
-    def _follow_inventory(self) -> None:
-        """Pick up a newer topology after an inventory refresh."""
-        assert self._roller is not None
-        with self.db.connection() as conn:
-            row = managers.manager_by_id(conn, self.manager_id)
-            if row.last_refresh_at == self._refreshed_at:
-                return
-            topology = readers.read_topology(conn, self.manager_id)
-        self._refreshed_at = row.last_refresh_at
-        self._roller.retopologize(topology)
