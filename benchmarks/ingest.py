@@ -66,8 +66,8 @@ def one_run(
         bare = timed(bare_copy)
         conn.execute("TRUNCATE metric_samples")
         conn.commit()
-        ours = timed(lambda: writer.write_samples(conn, rid, ts, values, db.native_partitions()))
-        again = timed(lambda: writer.write_samples(conn, rid, ts, values, db.native_partitions()))
+        ours = timed(lambda: writer.write_samples(conn, rid, ts, values, db.write_target()))
+        again = timed(lambda: writer.write_samples(conn, rid, ts, values, db.write_target()))
         assert_rows(conn, len(rid))
     return {"bare_copy_s": bare, "write_samples_s": ours, "recapture_s": again}
 

@@ -67,7 +67,7 @@ def _settings(config: Path | None) -> Settings:
 
 @contextmanager
 def _database(settings: Settings) -> Iterator[Database]:
-    with _errors(), Database(settings.dsn_value, settings.data_dir, settings.pool_size) as db:
+    with _errors(), Database(settings.dsn_value, settings.data_dir, settings.pool_size, settings.write_method) as db:
         yield db
 
 

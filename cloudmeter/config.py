@@ -25,6 +25,7 @@ from cloudmeter.collectors.base import ManagerConfig
 from cloudmeter.collectors.registry import parse_manager_config
 from cloudmeter.errors import ConfigError
 from cloudmeter.storage.dsn import MASK, mask_dsn
+from cloudmeter.storage.writer import WriteMethod
 
 CONFIG_ENV = "CLOUDMETER_CONFIG"
 
@@ -63,6 +64,9 @@ class Settings(BaseSettings):
     dsn: SecretStr | None = Field(None, description="external PostgreSQL; unset = embedded")
     data_dir: Path = Field(default_factory=default_data_dir)
     pool_size: int = Field(4, ge=1, le=64)
+    write_method: WriteMethod = Field(
+        "copy", description="how rows reach the server: binary COPY, or INSERT for servers that refuse COPY FROM STDIN"
+    )
     time_zones: tuple[str, ...] = Field(("UTC",), description="daily rollups; UTC is always included")
     schedule: Schedule = Schedule()
     retention: Retention = Retention()

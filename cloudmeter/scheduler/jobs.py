@@ -99,7 +99,7 @@ def capture(
         dirty = DirtyMarks(manager_id, stream.rolled_until_s or window.start_s)
         with db.connection() as conn, conn.transaction():
             writer.write_samples(
-                conn, rid, batch.ts_s, batch.values, db.native_partitions(), append_from_s=append_from, dirty=dirty
+                conn, rid, batch.ts_s, batch.values, db.write_target(), append_from_s=append_from, dirty=dirty
             )
             if last:  # the marks move with the window's last batch: one commit fewer per capture
                 _mark_captured(conn, manager_id, window, batch.interval_s)

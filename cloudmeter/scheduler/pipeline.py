@@ -76,7 +76,7 @@ def _write(db: Database, batches: list[Rows], counts: RollupCounts, mark: tuple[
     with db.connection() as conn, conn.transaction():
         for parts in tables.values():
             rows = Rows.concat(parts)
-            writer.write_rows(conn, rows, db.native_partitions())
+            writer.write_rows(conn, rows, db.write_target())
             counts.add(rows)
         if mark is not None:
             managers.mark_rolled(conn, mark[0], from_epoch_s(mark[1]))

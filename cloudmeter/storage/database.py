@@ -16,6 +16,8 @@ from cloudmeter.storage import schema
 from cloudmeter.storage.dsn import mask_dsn, scrub
 from cloudmeter.storage.embedded import EmbeddedPostgres
 from cloudmeter.storage.partitions import PartitionManager
+from cloudmeter.storage.server import ServerInfo, probe
+from cloudmeter.storage.writer import WriteMethod, WriteTarget
 
 CONNECT_TIMEOUT_S = 10
 
@@ -23,13 +25,15 @@ CONNECT_TIMEOUT_S = 10
 class Database:
     """Opened with ``with Database(dsn, data_dir) as db:``; no DSN means the embedded server."""
 
-    def __init__(self, dsn: str | None, data_dir: Path, pool_size: int = 4) -> None:
+    def __init__(self, dsn: str | None, data_dir: Path, pool_size: int = 4, write_method: WriteMethod = "copy") -> None:
         self._dsn = dsn
         self._embedded = EmbeddedPostgres(data_dir) if dsn is None else None
         self._pool_size = pool_size
+        self._write_method: WriteMethod = write_method
         self._pool: ConnectionPool | None = None
         self._partitions = PartitionManager()
         self._mode: schema.Mode | None = None
+        self._server: ServerInfo | None = None
 
     @property
     def embedded(self) -> bool:
@@ -43,8 +47,15 @@ class Database:
             return f"embedded PostgreSQL in {self._embedded.pgdata}"
         return mask_dsn(self._dsn or "")
 
+    @property
+    def server(self) -> ServerInfo:
+        """What the server is and offers (version, TimescaleDB), as found when the database was opened."""
+        if self._server is None:
+            raise StorageUnavailable("the database is not open; use `with Database(...) as db:`")
+        return self._server
+
     def open(self) -> Self:
-        """Start the embedded server if needed, check the connection, open the pool."""
+        """Start the embedded server if needed, check the connection and the server, open the pool."""
         conninfo = self._embedded.start() if self._embedded is not None else self._dsn or ""
         self._check(conninfo)
         self._pool = ConnectionPool(
@@ -66,8 +77,8 @@ class Database:
                 "use postgresql://user:password@host:port/dbname"
             ) from None
         try:
-            with psycopg.connect(conninfo, connect_timeout=CONNECT_TIMEOUT_S):
-                pass
+            with psycopg.connect(conninfo, connect_timeout=CONNECT_TIMEOUT_S) as conn:
+                self._server = probe(conn)
         except psycopg.OperationalError as exc:
             reason = scrub(str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc), conninfo)
             raise StorageUnavailable(
@@ -108,6 +119,10 @@ class Database:
     def native_partitions(self) -> PartitionManager | None:
         """The partition manager writers must use, or None in TimescaleDB mode (chunks are automatic)."""
         return self._partitions if self.mode() == "native" else None
+
+    def write_target(self) -> WriteTarget:
+        """How the writer reaches this database (``storage.writer``)."""
+        return WriteTarget(self._write_method, self.native_partitions())
 
     def __enter__(self) -> Self:
         return self.open()

@@ -1,12 +1,15 @@
-"""PostgreSQL binary COPY format <-> numpy arrays, in numba (no per-row Python).
+"""PostgreSQL binary formats <-> numpy arrays, in numba (no per-row Python).
 
-Only fixed-width columns are handled: ``timestamptz`` (int64 microseconds since 2000-01-01 UTC), ``int4``,
-``int8`` and ``float8``. NaN in a float column and a False in an integer column's ``valid`` mask travel as SQL
-NULL. Format reference: PostgreSQL docs, "COPY ... Binary Format".
+The COPY binary stream (``encode``/``decode``) and the binary send format of a one-dimensional array
+(``encode_array``, a query parameter for servers without COPY FROM STDIN). Only fixed-width columns are
+handled: ``timestamptz`` (int64 microseconds since 2000-01-01 UTC), ``int4``, ``int8`` and ``float8``. NaN in a
+float column and a False in an integer column's ``valid`` mask travel as SQL NULL. Format references:
+PostgreSQL docs, "COPY ... Binary Format"; ``array_send`` in src/backend/utils/adt/arrayfuncs.c.
 """
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -22,6 +25,9 @@ FLOAT8: Final = 3
 
 HEADER: Final = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
 TRAILER: Final = b"\xff\xff"
+#: Element type oids of the kinds (timestamptz, int4, int8, float8) and of their array types.
+ELEMENT_OID: Final = (1184, 23, 20, 701)
+ARRAY_OID: Final = (1185, 1007, 1016, 1022)
 #: Seconds between the Unix epoch and PostgreSQL's epoch (2000-01-01 UTC).
 PG_EPOCH_S: Final = 946_684_800
 
@@ -38,23 +44,30 @@ def _encode(
     bits: npt.NDArray[np.int64],
     nulls: npt.NDArray[np.bool_],
     kinds: npt.NDArray[np.int64],
+    copy_framing: bool,
 ) -> npt.NDArray[np.uint8]:
-    """Rows of ``bits`` (each column's value as int64 bits, NULL where ``nulls``) -> COPY binary stream."""
+    """Rows of ``bits`` (each column's value as int64 bits, NULL where ``nulls``) after ``header``.
+
+    ``copy_framing`` adds COPY's per-row field count and trailer; without it the fields simply follow each
+    other, as the elements of an array do.
+    """
     n, ncols = bits.shape
     width = np.empty(ncols, dtype=np.int64)
     for c in range(ncols):
         width[c] = 8 if kinds[c] != INT4 else 4
-    size = header.shape[0] + 2  # and the trailer
+    framing = 2 if copy_framing else 0
+    size = header.shape[0] + framing
     for i in range(n):
-        size += 2
+        size += framing
         for c in range(ncols):
             size += 4 if nulls[i, c] else 4 + width[c]
     buf = np.empty(size, dtype=np.uint8)
     buf[: header.shape[0]] = header
     pos = header.shape[0]
     for i in range(n):
-        _put_be(buf, pos, ncols, 2)
-        pos += 2
+        if copy_framing:
+            _put_be(buf, pos, ncols, 2)
+            pos += 2
         for c in range(ncols):
             if nulls[i, c]:
                 _put_be(buf, pos, -1, 4)
@@ -63,7 +76,8 @@ def _encode(
                 _put_be(buf, pos, width[c], 4)
                 _put_be(buf, pos + 4, bits[i, c], width[c])
                 pos += 4 + width[c]
-    _put_be(buf, pos, -1, 2)
+    if copy_framing:
+        _put_be(buf, pos, -1, 2)
     return buf
 
 
@@ -129,6 +143,21 @@ def encode(columns: list[tuple[int, npt.NDArray[Any], Valid]]) -> npt.NDArray[np
     A TIMESTAMPTZ column is given as int64 epoch seconds. NULL is written where ``valid`` is False, and for
     NaN in a FLOAT8 column.
     """
+    kinds, bits, nulls = _bits(columns)
+    return _encode(np.frombuffer(HEADER, dtype=np.uint8), bits, nulls, kinds, True)
+
+
+def encode_array(kind: int, array: npt.NDArray[Any], valid: Valid = None) -> bytes:
+    """One column as a one-dimensional array in binary send format (what ``array_recv`` reads)."""
+    kinds, bits, nulls = _bits([(kind, array, valid)])
+    header = struct.pack(">iiiii", 1, int(nulls.any()), ELEMENT_OID[kind], len(array), 1)
+    return _encode(np.frombuffer(header, dtype=np.uint8), bits, nulls, kinds, False).tobytes()
+
+
+def _bits(
+    columns: list[tuple[int, npt.NDArray[Any], Valid]],
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
+    """(kinds, int64 bits of every value, NULL mask) of parallel columns, as ``_encode`` takes them."""
     n = len(columns[0][1])
     kinds = np.array([kind for kind, _, _ in columns], dtype=np.int64)
     bits = np.empty((n, len(columns)), dtype=np.int64)
@@ -144,7 +173,7 @@ def encode(columns: list[tuple[int, npt.NDArray[Any], Valid]]) -> npt.NDArray[np
             bits[:, c] = (np.asarray(array, dtype=np.int64) - PG_EPOCH_S) * 1_000_000
         else:
             bits[:, c] = np.asarray(array, dtype=np.int64)
-    return _encode(np.frombuffer(HEADER, dtype=np.uint8), bits, nulls, kinds)
+    return kinds, bits, nulls
 
 
 def decode(data: bytes | bytearray | memoryview, kinds: list[int]) -> list[Column]:

@@ -1,6 +1,8 @@
-"""The one writer: columnar numpy batches -> binary COPY into a session staging table -> upsert.
+"""The one writer: columnar numpy batches -> a session staging table -> upsert.
 
-Every call is one transaction: a batch lands whole or not at all, and writing the same batch twice leaves
+Batches reach the server by binary COPY, or (``WriteTarget.method`` "insert", for servers that refuse COPY FROM
+STDIN) by ``INSERT ... SELECT FROM unnest(...)`` of binary array parameters; everything after that is the same
+SQL. Every call is one transaction: a batch lands whole or not at all, and writing the same batch twice leaves
 the same rows (rows whose values did not change are not even rewritten).
 """
 
@@ -8,14 +10,17 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 import psycopg
 from psycopg import sql
+from psycopg.adapt import Dumper, PyFormat
+from psycopg.pq import Format
 
+from cloudmeter.errors import StorageError
 from cloudmeter.model import METRICS
 from cloudmeter.rollups.kernels import is_sorted_unique
 from cloudmeter.rollups.series import Rows, last_per_key
@@ -23,8 +28,18 @@ from cloudmeter.storage import pgbinary
 from cloudmeter.storage.partitions import PartitionManager
 from cloudmeter.storage.schema import DAILY, HOURLY, ROLLUP_KINDS, SAMPLES, STATS
 
-#: Bytes handed to the server per COPY write.
+#: Bytes handed to the server per COPY write, and about the size of one INSERT's array parameters.
 COPY_CHUNK = 8 << 20
+
+WriteMethod = Literal["copy", "insert"]
+
+
+@dataclass(frozen=True)
+class WriteTarget:
+    """How writes reach this database: the load method and, in native mode, the partition manager."""
+
+    method: WriteMethod = "copy"
+    partitions: PartitionManager | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -49,15 +64,73 @@ class DirtyMarks:
     before_s: int
 
 
-def copy_in(conn: psycopg.Connection, table: str, columns: Sequence[ColumnData]) -> None:
-    """Binary COPY of ``columns`` into ``table`` (no conflict handling)."""
-    payload = pgbinary.encode([(c.kind, c.values, c.valid) for c in columns])
+def load(conn: psycopg.Connection, table: str, columns: Sequence[ColumnData], method: WriteMethod) -> None:
+    """Append ``columns`` to ``table`` (no conflict handling) by binary COPY or by INSERT of binary arrays."""
     names = sql.SQL(", ").join(sql.Identifier(c.name) for c in columns)
+    if method == "insert":
+        _insert_arrays(conn, sql.Identifier(table), names, columns)
+        return
+    payload = pgbinary.encode([(c.kind, c.values, c.valid) for c in columns])
     statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)").format(sql.Identifier(table), names)
-    with conn.cursor().copy(statement) as copy:
-        view = memoryview(payload)  # type: ignore[arg-type]
-        for offset in range(0, len(view), COPY_CHUNK):
-            copy.write(view[offset : offset + COPY_CHUNK])
+    try:
+        with conn.cursor().copy(statement) as copy:
+            view = memoryview(payload)  # type: ignore[arg-type]
+            for offset in range(0, len(view), COPY_CHUNK):
+                copy.write(view[offset : offset + COPY_CHUNK])
+    except psycopg.errors.FeatureNotSupported as exc:
+        raise StorageError(
+            f'the database refuses COPY FROM STDIN ({str(exc).strip()}); set write_method = "insert" in the '
+            "config file or CLOUDMETER_WRITE_METHOD=insert"
+        ) from None
+
+
+@dataclass(frozen=True)
+class BinaryArray:
+    """A query parameter already in PostgreSQL's binary array format."""
+
+    oid: int
+    data: bytes
+
+
+class BinaryArrayDumper(Dumper):
+    format = Format.BINARY
+
+    def get_key(self, obj: Any, format: PyFormat) -> Any:
+        return (BinaryArray, obj.oid)
+
+    def upgrade(self, obj: Any, format: PyFormat) -> Dumper:
+        dumper = BinaryArrayDumper(BinaryArray)
+        dumper.oid = obj.oid
+        return dumper
+
+    def dump(self, obj: Any) -> bytes:
+        return bytes(obj.data)
+
+
+psycopg.adapters.register_dumper(BinaryArray, BinaryArrayDumper)
+
+
+def _insert_arrays(
+    conn: psycopg.Connection, table: sql.Identifier, names: sql.Composable, columns: Sequence[ColumnData]
+) -> None:
+    """INSERT the columns as one unnest of array parameters per ``COPY_CHUNK`` bytes of rows."""
+    statement = sql.SQL("INSERT INTO {} ({}) SELECT * FROM unnest({})").format(
+        table, names, sql.SQL(", ").join(sql.Placeholder(format=PyFormat.BINARY) for _ in columns)
+    )
+    n = len(columns[0].values)
+    step = max(1, COPY_CHUNK // (12 * len(columns)))
+    for lo in range(0, n, step):
+        part = slice(lo, min(n, lo + step))
+        conn.execute(
+            statement,
+            [
+                BinaryArray(
+                    pgbinary.ARRAY_OID[c.kind],
+                    pgbinary.encode_array(c.kind, c.values[part], None if c.valid is None else c.valid[part]),
+                )
+                for c in columns
+            ],
+        )
 
 
 def upsert(
@@ -67,12 +140,14 @@ def upsert(
     columns: Sequence[ColumnData],
     constants: Mapping[str, Any] | None = None,
     dirty: DirtyMarks | None = None,
+    method: WriteMethod = "copy",
 ) -> int:
     """Insert or update rows of ``table`` identified by ``key``; return the rows written or changed.
 
     ``columns`` must be unique on ``key`` (see ``last_per_key``). ``constants`` adds columns with one value
     for every row (e.g. a daily rollup's ``tz``). With ``dirty``, the hours of changed rows older than
-    ``dirty.before_s`` go into ``rollup_dirty``. Runs in one transaction.
+    ``dirty.before_s`` go into ``rollup_dirty``. ``method`` is how rows reach the staging table. Runs in one
+    transaction.
     """
     names = [c.name for c in columns]
     constants = dict(constants or {})
@@ -85,7 +160,7 @@ def upsert(
                 "CREATE TEMP TABLE IF NOT EXISTS {} ON COMMIT DELETE ROWS AS SELECT {} FROM {} WITH NO DATA"
             ).format(sql.Identifier(stage), sql.SQL(", ").join(map(sql.Identifier, names)), sql.Identifier(table))
         )
-        copy_in(conn, stage, columns)
+        load(conn, stage, columns, method)
         target = sql.Identifier(table)
         statement = sql.SQL(
             "INSERT INTO {target} ({cols}) SELECT {select} FROM {stage} "
@@ -140,40 +215,43 @@ def write_samples(
     resource_id: npt.NDArray[np.int32],
     ts_s: npt.NDArray[np.int64],
     values: npt.NDArray[np.float64],
-    partitions: PartitionManager | None = None,
+    target: WriteTarget = WriteTarget(),
     *,
     append_from_s: int | None = None,
     dirty: DirtyMarks | None = None,
 ) -> int:
     """Write raw samples idempotently (one transaction); return rows inserted or changed.
 
-    ``partitions`` (native mode) first creates any partition the batch needs. Rows at or after
-    ``append_from_s`` (past what the manager has captured, so normally not stored yet) go in with a plain
-    COPY; should any of them exist already, that part falls back to the upsert. ``dirty`` marks the hours of
-    changed rows that are already rolled up.
+    ``target`` says how rows are loaded and (native mode) creates any partition the batch needs first. Rows
+    at or after ``append_from_s`` (past what the manager has captured, so normally not stored yet) are
+    appended without the upsert; should any of them exist already, that part falls back to the upsert.
+    ``dirty`` marks the hours of changed rows that are already rolled up.
     """
     if len(ts_s) == 0:
         return 0
-    if partitions is not None:
-        partitions.ensure_span(conn, SAMPLES, ts_s)
+    if target.partitions is not None:
+        target.partitions.ensure_span(conn, SAMPLES, ts_s)
     key = ("resource_id", "ts")
+    method = target.method
     with conn.transaction():
         if append_from_s is None:
-            return upsert(conn, SAMPLES.name, key, sample_columns(resource_id, ts_s, values), dirty=dirty)
+            return upsert(
+                conn, SAMPLES.name, key, sample_columns(resource_id, ts_s, values), dirty=dirty, method=method
+            )
         new = ts_s >= append_from_s
         old = ~new
         written = 0
         if old.any():
             columns = sample_columns(resource_id[old], ts_s[old], values[old])
-            written += upsert(conn, SAMPLES.name, key, columns, dirty=dirty)
+            written += upsert(conn, SAMPLES.name, key, columns, dirty=dirty, method=method)
         if new.any():
             columns = sample_columns(resource_id[new], ts_s[new], values[new])
             try:
                 with conn.transaction():
-                    copy_in(conn, SAMPLES.name, columns)
+                    load(conn, SAMPLES.name, columns, method)
                 written += len(columns[0].values)
             except psycopg.errors.UniqueViolation:
-                written += upsert(conn, SAMPLES.name, key, columns, dirty=dirty)
+                written += upsert(conn, SAMPLES.name, key, columns, dirty=dirty, method=method)
         return written
 
 
@@ -195,16 +273,16 @@ def rollup_columns(rows: Rows) -> dict[str, npt.NDArray[Any]]:
     return columns
 
 
-def write_rows(conn: psycopg.Connection, rows: Rows, partitions: PartitionManager | None = None) -> int:
+def write_rows(conn: psycopg.Connection, rows: Rows, target: WriteTarget = WriteTarget()) -> int:
     """Write rollup rows of the engine (hourly, or daily of ``rows.tz``) idempotently."""
-    return upsert_rollups(conn, rollup_columns(rows), rows.tz, partitions)
+    return upsert_rollups(conn, rollup_columns(rows), rows.tz, target)
 
 
 def upsert_rollups(
     conn: psycopg.Connection,
     columns: Mapping[str, npt.NDArray[Any]],
     tz: str | None = None,
-    partitions: PartitionManager | None = None,
+    target: WriteTarget = WriteTarget(),
 ) -> int:
     """Write hourly rows (``tz`` None) or daily rows of time zone ``tz``, idempotently, in one transaction.
 
@@ -219,8 +297,8 @@ def upsert_rollups(
         ColumnData(name, kind, columns[name], None if kind == pgbinary.FLOAT8 else columns[name] >= 0)
         for name, kind in ROLLUP_KINDS
     ]
-    if partitions is not None:
-        partitions.ensure_span(conn, table, columns["ts"])
+    if target.partitions is not None:
+        target.partitions.ensure_span(conn, table, columns["ts"])
     if tz is None:
-        return upsert(conn, table.name, ("resource_id", "ts"), data)
-    return upsert(conn, table.name, ("resource_id", "tz", "ts"), data, {"tz": tz})
+        return upsert(conn, table.name, ("resource_id", "ts"), data, method=target.method)
+    return upsert(conn, table.name, ("resource_id", "tz", "ts"), data, {"tz": tz}, method=target.method)

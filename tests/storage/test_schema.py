@@ -88,7 +88,7 @@ def test_write_and_read_back_on_each_server(
     with Database(new_database(any_pg_server), tmp_path) as db:
         db.migrate()
         with db.connection() as conn:
-            assert writer.write_samples(conn, rid, ts, values, db.native_partitions()) == 3
+            assert writer.write_samples(conn, rid, ts, values, db.write_target()) == 3
             frame = readers.read_samples(
                 conn, Window(datetime(2026, 1, 1, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC))
             )
@@ -134,7 +134,7 @@ def test_maintenance_creates_ahead_and_drops_only_wholly_expired_partitions(db: 
             np.array([1, 1], dtype=np.int32),
             np.array([old_day, kept_day], dtype=np.int64),
             np.ones((2, 8)),
-            partitions,
+            db.write_target(),
         )
         retention = {"raw_days": 14, "hourly_days": 400, "daily_days": 1830}
         with conn.transaction():
