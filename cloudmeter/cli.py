@@ -6,9 +6,10 @@ import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import polars as pl
 import typer
@@ -22,7 +23,7 @@ from cloudmeter.errors import CloudmeterError, ConfigError
 from cloudmeter.model import Window, as_utc
 from cloudmeter.scheduler import jobs
 from cloudmeter.scheduler.pipeline import StreamRollup
-from cloudmeter.storage import managers, schema
+from cloudmeter.storage import managers, schema, status
 from cloudmeter.storage.database import Database
 
 app = typer.Typer(
@@ -168,34 +169,48 @@ def db_migrate(config: ConfigOption = None) -> None:
 
 @db_app.command("status")
 def db_status(config: ConfigOption = None, as_json: JsonOption = False) -> None:
-    """Schema version, partition mode and table sizes."""
+    """Schema version, partition mode (TimescaleDB or native) and each table's storage."""
     settings = _settings(config)
     with _database(settings) as db, db.connection() as conn:
-        version = schema.applied_version(conn)
-        mode = schema.stored_mode(conn)
-        server = conn.execute("SHOW server_version").fetchone()
-        rows = (
-            conn.execute(
-                """SELECT t, (SELECT count(*) FROM pg_inherits WHERE inhparent = to_regclass(t)) AS partitions
-               FROM unnest(%s::text[]) t""",
-                ([t.name for t in schema.TIME_SERIES_TABLES],),
-            ).fetchall()
-            if version
-            else []
-        )
-    status = {
-        "database": db.display_dsn,
-        "server_version": server[0] if server else None,
-        "schema_version": version,
-        "latest_version": schema.LATEST,
-        "mode": mode,
-        "partitions": dict(rows),
-    }
+        report = status.database_status(conn, db.server, db.display_dsn)
+    _print_status(report, as_json)
+
+
+@app.command("status")
+def overall_status(config: ConfigOption = None, as_json: JsonOption = False) -> None:
+    """The database (mode, TimescaleDB, storage per table) and every manager's capture and rollup progress."""
+    settings = _settings(config)
+    with _database(settings) as db, db.connection() as conn:
+        report = status.database_status(conn, db.server, db.display_dsn)
+        report["managers"] = [asdict(m) for m in status.manager_status(conn)] if report["schema_version"] else []
+    _print_status(report, as_json)
+
+
+def _print_status(report: dict[str, Any], as_json: bool) -> None:
     if as_json:
-        typer.echo(json.dumps(status))
-    else:
-        for key, value in status.items():
+        typer.echo(json.dumps(report, default=str))
+        return
+    for key, value in report.items():
+        if not isinstance(value, list):
             console.print(f"{key:>15}: {value}", highlight=False)
+    for key in ("tables", "managers"):
+        if report.get(key):
+            rows = [{k: _human(k, v) for k, v in row.items()} for row in report[key]]
+            frame = pl.DataFrame(rows, infer_schema_length=None)
+            _print_frame(frame.select(c for c in frame.columns if frame[c].null_count() < len(frame)), False, key)
+
+
+def _human(key: str, value: Any) -> Any:
+    """Byte counts as MiB, ratios to one decimal, times to the minute: for reading, not for scripts (--json)."""
+    if value is None:
+        return None
+    if key.endswith("bytes"):
+        return f"{value / 2**20:,.1f} MiB"
+    if key.endswith("ratio"):
+        return f"{value:.1f}x"
+    if isinstance(value, datetime):
+        return f"{value.astimezone(UTC):%Y-%m-%d %H:%M}Z"
+    return value
 
 
 @managers_app.command("list")

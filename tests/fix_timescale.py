@@ -1,7 +1,9 @@
 """pytest plugin: a real TimescaleDB (PGlite + TimescaleDB in WASM) served over the PostgreSQL protocol.
 
-`timescale_dsn` (session) starts ``node tests/pglite/server.mjs`` once; `timescale_conn` (function) hands a
-test a connection to a cleaned database. Setup once per checkout::
+`timescale_dsn` (session) starts ``node tests/pglite/server.mjs`` once. Per test, on a database emptied of what
+earlier tests created: `timescale_conn` hands over a connection, `timescale_clean_dsn` just the DSN, and
+`timescale_db` an open, migrated cloudmeter Database (one pooled connection, write method "insert"). Setup
+once per checkout::
 
     npm ci --legacy-peer-deps --prefix tests/pglite
 
@@ -28,6 +30,8 @@ from typing import Any
 
 import psycopg
 import pytest
+
+from cloudmeter.storage.database import Database
 
 PGLITE_DIR = Path(__file__).resolve().parent / "pglite"
 START_TIMEOUT_S = 60.0
@@ -194,17 +198,14 @@ def timescale_dsn(timescale_server: TimescaleServer) -> str:
     return timescale_server.dsn
 
 
-@pytest.fixture
-def timescale_conn(timescale_server: TimescaleServer) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
-    """A connection (autocommit off) to a database emptied of what earlier tests created.
-
-    It is the server's only session: close it (the fixture does) before anything else connects.
-    """
-    timescale_server.check_alive()
+@contextlib.contextmanager
+def _clean_session(server: TimescaleServer) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
+    """The server's one session (autocommit off) after dropping what earlier tests created; closed after."""
+    server.check_alive()
     try:
-        conn = psycopg.connect(timescale_server.dsn, prepare_threshold=None, autocommit=True)
+        conn = psycopg.connect(server.dsn, prepare_threshold=None, autocommit=True)
     except psycopg.OperationalError as exc:
-        timescale_server.check_alive()
+        server.check_alive()
         pytest.fail(
             f"can't connect to the PGlite/TimescaleDB server ({exc}). It has one session: is a connection "
             "opened by an earlier test still open?"
@@ -227,3 +228,32 @@ def timescale_conn(timescale_server: TimescaleServer) -> Iterator[psycopg.Connec
             if not conn.closed and conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
                 conn.rollback()
         conn.close()
+
+
+@pytest.fixture
+def timescale_conn(timescale_server: TimescaleServer) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
+    """A connection (autocommit off) to a database emptied of what earlier tests created.
+
+    It is the server's only session: close it (the fixture does) before anything else connects.
+    """
+    with _clean_session(timescale_server) as conn:
+        yield conn
+
+
+@pytest.fixture
+def timescale_clean_dsn(timescale_server: TimescaleServer) -> str:
+    """The DSN of the server, emptied of what earlier tests created, with no session held."""
+    with _clean_session(timescale_server):
+        pass
+    return timescale_server.dsn
+
+
+@pytest.fixture
+def timescale_db(timescale_clean_dsn: str, tmp_path: Path) -> Iterator[Database]:
+    """An open Database on the emptied server, migrated (TimescaleDB mode), writing by INSERT (no COPY FROM STDIN).
+
+    Its pool holds the server's one session until the test ends.
+    """
+    with Database(timescale_clean_dsn, tmp_path, pool_size=1, write_method="insert") as database:
+        database.migrate()
+        yield database

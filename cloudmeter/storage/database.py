@@ -79,6 +79,7 @@ class Database:
         try:
             with psycopg.connect(conninfo, connect_timeout=CONNECT_TIMEOUT_S) as conn:
                 self._server = probe(conn)
+                self._mode = schema.stored_mode(conn)
         except psycopg.OperationalError as exc:
             reason = scrub(str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc), conninfo)
             raise StorageUnavailable(
@@ -106,11 +107,11 @@ class Database:
         """Create or upgrade the schema (idempotent); return the migrations applied."""
         with self.connection() as conn:
             applied = schema.migrate(conn, mode)
-        self._mode = None
+            self._mode = schema.stored_mode(conn)
         return applied
 
     def mode(self) -> schema.Mode | None:
-        """The schema's partition mode, None before ``db init``."""
+        """The schema's partition mode, None before ``db init`` (known from opening or migrating, once set)."""
         if self._mode is None:
             with self.connection() as conn:
                 self._mode = schema.stored_mode(conn)

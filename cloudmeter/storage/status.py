@@ -1,0 +1,109 @@
+"""What the database holds and how it is kept: schema, partition mode, per-table storage, policies, managers."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+from cloudmeter.storage import schema
+from cloudmeter.storage.server import ServerInfo
+
+
+@dataclass(frozen=True)
+class TableStatus:
+    """One time-series table: its partitions (native) or chunks (TimescaleDB), size and upkeep."""
+
+    table: str
+    parts: int
+    total_bytes: int
+    compressed_parts: int | None
+    bytes_before_compression: int | None
+    bytes_after_compression: int | None
+    compress_after: str | None
+    drop_after: str | None
+
+    @property
+    def compression_ratio(self) -> float | None:
+        """Size before compression / after, over the compressed chunks; None when nothing is compressed."""
+        if not self.bytes_before_compression or not self.bytes_after_compression:
+            return None
+        return self.bytes_before_compression / self.bytes_after_compression
+
+
+@dataclass(frozen=True)
+class ManagerStatus:
+    """One manager's progress: how far it is captured and rolled up, what waits, what failed last."""
+
+    name: str
+    kind: str
+    enabled: bool
+    captured_until: datetime | None
+    rolled_until: datetime | None
+    dirty_hours: int
+    last_error: str | None
+    last_error_at: datetime | None
+
+
+def _native_table(conn: psycopg.Connection, table: schema.TimeSeriesTable) -> TableStatus:
+    row = conn.execute(
+        """SELECT count(*) FILTER (WHERE isleaf AND level > 0),
+                  coalesce(sum(pg_total_relation_size(relid)), 0)
+           FROM pg_partition_tree(%s::regclass)""",
+        (table.name,),
+    ).fetchone()
+    assert row is not None
+    return TableStatus(table.name, int(row[0]), int(row[1]), None, None, None, None, None)
+
+
+def _hypertable(conn: psycopg.Connection, table: schema.TimeSeriesTable) -> TableStatus:
+    row = conn.execute(
+        """SELECT (SELECT count(*) FROM timescaledb_information.chunks WHERE hypertable_name = %(t)s::text),
+                  (SELECT count(*) FROM timescaledb_information.chunks
+                   WHERE hypertable_name = %(t)s::text AND is_compressed),
+                  (SELECT coalesce(sum(total_bytes), 0) FROM hypertable_detailed_size(%(t)s::text::regclass)),
+                  s.before_compression_total_bytes, s.after_compression_total_bytes,
+                  (SELECT config->>'compress_after' FROM timescaledb_information.jobs
+                   WHERE hypertable_name = %(t)s::text AND proc_name = 'policy_compression'),
+                  (SELECT config->>'drop_after' FROM timescaledb_information.jobs
+                   WHERE hypertable_name = %(t)s::text AND proc_name = 'policy_retention')
+           FROM (SELECT) one LEFT JOIN hypertable_compression_stats(%(t)s::text::regclass) s ON true""",
+        {"t": table.name},
+    ).fetchone()
+    assert row is not None
+    chunks, compressed, total, before, after, compress_after, drop_after = row
+    return TableStatus(table.name, int(chunks), int(total), int(compressed), before, after, compress_after, drop_after)
+
+
+def table_status(conn: psycopg.Connection, mode: schema.Mode) -> list[TableStatus]:
+    """Storage of every time-series table, in the schema's mode."""
+    one = _hypertable if mode == "timescaledb" else _native_table
+    return [one(conn, table) for table in schema.TIME_SERIES_TABLES]
+
+
+def manager_status(conn: psycopg.Connection) -> list[ManagerStatus]:
+    """Every stored manager's progress, by name."""
+    rows = conn.execute(
+        """SELECT m.name, m.kind, m.enabled, m.captured_until, m.rolled_until,
+                  (SELECT count(*) FROM rollup_dirty d WHERE d.manager_id = m.id), m.last_error, m.last_error_at
+           FROM managers m ORDER BY m.name"""
+    ).fetchall()
+    return [ManagerStatus(*row) for row in rows]
+
+
+def database_status(conn: psycopg.Connection, server: ServerInfo, where: str) -> dict[str, Any]:
+    """Where the data is, the server, the schema and its partition mode, and each table's storage (JSON-ready)."""
+    version = schema.applied_version(conn)
+    mode = schema.stored_mode(conn)
+    tables = table_status(conn, mode) if mode is not None else []
+    return {
+        "database": where,
+        "server_version": server.version,
+        "timescaledb": server.timescaledb,
+        "schema_version": version,
+        "latest_version": schema.LATEST,
+        "mode": mode,
+        "tables": [{**asdict(t), "compression_ratio": t.compression_ratio} for t in tables],
+    }
