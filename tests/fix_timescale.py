@@ -17,14 +17,8 @@ timescaledb extension can't be dropped and re-created in the one session, so it 
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
-import signal
-import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +26,8 @@ import psycopg
 import pytest
 
 from cloudmeter.storage.database import Database
-
-PGLITE_DIR = Path(__file__).resolve().parent / "pglite"
-START_TIMEOUT_S = 60.0
-STOP_TIMEOUT_S = 10.0
+from tests import pglite_server
+from tests.pglite_server import PGliteServer
 
 # Drops what earlier tests created and leaves the timescaledb extension (and other extensions) alone.
 # Extension members are recognised by their pg_depend 'e' rows; chunks, compressed chunks and
@@ -106,106 +98,40 @@ $cleanup$
 """
 
 
-@dataclass(frozen=True)
-class TimescaleServer:
-    """The running server process of this test session."""
-
-    process: subprocess.Popen[bytes]
-    dsn: str
-    stderr_path: Path
-
-    def stderr(self) -> str:
-        return self.stderr_path.read_text(errors="replace")[-4000:]
-
-    def check_alive(self) -> None:
-        code = self.process.poll()
-        if code is not None:
-            pytest.fail(f"the PGlite/TimescaleDB server exited with code {code}; its stderr:\n{self.stderr()}")
-
-
-def _node() -> str:
-    node = shutil.which("node")
-    if node is None:
-        pytest.fail("node (Node.js 20+) is not on PATH; the TimescaleDB fixture runs tests/pglite/server.mjs")
-    if not (PGLITE_DIR / "node_modules" / "@unni-craftsman" / "pglite").is_dir():
-        pytest.fail(
-            f"{PGLITE_DIR / 'node_modules'} is missing; install it once with: "
-            "npm ci --legacy-peer-deps --prefix tests/pglite"
-        )
-    return node
-
-
-def _wait_ready(process: subprocess.Popen[bytes], stdout_path: Path, stderr_path: Path) -> int:
-    """The port from the server's ``READY <port>`` line."""
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while True:
-        for line in stdout_path.read_text(errors="replace").splitlines():
-            if line.startswith("READY "):
-                return int(line.split()[1])
-        code = process.poll()
-        if code is not None or time.monotonic() > deadline:
-            why = f"exited with code {code}" if code is not None else f"not ready after {START_TIMEOUT_S:.0f} s"
-            stderr = stderr_path.read_text(errors="replace")[-4000:]
-            pytest.fail(f"the PGlite/TimescaleDB server {why}; its stderr:\n{stderr}")
-        time.sleep(0.05)
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 @pytest.fixture(scope="session")
-def timescale_server() -> Iterator[TimescaleServer]:
+def timescale_server() -> Iterator[PGliteServer]:
     """Start tests/pglite/server.mjs on a free loopback port with a fresh data directory."""
-    node = _node()
     with tempfile.TemporaryDirectory(prefix="cloudmeter-pglite-") as tmp:
-        work = Path(tmp)
-        stdout_path, stderr_path = work / "server.out", work / "server.err"
-        with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
-            # --port 0: the server binds a free port itself and reports it (no race with other processes).
-            # --watch-stdin: the server exits when this process goes away, even on SIGKILL.
-            process = subprocess.Popen(
-                [node, str(PGLITE_DIR / "server.mjs"), "--port", "0", "--data", str(work / "pgdata"), "--watch-stdin"],
-                stdin=subprocess.PIPE,
-                stdout=out,
-                stderr=err,
-                cwd=PGLITE_DIR,
-                env={**os.environ, "NODE_NO_WARNINGS": "1"},
-            )
         try:
-            port = _wait_ready(process, stdout_path, stderr_path)
-            dsn = f"host=127.0.0.1 port={port} user=postgres dbname=postgres sslmode=disable connect_timeout=30"
-            server = TimescaleServer(process, dsn, stderr_path)
-            with psycopg.connect(dsn, autocommit=True, prepare_threshold=None) as conn:
-                conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
-            yield server
-        finally:
-            _stop(process)
-            if process.stdin is not None:
-                process.stdin.close()
+            with pglite_server.running(Path(tmp)) as server:
+                with psycopg.connect(server.dsn, autocommit=True, prepare_threshold=None) as conn:
+                    conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+                yield server
+        except pglite_server.ServerFailed as exc:
+            pytest.fail(str(exc))
+
+
+def _check_alive(server: PGliteServer) -> None:
+    try:
+        server.check_alive()
+    except pglite_server.ServerFailed as exc:
+        pytest.fail(str(exc))
 
 
 @pytest.fixture(scope="session")
-def timescale_dsn(timescale_server: TimescaleServer) -> str:
+def timescale_dsn(timescale_server: PGliteServer) -> str:
     """libpq DSN of the session's PGlite/TimescaleDB server (timescaledb extension already created)."""
     return timescale_server.dsn
 
 
 @contextlib.contextmanager
-def _clean_session(server: TimescaleServer) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
+def _clean_session(server: PGliteServer) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
     """The server's one session (autocommit off) after dropping what earlier tests created; closed after."""
-    server.check_alive()
+    _check_alive(server)
     try:
         conn = psycopg.connect(server.dsn, prepare_threshold=None, autocommit=True)
     except psycopg.OperationalError as exc:
-        server.check_alive()
+        _check_alive(server)
         pytest.fail(
             f"can't connect to the PGlite/TimescaleDB server ({exc}). It has one session: is a connection "
             "opened by an earlier test still open?"
@@ -231,7 +157,7 @@ def _clean_session(server: TimescaleServer) -> Iterator[psycopg.Connection[tuple
 
 
 @pytest.fixture
-def timescale_conn(timescale_server: TimescaleServer) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
+def timescale_conn(timescale_server: PGliteServer) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
     """A connection (autocommit off) to a database emptied of what earlier tests created.
 
     It is the server's only session: close it (the fixture does) before anything else connects.
@@ -241,7 +167,7 @@ def timescale_conn(timescale_server: TimescaleServer) -> Iterator[psycopg.Connec
 
 
 @pytest.fixture
-def timescale_clean_dsn(timescale_server: TimescaleServer) -> str:
+def timescale_clean_dsn(timescale_server: PGliteServer) -> str:
     """The DSN of the server, emptied of what earlier tests created, with no session held."""
     with _clean_session(timescale_server):
         pass
