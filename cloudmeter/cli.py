@@ -193,6 +193,8 @@ def _print_status(report: dict[str, Any], as_json: bool) -> None:
     for key, value in report.items():
         if not isinstance(value, list):
             console.print(f"{key:>15}: {value}", highlight=False)
+    for note in report["notes"]:
+        console.print(f"[yellow]note:[/] {note}", highlight=False)
     for key in ("tables", "managers"):
         if report.get(key):
             rows = [{k: _human(k, v) for k, v in row.items()} for row in report[key]]

@@ -98,6 +98,12 @@ def database_status(conn: psycopg.Connection, server: ServerInfo, where: str) ->
     version = schema.applied_version(conn)
     mode = schema.stored_mode(conn)
     tables = table_status(conn, mode) if mode is not None else []
+    notes = []
+    if mode == "native" and (server.timescaledb_installed or server.timescaledb_available):
+        notes.append(
+            "TimescaleDB is on this server but this database was created with native partitions; it keeps them "
+            "(a new database would get hypertables; existing rows are not converted)"
+        )
     return {
         "database": where,
         "server_version": server.version,
@@ -106,4 +112,5 @@ def database_status(conn: psycopg.Connection, server: ServerInfo, where: str) ->
         "latest_version": schema.LATEST,
         "mode": mode,
         "tables": [{**asdict(t), "compression_ratio": t.compression_ratio} for t in tables],
+        "notes": notes,
     }

@@ -184,7 +184,7 @@ def test_cli_status_detects_timescaledb_at_connect_time(timescale_clean_dsn: str
     after = json.loads(cli("status", "--json"))
     assert after["mode"] == "timescaledb"
     assert [t["table"] for t in after["tables"]] == ["metric_samples", "metric_hourly", "metric_daily"]
-    assert after["managers"] == []
+    assert (after["managers"], after["notes"]) == ([], [])
 
 
 def test_copy_refused_by_the_server_is_a_clear_error_and_stores_nothing(
@@ -230,3 +230,17 @@ def test_a_rejected_batch_leaves_the_hypertable_as_it_was(timescale_db: Database
                 conn, np.ones(len(bad), np.int32), bad, np.full((len(bad), 8), 2.0), timescale_db.write_target()
             )
         assert conn.execute("SELECT count(*), max(cpu_usage_pct) FROM metric_samples").fetchone() == (len(ts), 1.0)
+
+
+def test_a_native_database_on_a_timescaledb_server_keeps_its_mode_and_status_says_so(
+    timescale_clean_dsn: str, tmp_path: Path
+) -> None:
+    with Database(timescale_clean_dsn, tmp_path, pool_size=1, write_method="insert") as db:
+        db.migrate("native")
+        db.migrate()  # the default would be TimescaleDB here; the database keeps the mode it was created in
+        with db.connection() as conn:
+            report = status.database_status(conn, db.server, db.display_dsn)
+            hypertables = conn.execute("SELECT count(*) FROM timescaledb_information.hypertables").fetchone()
+    assert (report["mode"], hypertables) == ("native", (0,))
+    assert [t["parts"] for t in report["tables"]] == [0, 0, 0]
+    assert len(report["notes"]) == 1 and "created with native partitions" in report["notes"][0]
