@@ -5,8 +5,9 @@
 The demo (simulated VMs, one sample a minute, captured and rolled up in-stream) runs once into PGlite +
 TimescaleDB (hypertables; writes by INSERT, PGlite has no COPY FROM STDIN) and once into the embedded
 PostgreSQL (native partitions). Then every chunk is compressed with the schema's settings (segment by
-resource_id, order by ts), and the script prints per table: rows, native size, hypertable size before and
-after compression and the ratio, and the median time of two typical reads before and after compression.
+resource_id, order by ts; metric_daily too, which has no compression policy, to show why), and the script
+prints per table: rows, native size, hypertable size before and after compression and the ratio, and the
+median time of two typical reads before and after compression.
 PGlite is PostgreSQL compiled to WebAssembly: its times are not a production server's, its sizes are.
 """
 

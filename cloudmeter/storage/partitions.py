@@ -107,12 +107,17 @@ def drop_expired_partitions(
 
 
 def apply_timescaledb_policies(conn: psycopg.Connection, retention_days: dict[str, int]) -> None:
-    """(Re)install compression and retention policies for every hypertable; idempotent."""
+    """(Re)install retention policies for every hypertable and compression policies where the table has one.
+
+    Idempotent: a policy is replaced, never duplicated.
+    """
     for table in TIME_SERIES_TABLES:
         days = retention_days[table.retention_field]
         conn.execute("SELECT remove_retention_policy(%s, if_exists => true)", (table.name,))
         conn.execute("SELECT add_retention_policy(%s, drop_after => make_interval(days => %s))", (table.name, days))
         conn.execute("SELECT remove_compression_policy(%s, if_exists => true)", (table.name,))
+        if table.compress_after is None:
+            continue
         conn.execute(
             "SELECT add_compression_policy(%s, compress_after => %s::interval)",
             (table.name, table.compress_after),

@@ -46,7 +46,6 @@ def test_policies_are_installed_once_and_retention_drops_old_chunks(timescale_co
            FROM timescaledb_information.jobs WHERE hypertable_name IS NOT NULL ORDER BY 1, 2"""
     ).fetchall()
     assert jobs == [
-        ("metric_daily", "policy_compression", None, "90 days"),
         ("metric_daily", "policy_retention", "1830 days", None),
         ("metric_hourly", "policy_compression", None, "21 days"),
         ("metric_hourly", "policy_retention", "400 days", None),
