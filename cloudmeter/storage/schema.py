@@ -57,7 +57,7 @@ class TimeSeriesTable:
     """A time-partitioned table: native partition span, TimescaleDB chunk and compression age, retention.
 
     ``compress_after`` None: no compression policy (measured by benchmarks/timescaledb.py: a daily chunk
-    holds about 30 rows per resource, too few for columnar compression to win; it grew the table 1.5x).
+    holds about 30 rows per resource, too few for columnar compression to win; it grew the table 1.5-1.7x).
     """
 
     name: str

@@ -1,14 +1,18 @@
-"""TimescaleDB mode's DDL against real TimescaleDB SQL (PGlite + TimescaleDB over the wire protocol)."""
+"""TimescaleDB mode's DDL against real TimescaleDB SQL (PGlite + TimescaleDB over the wire protocol).
+
+The upgrade test runs on native PostgreSQL 18 too."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
+import pytest
 
 from cloudmeter.storage import schema
-from cloudmeter.storage.partitions import apply_timescaledb_policies, maintain
+from cloudmeter.storage.partitions import PartitionManager, apply_timescaledb_policies, maintain
 
 RETENTION = {"raw_days": 14, "hourly_days": 400, "daily_days": 1830}
 
@@ -64,3 +68,44 @@ def test_policies_are_installed_once_and_retention_drops_old_chunks(timescale_co
     conn.commit()
     conn.execute("CALL run_job(%s)", (job[0],))
     assert conn.execute("SELECT cpu_usage_pct FROM metric_samples").fetchall() == [(2.0,)]
+
+
+@pytest.fixture(params=["timescaledb", "native"])
+def empty_conn(request: pytest.FixtureRequest) -> Iterator[psycopg.Connection[Any]]:
+    """A connection to an empty database: PGlite + TimescaleDB, then native PostgreSQL 18."""
+    if request.param == "timescaledb":
+        yield request.getfixturevalue("timescale_conn")
+        return
+    with psycopg.connect(request.getfixturevalue("dsn")) as conn:
+        yield conn
+
+
+def test_upgrade_from_version_1_keeps_rows_and_mode(
+    empty_conn: psycopg.Connection[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conn = empty_conn
+    with monkeypatch.context() as old_program:
+        old_program.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:1])
+        old_program.setattr(schema, "LATEST", 1)
+        assert schema.migrate(conn) == [1]
+    mode = schema.stored_mode(conn)
+    if mode == "native":
+        PartitionManager().ensure(
+            conn, schema.SAMPLES, datetime(2026, 11, 20, tzinfo=UTC), datetime(2026, 11, 20, tzinfo=UTC)
+        )
+    conn.execute(
+        """INSERT INTO managers (name, kind) VALUES ('lab', 'simulator');
+           INSERT INTO resources (manager_id, kind, ems_ref, name, first_seen, last_seen)
+           VALUES (1, 'vm', 'vm-1', 'vm-1', now(), now());
+           INSERT INTO metric_samples (ts, resource_id, cpu_usage_pct) VALUES ('2026-11-20T10:00Z', 1, 12.5)"""
+    )
+    conn.commit()
+    assert schema.migrate(conn) == [2]
+    conn.execute(
+        "INSERT INTO resources (manager_id, kind, ems_ref, name, first_seen, last_seen) "
+        "VALUES (1, 'project', 'p-1', 'p-1', now(), now())"
+    )
+    assert schema.stored_mode(conn) == mode == ("timescaledb" if schema.timescaledb_available(conn) else "native")
+    assert conn.execute("SELECT kind FROM resources ORDER BY id").fetchall() == [("vm",), ("project",)]
+    assert conn.execute("SELECT resource_id, cpu_usage_pct FROM metric_samples").fetchall() == [(1, 12.5)]
+    assert conn.execute("SELECT rolled_until FROM managers").fetchall() == [(None,)]
