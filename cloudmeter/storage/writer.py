@@ -93,6 +93,8 @@ class BinaryArray:
 
 
 class BinaryArrayDumper(Dumper):
+    """Sends a ``BinaryArray`` as is, typed by its own array oid (float8[], int4[], ...)."""
+
     format = Format.BINARY
 
     def get_key(self, obj: Any, format: PyFormat) -> Any:
@@ -104,7 +106,8 @@ class BinaryArrayDumper(Dumper):
         return dumper
 
     def dump(self, obj: Any) -> bytes:
-        return bytes(obj.data)
+        data: bytes = obj.data
+        return data
 
 
 psycopg.adapters.register_dumper(BinaryArray, BinaryArrayDumper)
