@@ -16,6 +16,7 @@ import psycopg
 from cloudmeter.errors import SchemaError
 from cloudmeter.model import KINDS, METRICS
 from cloudmeter.storage import pgbinary
+from cloudmeter.storage.server import probe
 
 Mode = Literal["timescaledb", "native"]
 
@@ -219,12 +220,6 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
 LATEST: Final = MIGRATIONS[-1].version
 
 
-def timescaledb_available(conn: psycopg.Connection) -> bool:
-    """Whether this server can load the TimescaleDB extension."""
-    row = conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'").fetchone()
-    return row is not None
-
-
 def applied_version(conn: psycopg.Connection) -> int:
     """The highest applied migration, 0 on an empty database."""
     exists = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
@@ -262,7 +257,8 @@ def migrate(conn: psycopg.Connection, mode: Mode | None = None) -> list[int]:
                 f"the database schema is at version {current}, newer than this cloudmeter knows ({LATEST}); "
                 "upgrade cloudmeter"
             )
-        effective: Mode = stored_mode(conn) or mode or ("timescaledb" if timescaledb_available(conn) else "native")
+        offered = probe(conn).timescaledb_available is not None
+        effective: Mode = stored_mode(conn) or mode or ("timescaledb" if offered else "native")
         if effective == "timescaledb" and current == 0:
             conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
         applied = []

@@ -13,13 +13,14 @@ import pytest
 
 from cloudmeter.storage import schema
 from cloudmeter.storage.partitions import PartitionManager, apply_timescaledb_policies, maintain
+from cloudmeter.storage.server import probe
 
 RETENTION = {"raw_days": 14, "hourly_days": 400, "daily_days": 1830}
 
 
 def test_migrate_makes_compressed_hypertables_and_is_idempotent(timescale_conn: psycopg.Connection[Any]) -> None:
     conn = timescale_conn
-    assert schema.timescaledb_available(conn)
+    assert probe(conn).timescaledb_available is not None
     assert schema.migrate(conn) == list(range(1, schema.LATEST + 1))
     conn.commit()
     assert schema.migrate(conn) == []
@@ -105,7 +106,7 @@ def test_upgrade_from_version_1_keeps_rows_and_mode(
         "INSERT INTO resources (manager_id, kind, ems_ref, name, first_seen, last_seen) "
         "VALUES (1, 'project', 'p-1', 'p-1', now(), now())"
     )
-    assert schema.stored_mode(conn) == mode == ("timescaledb" if schema.timescaledb_available(conn) else "native")
+    assert schema.stored_mode(conn) == mode == ("timescaledb" if probe(conn).timescaledb_available else "native")
     assert conn.execute("SELECT kind FROM resources ORDER BY id").fetchall() == [("vm",), ("project",)]
     assert conn.execute("SELECT resource_id, cpu_usage_pct FROM metric_samples").fetchall() == [(1, 12.5)]
     assert conn.execute("SELECT rolled_until FROM managers").fetchall() == [(None,)]
