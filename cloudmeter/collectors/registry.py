@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from functools import cache
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
 from pydantic import ValidationError
@@ -16,18 +16,28 @@ GROUP = "cloudmeter.collectors"
 
 
 @cache
-def collector_kinds() -> dict[str, type[Collector]]:
-    """Every installed collector kind by name."""
-    return {ep.name: ep.load() for ep in entry_points(group=GROUP)}
+def collector_kinds() -> dict[str, EntryPoint]:
+    """Every installed collector kind by name (not imported until used)."""
+    return {ep.name: ep for ep in entry_points(group=GROUP)}
 
 
+@cache
 def collector_class(kind: str) -> type[Collector]:
-    """The collector class of ``kind``, or a ConfigError listing the kinds that exist."""
+    """The collector class of ``kind``, or a ConfigError listing the kinds that exist.
+
+    Only this kind's module is imported, so one broken plugin does not take the other kinds down with it.
+    """
     kinds = collector_kinds()
     if kind not in kinds:
         known = ", ".join(sorted(kinds)) or "none (is cloudmeter installed with pip?)"
         raise ConfigError(f"unknown manager kind {kind!r}; installed kinds: {known}")
-    return kinds[kind]
+    try:
+        cls: type[Collector] = kinds[kind].load()
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(
+            f"manager kind {kind!r} is installed ({kinds[kind].value}) but does not load: {exc}; reinstall its package"
+        ) from exc
+    return cls
 
 
 def parse_manager_config(name: str, raw: Mapping[str, Any]) -> ManagerConfig:

@@ -1,0 +1,140 @@
+"""Gnocchi's REST API over httpx: the few calls cloudmeter needs, with errors translated at the boundary.
+
+    httpx.ConnectError, ConnectTimeout       -> SourceUnavailable   "... is unreachable"
+    httpx.TimeoutException, other transport  -> SourceUnavailable
+    HTTP 401                                  -> CollectorAuthError  "invalid credentials"
+    HTTP 403                                  -> CollectorAuthError  "permission denied"
+    HTTP 429, 503 with Retry-After            -> Throttled
+    HTTP 5xx                                  -> SourceUnavailable
+    other HTTP 4xx, a body that is not JSON   -> BadPayload
+
+Searches use ``POST /v1/search/resource/TYPE`` (``GET ?filter=`` is silently ignored by Gnocchi) and page with
+``limit`` and the ``marker`` of the ``Link: <...>; rel="next"`` header Gnocchi sends while pages are full.
+Measures are read in bulk through ``POST /v1/aggregates`` by metric id.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
+from typing import Any, Final
+
+import httpx
+
+from cloudmeter.errors import BadPayload, CollectorAuthError, SourceUnavailable, Throttled
+
+#: Gnocchi's default ``[api] max_limit``: the largest page it serves.
+PAGE_SIZE: Final = 1000
+JsonObject = dict[str, Any]
+
+
+class GnocchiAPI:
+    """One manager's Gnocchi endpoint; ``client`` carries the base URL and authentication."""
+
+    def __init__(self, manager: str, client: httpx.Client) -> None:
+        self.manager = manager
+        self.client = client
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        """One call; the decoded JSON body, or one of cloudmeter's errors saying what to fix."""
+        return self._decode(self._send(method, path, **kwargs), f"{method} {path}")
+
+    def find(self, path: str) -> Any:
+        """``GET path``: the decoded JSON body, or None if Gnocchi answers 404."""
+        response = self._send("GET", path, missing_ok=True)
+        return None if response.status_code == 404 else self._decode(response, f"GET {path}")
+
+    def _send(self, method: str, path: str, *, missing_ok: bool = False, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self.client.request(method, path, **kwargs)
+        except httpx.ConnectError as exc:
+            raise SourceUnavailable(
+                self.manager, f"Gnocchi at {self.client.base_url} is unreachable ({exc}); check gnocchi_url/auth_url"
+            ) from exc
+        except httpx.TimeoutException as exc:
+            raise SourceUnavailable(self.manager, f"Gnocchi timed out on {method} {path}; retry later") from exc
+        except httpx.TransportError as exc:
+            raise SourceUnavailable(self.manager, f"Gnocchi {method} {path} failed: {exc}") from exc
+        if not (missing_ok and response.status_code == 404):
+            raise_for_status(self.manager, response, f"Gnocchi {method} {path}")
+        return response
+
+    def _decode(self, response: httpx.Response, what: str) -> Any:
+        try:
+            return response.json()
+        except json.JSONDecodeError as exc:
+            raise BadPayload(self.manager, f"Gnocchi {what} answered non-JSON: {response.text[:200]!r}") from exc
+
+    def search(self, resource_type: str, query: Mapping[str, Any], *, history: bool = False) -> Iterator[JsonObject]:
+        """Every resource of ``resource_type`` matching ``query`` (every revision with ``history``), paged."""
+        path = f"/v1/search/resource/{resource_type}"
+        params: dict[str, Any] = {"limit": PAGE_SIZE, **({"history": "true"} if history else {})}
+        while True:
+            response = self._send("POST", path, params=params, json=dict(query))
+            page = self._decode(response, f"POST {path}")
+            if not isinstance(page, list):
+                raise BadPayload(self.manager, f"{path} answered {type(page).__name__}, expected a list")
+            yield from page
+            following = response.links.get("next", {}).get("url")
+            if not page or following is None:
+                return
+            params = dict(httpx.URL(following).params.multi_items())
+
+    def measures(
+        self, metric_ids: Sequence[str], start: datetime, stop: datetime, granularity_s: int
+    ) -> dict[str, list[list[Any]]]:
+        """Mean measures of ``metric_ids`` in ``[start, stop)`` at ``granularity_s``: metric id -> [[ts, g, v]]."""
+        operations: list[Any] = ["metric", *([metric_id, "mean"] for metric_id in metric_ids)]
+        body = self.request(
+            "POST",
+            "/v1/aggregates",
+            params={"start": start.isoformat(), "stop": stop.isoformat(), "granularity": granularity_s},
+            json={"operations": operations},
+        )
+        try:
+            found: dict[str, dict[str, list[list[Any]]]] = body["measures"]
+            return {metric_id: found[metric_id]["mean"] for metric_id in metric_ids}
+        except (KeyError, TypeError) as exc:
+            raise BadPayload(self.manager, f"/v1/aggregates answered without measures for {exc}") from exc
+
+
+def raise_for_status(manager: str, response: httpx.Response, what: str) -> None:
+    """Translate an error status into cloudmeter's error tree (the body's description included, never auth)."""
+    status = response.status_code
+    if status < 400:
+        return
+    detail = _description(response)
+    if status == 401:
+        raise CollectorAuthError(
+            manager, f"invalid credentials: {what} was refused (401 {detail}); check username, password and auth_mode"
+        )
+    if status == 403:
+        raise CollectorAuthError(manager, f"permission denied: {what} (403 {detail}); grant the user a role on it")
+    if status in (429, 503) and "Retry-After" in response.headers:
+        retry_after = _seconds(response.headers["Retry-After"])
+        message = f"{what} asked to slow down ({status}); retrying after {retry_after:.0f} s"
+        raise Throttled(manager, message, retry_after)
+    if status >= 500:
+        raise SourceUnavailable(manager, f"{what} failed on the server ({status} {detail}); retry later")
+    raise BadPayload(manager, f"{what} was rejected ({status} {detail})")
+
+
+def _description(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return response.reason_phrase
+    if isinstance(body, dict):
+        inner = body.get("description") or body.get("error") or body
+        if isinstance(inner, dict):
+            inner = inner.get("message") or inner.get("cause") or inner
+        return str(inner)[:300]
+    return str(body)[:300]
+
+
+def _seconds(value: str) -> float:
+    try:
+        return max(float(value), 1.0)
+    except ValueError:
+        return 60.0

@@ -1,0 +1,184 @@
+"""Start and stop a real Gnocchi 4.7.1 (tests/gnocchi/serve.py) from Python, set up the way Ceilometer does.
+
+Gnocchi runs from its own virtualenv (its dependencies pin an older stack), made once per checkout by
+scripts/test.sh::
+
+    python3 -m venv tests/gnocchi/.venv && tests/gnocchi/.venv/bin/pip install -r tests/gnocchi/requirements.lock
+
+Its indexer is a database on a PostgreSQL server the caller provides, its storage and incoming measures are
+files under ``work``, and it takes HTTP basic auth (user ``admin`` is the admin). Used by the test fixtures
+(tests/fix_gnocchi.py) and by benchmarks/gnocchi.py.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
+GNOCCHI_DIR = Path(__file__).resolve().parent / "gnocchi"
+GNOCCHI_PYTHON = GNOCCHI_DIR / ".venv" / "bin" / "python"
+START_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 10.0
+ADMIN = ("admin", "")
+
+_ATTR = {"type": "string", "min_length": 0, "max_length": 255}
+#: Ceilometer's resource types for compute (ceilometer/gnocchi_client.py, after its update operations).
+CEILOMETER_RESOURCE_TYPES: dict[str, dict[str, Any]] = {
+    "instance": {
+        "flavor_id": {**_ATTR, "required": True},
+        "display_name": {**_ATTR, "required": True},
+        "flavor_name": {**_ATTR, "required": True},
+        "host": {**_ATTR, "required": False},
+        "image_ref": {**_ATTR, "required": False},
+        "server_group": {**_ATTR, "required": False},
+        "availability_zone": {**_ATTR, "required": False},
+        "launched_at": {"type": "datetime", "required": False},
+        "created_at": {"type": "datetime", "required": False},
+        "deleted_at": {"type": "datetime", "required": False},
+    },
+    "instance_disk": {"name": {**_ATTR, "required": True}, "instance_id": {"type": "uuid", "required": True}},
+    "instance_network_interface": {
+        "name": {**_ATTR, "required": True},
+        "instance_id": {"type": "uuid", "required": True},
+    },
+}
+#: Ceilometer's archive policies (ceilometer/publisher/data/gnocchi_resources.yaml): 5-minute means for 30 days.
+CEILOMETER_ARCHIVE_POLICIES: tuple[dict[str, Any], ...] = tuple(
+    {
+        "name": name,
+        "aggregation_methods": methods,
+        "back_window": 0,
+        "definition": [{"granularity": "5 minutes", "timespan": "30 days"}],
+    }
+    for name, methods in (("ceilometer-low", ["mean"]), ("ceilometer-low-rate", ["mean", "rate:mean"]))
+)
+
+
+class ServerFailed(RuntimeError):
+    """Gnocchi could not be set up or started; the message says why and how to fix it."""
+
+
+@dataclass(frozen=True)
+class GnocchiServer:
+    """A running Gnocchi: its base URL (``http://127.0.0.1:PORT``) and an admin client."""
+
+    url: str
+    client: httpx.Client
+    indexer_dsn: str
+
+
+def _python() -> str:
+    if not GNOCCHI_PYTHON.exists():
+        raise ServerFailed(
+            f"{GNOCCHI_PYTHON} is missing; make it once with: python3 -m venv tests/gnocchi/.venv && "
+            "tests/gnocchi/.venv/bin/pip install -r tests/gnocchi/requirements.lock"
+        )
+    return str(GNOCCHI_PYTHON)
+
+
+def _indexer_url(pg_uri: str, dbname: str) -> tuple[str, str]:
+    """SQLAlchemy URL and psycopg DSN of a new database ``dbname`` on the server of ``pg_uri``."""
+    params = conninfo_to_dict(pg_uri)
+    with psycopg.connect(pg_uri, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{dbname}"')
+    user, host, port = params.get("user", "postgres"), params.get("host", "127.0.0.1"), params.get("port", "5432")
+    url = f"postgresql://{user}@/{dbname}?host={host}&port={port}"
+    return url, psycopg.conninfo.make_conninfo(pg_uri, dbname=dbname)
+
+
+def _config(work: Path, indexer_url: str) -> Path:
+    (work / "storage").mkdir(parents=True, exist_ok=True)
+    path = work / "gnocchi.conf"
+    path.write_text(
+        f"""[DEFAULT]
+debug = false
+[api]
+auth_mode = basic
+[indexer]
+url = {indexer_url}
+[storage]
+driver = file
+file_basepath = {work / "storage"}
+[incoming]
+driver = file
+file_basepath = {work / "storage"}
+"""
+    )
+    return path
+
+
+def _wait_ready(process: subprocess.Popen[bytes], stdout_path: Path, stderr_path: Path) -> int:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while True:
+        for line in stdout_path.read_text(errors="replace").splitlines():
+            if line.startswith("READY "):
+                return int(line.split()[1])
+        code = process.poll()
+        if code is not None or time.monotonic() > deadline:
+            why = f"exited with code {code}" if code is not None else f"not ready after {START_TIMEOUT_S:.0f} s"
+            raise ServerFailed(f"Gnocchi {why}; its stderr:\n{stderr_path.read_text(errors='replace')[-4000:]}")
+        time.sleep(0.05)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.stdin is not None:
+        process.stdin.close()  # serve.py exits when its stdin closes
+    try:
+        process.wait(STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+
+
+def set_up_ceilometer(client: httpx.Client) -> None:
+    """Create Ceilometer's archive policies and compute resource types, as ``ceilometer-upgrade`` does."""
+    for policy in CEILOMETER_ARCHIVE_POLICIES:
+        client.post("/v1/archive_policy", json=policy).raise_for_status()
+    for name, attributes in CEILOMETER_RESOURCE_TYPES.items():
+        client.post("/v1/resource_type", json={"name": name, "attributes": attributes}).raise_for_status()
+
+
+@contextmanager
+def running(work: Path, pg_uri: str, *, ceilometer: bool = True) -> Iterator[GnocchiServer]:
+    """Gnocchi on a free loopback port, its indexer a new database on ``pg_uri``'s server; stopped on exit.
+
+    With ``ceilometer`` it is set up as Ceilometer sets it up; without, it is a bare Gnocchi.
+    """
+    python = _python()
+    work.mkdir(parents=True, exist_ok=True)
+    indexer_url, indexer_dsn = _indexer_url(pg_uri, f"gnocchi_{os.getpid()}_{work.name}")
+    config = _config(work, indexer_url)
+    upgrade = subprocess.run(
+        [str(GNOCCHI_DIR / ".venv" / "bin" / "gnocchi-upgrade"), "--config-file", str(config)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if upgrade.returncode:
+        raise ServerFailed(f"gnocchi-upgrade failed:\n{upgrade.stderr[-4000:]}")
+    stdout_path, stderr_path = work / "gnocchi.out", work / "gnocchi.err"
+    with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
+        process = subprocess.Popen(
+            [python, str(GNOCCHI_DIR / "serve.py"), str(config)], stdin=subprocess.PIPE, stdout=out, stderr=err
+        )
+    try:
+        port = _wait_ready(process, stdout_path, stderr_path)
+        url = f"http://127.0.0.1:{port}"
+        with httpx.Client(base_url=url, auth=ADMIN, headers={"Accept": "application/json"}, timeout=60) as client:
+            if ceilometer:
+                set_up_ceilometer(client)
+            yield GnocchiServer(url, client, indexer_dsn)
+    finally:
+        _stop(process)
