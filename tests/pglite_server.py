@@ -8,21 +8,17 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests import loopback
+from tests.loopback import ServerFailed
+
 PGLITE_DIR = Path(__file__).resolve().parent / "pglite"
 START_TIMEOUT_S = 60.0
-STOP_TIMEOUT_S = 10.0
-
-
-class ServerFailed(RuntimeError):
-    """The server could not be started, or died; the message says why and how to fix it."""
 
 
 @dataclass(frozen=True)
@@ -55,52 +51,17 @@ def _node() -> str:
     return node
 
 
-def _wait_ready(process: subprocess.Popen[bytes], stdout_path: Path, stderr_path: Path) -> int:
-    """The port from the server's ``READY <port>`` line."""
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while True:
-        for line in stdout_path.read_text(errors="replace").splitlines():
-            if line.startswith("READY "):
-                return int(line.split()[1])
-        code = process.poll()
-        if code is not None or time.monotonic() > deadline:
-            why = f"exited with code {code}" if code is not None else f"not ready after {START_TIMEOUT_S:.0f} s"
-            stderr = stderr_path.read_text(errors="replace")[-4000:]
-            raise ServerFailed(f"the PGlite/TimescaleDB server {why}; its stderr:\n{stderr}")
-        time.sleep(0.05)
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    if process.stdin is not None:
-        process.stdin.close()
-
-
 @contextmanager
 def running(work: Path) -> Iterator[PGliteServer]:
     """The server on a free loopback port, its database in ``work``/pgdata; stopped on exit."""
     node = _node()
-    stdout_path, stderr_path = work / "server.out", work / "server.err"
-    with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
-        # --port 0: the server binds a free port itself and reports it (no race with other processes).
-        # --watch-stdin: the server exits when this process goes away, even on SIGKILL.
-        process = subprocess.Popen(
-            [node, str(PGLITE_DIR / "server.mjs"), "--port", "0", "--data", str(work / "pgdata"), "--watch-stdin"],
-            stdin=subprocess.PIPE,
-            stdout=out,
-            stderr=err,
-            cwd=PGLITE_DIR,
-            env={**os.environ, "NODE_NO_WARNINGS": "1"},
-        )
-    try:
-        port = _wait_ready(process, stdout_path, stderr_path)
+    # --port 0: the server binds a free port itself and reports it (no race with other processes).
+    # --watch-stdin: the server exits when this process goes away, even on SIGKILL.
+    command = [node, str(PGLITE_DIR / "server.mjs"), "--port", "0", "--data", str(work / "pgdata"), "--watch-stdin"]
+    env = {**os.environ, "NODE_NO_WARNINGS": "1"}
+    with loopback.serving(command, work, "the PGlite/TimescaleDB server", START_TIMEOUT_S, cwd=PGLITE_DIR, env=env) as (
+        process,
+        port,
+    ):
         dsn = f"host=127.0.0.1 port={port} user=postgres dbname=postgres sslmode=disable connect_timeout=30"
-        yield PGliteServer(process, dsn, stderr_path)
-    finally:
-        _stop(process)
+        yield PGliteServer(process, dsn, work / "server.err")
