@@ -237,6 +237,34 @@ def managers_list(config: ConfigOption = None, as_json: JsonOption = False) -> N
     _print_frame(pl.DataFrame(rows, infer_schema_length=None), as_json)
 
 
+@managers_app.command("verify")
+def managers_verify(
+    name: Annotated[str | None, typer.Argument(help="A configured manager; default: all of them.")] = None,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Check managers' endpoints and credentials with one cheap authenticated call each; exit 1 if one fails."""
+    settings = _settings(config)
+    names = [name] if name else sorted(settings.managers)
+    with _errors():
+        if name and name not in settings.managers:
+            known = ", ".join(sorted(settings.managers)) or "none"
+            raise ConfigError(f"manager {name!r} is not configured (configured: {known}); add [managers.{name}]")
+        rows = [_verified(each, settings) for each in names]
+    _print_frame(pl.DataFrame(rows, schema={"name": pl.String, "kind": pl.String, "result": pl.String}), as_json)
+    if any(row["result"] != "ok" for row in rows):
+        raise typer.Exit(1)
+
+
+def _verified(name: str, settings: Settings) -> dict[str, str]:
+    manager = settings.managers[name]
+    try:
+        build_collector(name, manager).verify()
+    except CloudmeterError as exc:
+        return {"name": name, "kind": manager.kind, "result": f"{type(exc).__name__}: {exc}"}
+    return {"name": name, "kind": manager.kind, "result": "ok"}
+
+
 @app.command()
 def refresh(manager: ManagerOption, config: ConfigOption = None) -> None:
     """Refresh a manager's inventory (VMs, hosts, clusters, history)."""

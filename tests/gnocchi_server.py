@@ -1,4 +1,4 @@
-"""Start and stop a real Gnocchi 4.7.1 (tests/gnocchi/serve.py) from Python, set up the way Ceilometer does.
+"""Start and stop a real Gnocchi 4.7.1 (served by tests/wsgi_serve.py) from Python, set up the way Ceilometer does.
 
 Gnocchi runs from its own virtualenv (its dependencies pin an older stack), made once per checkout by
 scripts/test.sh::
@@ -31,6 +31,7 @@ from tests.loopback import ServerFailed
 
 GNOCCHI_DIR = Path(__file__).resolve().parent / "gnocchi"
 GNOCCHI_PYTHON = GNOCCHI_DIR / ".venv" / "bin" / "python"
+WSGI_SERVE = Path(__file__).resolve().parent / "wsgi_serve.py"
 ADMIN = httpx.BasicAuth("admin", "")
 
 _ATTR = {"type": "string", "min_length": 0, "max_length": 255}
@@ -156,7 +157,7 @@ def running(
     )
     if upgrade.returncode:
         raise ServerFailed(f"gnocchi-upgrade failed:\n{upgrade.stderr[-4000:]}")
-    with loopback.serving([python, str(GNOCCHI_DIR / "serve.py"), str(config)], work, "Gnocchi") as (_, port):
+    with loopback.serving([python, str(WSGI_SERVE), "gnocchi", str(config)], work, "Gnocchi") as (_, port):
         url = f"http://127.0.0.1:{port}"
         auth: httpx.Auth = ADMIN if keystone is None else keystone.admin_auth()
         with httpx.Client(base_url=url, auth=auth, headers={"Accept": "application/json"}, timeout=60) as client:

@@ -1,4 +1,4 @@
-"""Start and stop a real Keystone (tests/keystone/serve.py): SQLite, Fernet tokens, bootstrapped with an admin.
+"""Start and stop a real Keystone (served by tests/wsgi_serve.py): SQLite, Fernet tokens, bootstrapped with an admin.
 
 Keystone runs from its own virtualenv, made once per checkout by scripts/test.sh::
 
@@ -120,7 +120,12 @@ key_repository = {work / "fernet"}
     user, group = pwd.getpwuid(os.getuid()).pw_name, grp.getgrgid(os.getgid()).gr_name
     _manage(config, "fernet_setup", "--keystone-user", user, "--keystone-group", group)
     _manage(config, "bootstrap", "--bootstrap-password", ADMIN_PASSWORD, "--bootstrap-region-id", REGION)
-    command = [str(KEYSTONE_BIN / "python"), str(KEYSTONE_DIR / "serve.py"), str(config)]
+    command = [
+        str(KEYSTONE_BIN / "python"),
+        str(Path(__file__).resolve().parent / "wsgi_serve.py"),
+        "keystone",
+        str(config),
+    ]
     with loopback.serving(command, work, "Keystone") as (_, port):
         server = KeystoneServer(f"http://127.0.0.1:{port}/v3")
         server.register_service("identity", "keystone", server.url)  # services validating tokens look it up

@@ -49,9 +49,8 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 def serving(
     command: Sequence[str], work: Path, what: str, timeout_s: float = 60.0, **popen: object
 ) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
-    """Run ``command`` (its output in ``work``/NAME.out and .err) until it reports its port; stop it on exit."""
-    name = Path(command[1] if len(command) > 1 else command[0]).stem
-    stdout, stderr = work / f"{name}.out", work / f"{name}.err"
+    """Run ``command`` (its output in ``work``/server.out and .err) until it reports its port; stop it on exit."""
+    stdout, stderr = work / "server.out", work / "server.err"
     with stdout.open("wb") as out, stderr.open("wb") as err:
         process = subprocess.Popen(list(command), stdin=subprocess.PIPE, stdout=out, stderr=err, **popen)  # type: ignore[call-overload]
     try:

@@ -202,7 +202,7 @@ class GnocchiCollector:
         """Counter rates and gauges of every VM alive in ``window``, one batch per group of VMs and day."""
         config = self.config
         lookback = timedelta(seconds=config.max_span_s)
-        group_all = self._layout(window.start - lookback, window.end)
+        group_all = self._layout(window.start - lookback)
         for chunk in window.split(CHUNK_S):
             for group in group_all.groups(METRICS_PER_REQUEST):
                 measures = self.api.measures(
@@ -218,13 +218,10 @@ class GnocchiCollector:
                     manager=self.name,
                 )
 
-    def _layout(self, start: datetime, end: datetime) -> Layout:
-        alive = {
-            "and": [
-                {"<": {"started_at": end.isoformat()}},
-                {"or": [{"=": {"ended_at": None}}, {">=": {"ended_at": start.isoformat()}}]},
-            ]
-        }
+    def _layout(self, start: datetime) -> Layout:
+        # No condition on started_at: Gnocchi stamps it when Ceilometer's first sample arrives, just after the
+        # reading it carries.
+        alive = {"or": [{"=": {"ended_at": None}}, {">=": {"ended_at": start.isoformat()}}]}
         instances = list(self.api.search("instance", alive))
         devices: list[dict[str, Any]] = []
         for kind in ("instance_disk", "instance_network_interface"):

@@ -162,10 +162,12 @@ def _series(
     collected: dict[Role, tuple[list[int], list[int], list[float], list[int]]] = {}
     for metric in metrics:
         vms, times, values, starts = collected.setdefault(metric.role, ([], [], [], [0]))
+        points = measures.get(metric.metric_id, ())
         try:
-            for when, _granularity, value in measures.get(metric.metric_id, ()):
-                times.append(parse(when))
-                values.append(np.nan if value is None else float(value))
+            if points:
+                stamps, _granularities, readings = zip(*points, strict=True)
+                times.extend(map(parse, stamps))
+                values.extend(np.nan if value is None else float(value) for value in readings)
         except (TypeError, ValueError) as exc:
             raise BadPayload(manager, f"metric {metric.metric_id} has a malformed measure: {exc}") from exc
         vms.extend([metric.vm] * (len(times) - len(vms)))
@@ -243,7 +245,8 @@ def parse_measures(
         if role != Role.MEM_USAGE:
             values = counter_rates(found.starts, found.ts, found.values, max_span_s)
         inside = (found.ts >= window.start_s) & (found.ts < window.end_s)
-        columns[role] = (found.vm[inside], found.ts[inside], values[inside])
+        if inside.any():
+            columns[role] = (found.vm[inside], found.ts[inside], values[inside])
     if not columns:
         return _empty(group, interval_s)
     all_vm = np.concatenate([vm for vm, _, _ in columns.values()])

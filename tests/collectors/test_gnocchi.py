@@ -6,6 +6,7 @@ collector.
 
 from __future__ import annotations
 
+import json
 import math
 import socket
 from collections.abc import Iterator
@@ -316,3 +317,36 @@ def test_counter_rates_match_a_plain_reference() -> None:
     # first, NaN reading, after a NaN reading
     expected = [NAN, 1.0, NAN, 1.0, NAN, 1.0, NAN, NAN, NAN]
     assert np.array_equal(rates, np.array(expected), equal_nan=True)
+
+
+def test_cli_managers_verify(loaded: GnocchiServer, tmp_path: Path) -> None:
+    from tests.cli.test_cli import run
+
+    config = tmp_path / "c.toml"
+    config.write_text(
+        f"""[managers.good]
+kind = "openstack"
+auth_mode = "basic"
+gnocchi_url = "{loaded.url}"
+password = "env:GNOCCHI_PASSWORD"
+
+[managers.dead]
+kind = "openstack"
+auth_mode = "basic"
+gnocchi_url = "http://127.0.0.1:{_free_port()}"
+"""
+    )
+    env = {"CLOUDMETER_CONFIG": str(config), "GNOCCHI_PASSWORD": "hunter2"}
+
+    each = run("managers", "verify", "--json", env=env, data_dir=tmp_path)
+    one = run("managers", "verify", "good", env=env, data_dir=tmp_path)
+    unknown = run("managers", "verify", "nope", env=env, data_dir=tmp_path)
+
+    assert each.returncode == 1, each.stderr
+    results = {row["name"]: row["result"] for row in json.loads(each.stdout)}
+    assert results["good"] == "ok"
+    assert results["dead"].startswith("SourceUnavailable: manager 'dead': Gnocchi at http://127.0.0.1:")
+    assert "is unreachable" in results["dead"]
+    assert one.returncode == 0 and "ok" in one.stdout
+    assert unknown.returncode == 2 and "manager 'nope' is not configured (configured: dead, good)" in unknown.stderr
+    assert "hunter2" not in each.stdout + each.stderr + one.stdout
