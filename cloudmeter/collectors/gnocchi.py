@@ -136,7 +136,9 @@ class GnocchiCollector:
                     config.user_domain_name,
                     config.project_domain_name,
                 ),
-                self._transport,
+                verify_tls=config.verify_tls,
+                timeout_s=config.timeout_s,
+                transport=self._transport,
             )
             found = config.gnocchi_url or keystone.token().endpoint("metric", config.region, config.interface)
             if found is None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
@@ -48,7 +48,7 @@ class PasswordCredentials:
 
     auth_url: str
     username: str
-    password: str
+    password: str = field(repr=False)
     project_name: str
     user_domain_name: str = "Default"
     project_domain_name: str = "Default"
@@ -74,10 +74,18 @@ class PasswordCredentials:
 class KeystoneAuth(httpx.Auth):
     """Sends ``X-Auth-Token``; gets a token when there is none or it is about to expire, and once more on a 401."""
 
-    def __init__(self, manager: str, credentials: PasswordCredentials, transport: httpx.BaseTransport | None = None):
+    def __init__(
+        self,
+        manager: str,
+        credentials: PasswordCredentials,
+        *,
+        verify_tls: bool = True,
+        timeout_s: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         self.manager = manager
         self.credentials = credentials
-        self._transport = transport
+        self._client_options: dict[str, Any] = {"verify": verify_tls, "timeout": timeout_s, "transport": transport}
         self._token: Token | None = None
         self._lock = threading.Lock()
 
@@ -101,7 +109,7 @@ class KeystoneAuth(httpx.Auth):
         url = self.credentials.auth_url.rstrip("/")
         url = url if url.endswith("/v3") else f"{url}/v3"
         try:
-            with httpx.Client(transport=self._transport, timeout=30) as client:
+            with httpx.Client(**self._client_options) as client:
                 response = client.post(f"{url}/auth/tokens", json=self.credentials.body())
         except httpx.ConnectError as exc:
             raise SourceUnavailable(self.manager, f"Keystone at {url} is unreachable ({exc}); check auth_url") from exc

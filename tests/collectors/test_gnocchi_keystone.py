@@ -35,6 +35,7 @@ def test_the_catalog_leads_to_gnocchi(keystone: KeystoneServer, keystone_gnocchi
     collector.verify()
 
     assert str(collector.api.client.base_url).rstrip("/") == keystone_gnocchi.url
+    assert ADMIN_PASSWORD not in repr(collector.api.client.auth.__dict__) + repr(collector.config)
     inventory = collector.inventory()  # an authenticated search, no instances yet
     assert [item.ref for item in inventory.items] == [ResourceRef("region", REGION), ResourceRef("provider", "os")]
 
