@@ -27,6 +27,7 @@ import pytest
 
 from cloudmeter.storage.database import Database
 from tests import pglite_server
+from tests.loopback import ServerFailed
 from tests.pglite_server import PGliteServer
 
 # Drops what earlier tests created and leaves the timescaledb extension (and other extensions) alone.
@@ -107,14 +108,14 @@ def timescale_server() -> Iterator[PGliteServer]:
                 with psycopg.connect(server.dsn, autocommit=True, prepare_threshold=None) as conn:
                     conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
                 yield server
-        except pglite_server.ServerFailed as exc:
+        except ServerFailed as exc:
             pytest.fail(str(exc))
 
 
 def _check_alive(server: PGliteServer) -> None:
     try:
         server.check_alive()
-    except pglite_server.ServerFailed as exc:
+    except ServerFailed as exc:
         pytest.fail(str(exc))
 
 
