@@ -16,12 +16,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cloudmeter.collectors.base import Collector
+from cloudmeter.collectors.base import Collector, ManagerConfig
 from cloudmeter.collectors.registry import build_collector
 from cloudmeter.config import Settings, effective_config, load_settings
 from cloudmeter.errors import CloudmeterError, ConfigError
 from cloudmeter.model import Window, as_utc
 from cloudmeter.scheduler import jobs
+from cloudmeter.scheduler.fleet import checked_table, fleet
 from cloudmeter.scheduler.pipeline import StreamRollup
 from cloudmeter.storage import managers, schema, status
 from cloudmeter.storage.database import Database
@@ -82,6 +83,27 @@ def _parse_time(value: str | None, name: str) -> datetime | None:
     return as_utc(moment.replace(tzinfo=moment.tzinfo or UTC))
 
 
+def _window(since: str, until: str | None) -> Window:
+    """``--since`` to ``--until`` (default: now), or a clear error."""
+    start = _parse_time(since, "--since")
+    end = _parse_time(until, "--until") or datetime.now(UTC)
+    assert start is not None
+    if end <= start:
+        raise _fail(f"--until {end.isoformat()} is not after --since {start.isoformat()}", 2)
+    return Window(start, end)
+
+
+def _captured(
+    db: Database, settings: Settings, manager_id: int, collector: Collector, windows: list[Window]
+) -> list[jobs.CaptureResult]:
+    """Capture ``windows`` in order with one in-stream rollup (refreshing the inventory first if empty)."""
+    with _errors():
+        if not jobs.resource_ids(db, manager_id):
+            jobs.refresh_inventory(db, manager_id, collector)
+        stream = StreamRollup(db, manager_id, settings.time_zones)
+        return [jobs.capture(db, manager_id, collector, window, stream=stream) for window in windows]
+
+
 def _print_frame(frame: pl.DataFrame, as_json: bool, title: str | None = None) -> None:
     if as_json:
         typer.echo(json.dumps(frame.to_dicts(), default=str))
@@ -94,12 +116,22 @@ def _print_frame(frame: pl.DataFrame, as_json: bool, title: str | None = None) -
     console.print(table)
 
 
-def _manager(db: Database, settings: Settings, name: str) -> tuple[int, Collector]:
-    if name not in settings.managers:
-        known = ", ".join(sorted(settings.managers)) or "none"
-        raise ConfigError(f"manager {name!r} is not configured (configured: {known}); add [managers.{name}]")
-    config = settings.managers[name]
+def _configured(db: Database, settings: Settings, name: str) -> ManagerConfig:
+    """Manager ``name`` from the config file or ``managers add``, or a ConfigError listing them."""
     db.migrate()
+    found = fleet(db, settings.managers)
+    if name in found.broken:
+        raise ConfigError(found.broken[name])
+    if name not in found.configs:
+        known = ", ".join(sorted(found.configs)) or "none"
+        raise ConfigError(
+            f"manager {name!r} is not configured (configured: {known}); add [managers.{name}] or `managers add`"
+        )
+    return found.configs[name]
+
+
+def _manager(db: Database, settings: Settings, name: str) -> tuple[int, Collector]:
+    config = _configured(db, settings, name)
     with db.connection() as conn:
         manager_id = managers.register_manager(conn, name, config.kind, config.public_fields())
     return manager_id, build_collector(name, config)
@@ -221,18 +253,20 @@ def managers_list(config: ConfigOption = None, as_json: JsonOption = False) -> N
     settings = _settings(config)
     with _database(settings) as db:
         db.migrate()
+        configs = fleet(db, settings.managers).configs
         with db.connection() as conn:
             stored = {m.name: m for m in managers.list_managers(conn)}
     rows = [
         {
             "name": name,
             "kind": cfg.kind,
-            "enabled": cfg.enabled,
+            "source": "file" if name in settings.managers else "added",
+            "enabled": cfg.enabled and (stored[name].enabled if name in stored else True),
             "last_refresh_at": stored[name].last_refresh_at if name in stored else None,
             "captured_until": stored[name].captured_until if name in stored else None,
             "last_error": stored[name].last_error if name in stored else None,
         }
-        for name, cfg in sorted(settings.managers.items())
+        for name, cfg in sorted(configs.items())
     ]
     _print_frame(pl.DataFrame(rows, infer_schema_length=None), as_json)
 
@@ -245,24 +279,147 @@ def managers_verify(
 ) -> None:
     """Check managers' endpoints and credentials with one cheap authenticated call each; exit 1 if one fails."""
     settings = _settings(config)
-    names = [name] if name else sorted(settings.managers)
-    with _errors():
-        if name and name not in settings.managers:
-            known = ", ".join(sorted(settings.managers)) or "none"
-            raise ConfigError(f"manager {name!r} is not configured (configured: {known}); add [managers.{name}]")
-        rows = [_verified(each, settings) for each in names]
+    with _database(settings) as db:
+        db.migrate()
+        configs = {name: _configured(db, settings, name)} if name else fleet(db, settings.managers).configs
+    rows = [_verified(each, manager) for each, manager in sorted(configs.items())]
     _print_frame(pl.DataFrame(rows, schema={"name": pl.String, "kind": pl.String, "result": pl.String}), as_json)
     if any(row["result"] != "ok" for row in rows):
         raise typer.Exit(1)
 
 
-def _verified(name: str, settings: Settings) -> dict[str, str]:
-    manager = settings.managers[name]
+def _verified(name: str, manager: ManagerConfig) -> dict[str, str]:
     try:
         build_collector(name, manager).verify()
     except CloudmeterError as exc:
         return {"name": name, "kind": manager.kind, "result": f"{type(exc).__name__}: {exc}"}
     return {"name": name, "kind": manager.kind, "result": "ok"}
+
+
+def _fields(values: list[str]) -> dict[str, Any]:
+    """``key=value`` options as a table; values are TOML literals when they parse (numbers, booleans, tables)."""
+    import tomllib
+
+    fields: dict[str, Any] = {}
+    for item in values:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r} is not key=value; e.g. --set region=RegionOne")
+        try:
+            fields[key.strip()] = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            fields[key.strip()] = raw
+    return fields
+
+
+@managers_app.command("add")
+def managers_add(
+    name: Annotated[str, typer.Argument(help="A new manager's name.")],
+    kind: Annotated[str, typer.Option(help="openstack, aws, simulator, or an installed plugin's kind.")],
+    fields: Annotated[
+        list[str] | None, typer.Option("--set", help="A field as key=value (repeat); secrets as env:VARNAME.")
+    ] = None,
+    verify: Annotated[bool, typer.Option(help="Check endpoint and credentials before saving.")] = True,
+    config: ConfigOption = None,
+) -> None:
+    """Add a manager to the database (the daemon picks it up); its secrets are stored only as env references."""
+    settings = _settings(config)
+    with _errors():
+        manager, table = checked_table(name, kind, _fields(fields or []))
+    if verify:
+        result = _verified(name, manager)["result"]
+        if result != "ok":
+            raise _fail(f"not saved: {result} (fix it, or pass --no-verify to save anyway)")
+    with _database(settings) as db:
+        db.migrate()
+        if name in settings.managers:
+            raise _fail(f"manager {name!r} is in the config file already; pick another name", 2)
+        with db.connection() as conn:
+            try:
+                managers.add_manager(conn, name, kind, table)
+            except LookupError as exc:
+                raise _fail(f"{exc}; remove it first or pick another name", 2) from None
+    console.print(f"added manager {name} ({kind})", highlight=False)
+
+
+@managers_app.command("remove")
+def managers_remove(
+    name: Annotated[str, typer.Argument(help="The manager to delete.")],
+    yes: Annotated[bool, typer.Option("--yes", help="Really delete it with all its samples and rollups.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Delete a manager and everything captured from it (`managers disable` keeps the data)."""
+    settings = _settings(config)
+    if not yes:
+        raise _fail(f"this deletes manager {name!r} and all its samples and rollups; add --yes to do it", 2)
+    if name in settings.managers:
+        raise _fail(f"manager {name!r} is declared in the config file; remove [managers.{name}] there first", 2)
+    with _database(settings) as db:
+        db.migrate()
+        with db.connection() as conn:
+            if not managers.remove_manager(conn, name):
+                raise _fail(f"there is no manager {name!r}", 2)
+    console.print(f"removed manager {name}", highlight=False)
+
+
+def _set_enabled(name: str, enabled: bool, config: Path | None) -> None:
+    settings = _settings(config)
+    with _database(settings) as db:
+        _manager(db, settings, name)  # a file manager gets its row
+        with db.connection() as conn:
+            managers.set_enabled(conn, name, enabled)
+    console.print(f"{'enabled' if enabled else 'disabled'} manager {name}", highlight=False)
+
+
+@managers_app.command("enable")
+def managers_enable(name: Annotated[str, typer.Argument(help="The manager.")], config: ConfigOption = None) -> None:
+    """Let the daemon run a manager's jobs again."""
+    _set_enabled(name, True, config)
+
+
+@managers_app.command("disable")
+def managers_disable(name: Annotated[str, typer.Argument(help="The manager.")], config: ConfigOption = None) -> None:
+    """Stop running a manager's jobs; its data stays."""
+    _set_enabled(name, False, config)
+
+
+@app.command()
+def run(config: ConfigOption = None) -> None:
+    """Run the daemon: refresh, capture and roll up every enabled manager on schedule, until SIGTERM/SIGINT.
+
+    Several daemons may share one database: managers are spread among them and taken over when one dies.
+    """
+    from cloudmeter.scheduler import daemon
+
+    settings = _settings(config)
+    if not logging.getLogger().isEnabledFor(logging.INFO):
+        logging.getLogger("cloudmeter").setLevel(logging.INFO)
+    with _database(settings) as db, _errors():
+        daemon.run(db, settings)
+
+
+@app.command()
+def backfill(
+    manager: ManagerOption,
+    since: Annotated[str, typer.Option(help="Start (ISO 8601).")],
+    until: Annotated[str | None, typer.Option(help="End (ISO 8601); default: now.")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Capture a past range a window at a time (bounded by the source's retention); rollups follow."""
+    settings = _settings(config)
+    window = _window(since, until)
+    start, end = window.start, window.end
+    with _database(settings) as db:
+        manager_id, collector = _manager(db, settings, manager)
+        retention = collector.retention_s
+        if retention is not None and start < datetime.now(UTC) - timedelta(seconds=retention):
+            earliest = datetime.now(UTC) - timedelta(seconds=retention)
+            raise _fail(
+                f"{manager} keeps {retention // 86400} days; --since must be after {earliest:%Y-%m-%d %H:%M}", 2
+            )
+        windows = window.split(settings.schedule.max_window_s)
+        rows = sum(result.rows for result in _captured(db, settings, manager_id, collector, windows))
+    console.print(f"{manager}: {rows:,} samples from {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M}", highlight=False)
 
 
 @app.command()
@@ -297,11 +454,7 @@ def capture(
             if mark is None:
                 raise _fail(f"manager {manager!r} has never been captured; give --since", 2)
             start = mark - timedelta(seconds=settings.schedule.capture_overlap_s)
-        with _errors():
-            if not jobs.resource_ids(db, manager_id):
-                jobs.refresh_inventory(db, manager_id, collector)
-            stream = StreamRollup(db, manager_id, settings.time_zones)
-            result = jobs.capture(db, manager_id, collector, Window(start, end), stream=stream)
+        (result,) = _captured(db, settings, manager_id, collector, [Window(start, end)])
     console.print(
         f"{manager}: {result.rows:,} samples in {result.batches} batches for {result.window}", highlight=False
     )
@@ -316,11 +469,9 @@ def rollup(
 ) -> None:
     """Recompute hourly and daily rollups of a manager from its stored raw samples."""
     settings = _settings(config)
-    start = _parse_time(since, "--since")
-    end = _parse_time(until, "--until") or datetime.now(UTC)
-    assert start is not None
+    window = _window(since, until)
     with _database(settings) as db:
         manager_id, _ = _manager(db, settings, manager)
         with _errors():
-            result = jobs.rollup(db, manager_id, Window(start, end), settings.time_zones)
+            result = jobs.rollup(db, manager_id, window, settings.time_zones)
     console.print(f"{manager}: {result.hourly:,} hourly rows, daily {result.daily}", highlight=False)

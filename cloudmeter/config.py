@@ -13,7 +13,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -39,6 +39,22 @@ class Schedule(BaseModel):
     capture_interval_s: int = Field(300, ge=10, description="metrics capture")
     capture_overlap_s: int = Field(600, ge=0, description="re-read this much before the last captured time")
     maintenance_interval_s: int = Field(86400, ge=60, description="partitions and retention")
+    lease_interval_s: int = Field(15, ge=1, description="how often daemons rebalance and take over managers")
+    jitter_s: int = Field(10, ge=0, description="random delay added to each job's runs")
+    max_concurrent_jobs: int = Field(4, ge=1, le=64, description="jobs running at once in one daemon")
+    initial_capture_s: int = Field(3600, ge=60, description="how far back a never-captured manager starts")
+    max_window_s: int = Field(21600, ge=60, description="longest window one capture step reads")
+    backoff_initial_s: int = Field(60, ge=1, description="wait after a manager's first failure (then doubled)")
+    backoff_max_s: int = Field(3600, ge=1, description="longest wait between a failing manager's attempts")
+
+    @model_validator(mode="after")
+    def _window_longer_than_overlap(self) -> Schedule:
+        if self.max_window_s <= self.capture_overlap_s:
+            raise ValueError(
+                f"max_window_s ({self.max_window_s}) must exceed capture_overlap_s ({self.capture_overlap_s}), "
+                "or catching up would never advance"
+            )
+        return self
 
 
 class Retention(BaseModel):
@@ -71,6 +87,7 @@ class Settings(BaseSettings):
     schedule: Schedule = Schedule()
     retention: Retention = Retention()
     managers: dict[str, ManagerConfig] = Field(default_factory=dict)
+    metrics_port: int | None = Field(None, ge=0, le=65535, description="serve Prometheus /metrics here (run)")
 
     @field_validator("time_zones", mode="after")
     @classmethod

@@ -34,6 +34,7 @@ class Database:
         self._partitions = PartitionManager()
         self._mode: schema.Mode | None = None
         self._server: ServerInfo | None = None
+        self._conninfo = ""
 
     @property
     def embedded(self) -> bool:
@@ -58,6 +59,7 @@ class Database:
         """Start the embedded server if needed, check the connection and the server, open the pool."""
         conninfo = self._embedded.start() if self._embedded is not None else self._dsn or ""
         self._check(conninfo)
+        self._conninfo = conninfo
         self._pool = ConnectionPool(
             conninfo,
             min_size=1,
@@ -102,6 +104,12 @@ class Database:
             raise StorageUnavailable("the database is not open; use `with Database(...) as db:`")
         with self._pool.connection() as conn:
             yield conn
+
+    def dedicated_connection(self) -> psycopg.Connection:
+        """A new autocommit connection outside the pool, for session state such as advisory locks."""
+        if not self._conninfo:
+            raise StorageUnavailable("the database is not open; use `with Database(...) as db:`")
+        return psycopg.connect(self._conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
 
     def migrate(self, mode: schema.Mode | None = None) -> list[int]:
         """Create or upgrade the schema (idempotent); return the migrations applied."""

@@ -26,24 +26,72 @@ class ManagerRow:
     last_error_at: datetime | None
     sample_interval_s: int | None
     rolled_until: datetime | None
+    source: str
+    failures: int
+    next_attempt_at: datetime | None
 
 
 _COLUMNS = (
     "id, name, kind, enabled, last_refresh_at, last_capture_at, captured_until, last_error, last_error_at, "
-    "sample_interval_s, rolled_until"
+    "sample_interval_s, rolled_until, source, failures, next_attempt_at"
 )
 
 
 def register_manager(conn: psycopg.Connection, name: str, kind: str, config: dict[str, Any]) -> int:
-    """Insert or update manager ``name`` (its non-secret config as JSON); return its id."""
+    """Insert or update manager ``name`` of the config file (its non-secret config as JSON); return its id.
+
+    A manager of the same name added with ``managers add`` keeps its stored config.
+    """
     with conn.transaction():
         row = conn.execute(
             """INSERT INTO managers (name, kind, config) VALUES (%s, %s, %s::jsonb)
-               ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, config = excluded.config RETURNING id""",
+               ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, config = excluded.config
+               WHERE managers.source = 'config' RETURNING id""",
             (name, kind, json.dumps(config, sort_keys=True, default=str)),
         ).fetchone()
+        if row is None:
+            row = conn.execute("SELECT id FROM managers WHERE name = %s", (name,)).fetchone()
     assert row is not None
     return int(row[0])
+
+
+def add_manager(conn: psycopg.Connection, name: str, kind: str, config: dict[str, Any]) -> int:
+    """Store a manager added from the command line: its whole table (secrets only as ``env:`` references)."""
+    with conn.transaction():
+        row = conn.execute(
+            """INSERT INTO managers (name, kind, config, source) VALUES (%s, %s, %s::jsonb, 'cli')
+               ON CONFLICT (name) DO NOTHING RETURNING id""",
+            (name, kind, json.dumps(config, sort_keys=True, default=str)),
+        ).fetchone()
+    if row is None:
+        raise LookupError(f"a manager named {name!r} exists already")
+    return int(row[0])
+
+
+def added_managers(conn: psycopg.Connection) -> dict[str, dict[str, Any]]:
+    """The tables of managers added from the command line, by name."""
+    rows = conn.execute("SELECT name, config FROM managers WHERE source = 'cli' ORDER BY name")
+    return {name: dict(config) for name, config in rows}
+
+
+def set_enabled(conn: psycopg.Connection, name: str, enabled: bool) -> bool:
+    """Enable or disable manager ``name``; False if there is none."""
+    with conn.transaction():
+        done = conn.execute("UPDATE managers SET enabled = %s WHERE name = %s", (enabled, name)).rowcount
+    return done == 1
+
+
+def remove_manager(conn: psycopg.Connection, name: str) -> bool:
+    """Delete manager ``name`` with its resources and their samples and rollups; False if there is none."""
+    with conn.transaction():
+        row = conn.execute("SELECT id FROM managers WHERE name = %s", (name,)).fetchone()
+        if row is None:
+            return False
+        ids = "SELECT id FROM resources WHERE manager_id = %s"
+        for table in ("metric_samples", "metric_hourly", "metric_daily", "resource_history"):
+            conn.execute(f"DELETE FROM {table} WHERE resource_id IN ({ids})", (row[0],))
+        conn.execute("DELETE FROM managers WHERE id = %s", (row[0],))
+    return True
 
 
 def list_managers(conn: psycopg.Connection) -> list[ManagerRow]:
@@ -83,26 +131,38 @@ def clear_dirty(conn: psycopg.Connection, manager_id: int, hours: list[datetime]
     conn.execute("DELETE FROM rollup_dirty WHERE manager_id = %s AND ts = ANY(%s)", (manager_id, hours))
 
 
+_CLEAR_FAILURE = "last_error = NULL, last_error_at = NULL, failures = 0, next_attempt_at = NULL"
+
+
 def mark_refreshed(conn: psycopg.Connection, manager_id: int, at: datetime) -> None:
     """Record a successful inventory refresh."""
     with conn.transaction():
-        conn.execute(
-            "UPDATE managers SET last_refresh_at = %s, last_error = NULL, last_error_at = NULL WHERE id = %s",
-            (at, manager_id),
-        )
+        conn.execute(f"UPDATE managers SET last_refresh_at = %s, {_CLEAR_FAILURE} WHERE id = %s", (at, manager_id))
 
 
 def mark_captured(conn: psycopg.Connection, manager_id: int, until: datetime, at: datetime) -> None:
     """Record that everything before ``until`` is captured (the mark never moves back)."""
     with conn.transaction():
         conn.execute(
-            """UPDATE managers SET captured_until = greatest(captured_until, %s), last_capture_at = %s,
-                                   last_error = NULL, last_error_at = NULL WHERE id = %s""",
+            f"""UPDATE managers SET captured_until = greatest(captured_until, %s), last_capture_at = %s,
+                                    {_CLEAR_FAILURE} WHERE id = %s""",
             (until, at, manager_id),
         )
 
 
-def mark_failed(conn: psycopg.Connection, manager_id: int, error: str, at: datetime) -> None:
-    """Record a failed job (the message must already be free of secrets)."""
+def mark_failed(
+    conn: psycopg.Connection, manager_id: int, error: str, at: datetime, backoff_s: tuple[float, float] = (0.0, 0.0)
+) -> datetime | None:
+    """Record a failed job (the message must already be free of secrets); return when to try again.
+
+    ``backoff_s`` = (first, most): the n-th failure in a row waits ``first * 2**(n-1)`` seconds, at most ``most``.
+    """
+    first, most = backoff_s
     with conn.transaction():
-        conn.execute("UPDATE managers SET last_error = %s, last_error_at = %s WHERE id = %s", (error, at, manager_id))
+        row = conn.execute(
+            """UPDATE managers SET last_error = %(error)s, last_error_at = %(at)s, failures = failures + 1,
+                   next_attempt_at = %(at)s + make_interval(secs => least(%(first)s * power(2, failures), %(most)s))
+               WHERE id = %(id)s RETURNING next_attempt_at""",
+            {"error": error, "at": at, "first": first, "most": most, "id": manager_id},
+        ).fetchone()
+    return row[0] if row else None

@@ -204,6 +204,15 @@ CREATE TABLE rollup_dirty (
 """
 
 
+def _m003_daemon_state(mode: Mode) -> str:
+    del mode  # the same in both modes
+    return """
+ALTER TABLE managers ADD COLUMN source text NOT NULL DEFAULT 'config' CHECK (source IN ('config', 'cli'));
+ALTER TABLE managers ADD COLUMN failures integer NOT NULL DEFAULT 0;
+ALTER TABLE managers ADD COLUMN next_attempt_at timestamptz;
+"""
+
+
 @dataclass(frozen=True)
 class Migration:
     """One numbered, forward-only schema step."""
@@ -216,6 +225,7 @@ class Migration:
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(1, "data-contract tables: managers, resources, history, samples, hourly, daily", _m001_core),
     Migration(2, "project resources; rollup progress (managers.rolled_until) and dirty hours", _m002_rollup_state),
+    Migration(3, "managers added from the CLI (managers.source); failures and back-off", _m003_daemon_state),
 )
 LATEST: Final = MIGRATIONS[-1].version
 

@@ -40,9 +40,14 @@ class ManagerStatus:
     name: str
     kind: str
     enabled: bool
+    last_refresh_at: datetime | None
+    last_capture_at: datetime | None
     captured_until: datetime | None
+    lag_s: float | None
     rolled_until: datetime | None
     dirty_hours: int
+    failures: int
+    next_attempt_at: datetime | None
     last_error: str | None
     last_error_at: datetime | None
 
@@ -86,8 +91,10 @@ def table_status(conn: psycopg.Connection, mode: schema.Mode) -> list[TableStatu
 def manager_status(conn: psycopg.Connection) -> list[ManagerStatus]:
     """Every stored manager's progress, by name."""
     rows = conn.execute(
-        """SELECT m.name, m.kind, m.enabled, m.captured_until, m.rolled_until,
-                  (SELECT count(*) FROM rollup_dirty d WHERE d.manager_id = m.id), m.last_error, m.last_error_at
+        """SELECT m.name, m.kind, m.enabled, m.last_refresh_at, m.last_capture_at, m.captured_until,
+                  extract(epoch FROM now() - m.captured_until)::float8, m.rolled_until,
+                  (SELECT count(*) FROM rollup_dirty d WHERE d.manager_id = m.id), m.failures, m.next_attempt_at,
+                  m.last_error, m.last_error_at
            FROM managers m ORDER BY m.name"""
     ).fetchall()
     return [ManagerStatus(*row) for row in rows]

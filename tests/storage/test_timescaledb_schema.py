@@ -101,7 +101,7 @@ def test_upgrade_from_version_1_keeps_rows_and_mode(
            INSERT INTO metric_samples (ts, resource_id, cpu_usage_pct) VALUES ('2026-11-20T10:00Z', 1, 12.5)"""
     )
     conn.commit()
-    assert schema.migrate(conn) == [2]
+    assert schema.migrate(conn) == list(range(2, schema.LATEST + 1))
     conn.execute(
         "INSERT INTO resources (manager_id, kind, ems_ref, name, first_seen, last_seen) "
         "VALUES (1, 'project', 'p-1', 'p-1', now(), now())"
@@ -109,4 +109,4 @@ def test_upgrade_from_version_1_keeps_rows_and_mode(
     assert schema.stored_mode(conn) == mode == ("timescaledb" if probe(conn).timescaledb_available else "native")
     assert conn.execute("SELECT kind FROM resources ORDER BY id").fetchall() == [("vm",), ("project",)]
     assert conn.execute("SELECT resource_id, cpu_usage_pct FROM metric_samples").fetchall() == [(1, 12.5)]
-    assert conn.execute("SELECT rolled_until FROM managers").fetchall() == [(None,)]
+    assert conn.execute("SELECT rolled_until, source, failures FROM managers").fetchall() == [(None, "config", 0)]
