@@ -65,7 +65,9 @@ def test_migrate_creates_contract_tables_and_second_run_is_noop(
         assert db.mode() == "native"
         with db.connection() as conn:
             assert _catalog(conn) == before
-            assert conn.execute("SELECT version FROM schema_migrations ORDER BY 1").fetchall() == [(v,) for v in range(1, schema.LATEST + 1)]
+            assert conn.execute("SELECT version FROM schema_migrations ORDER BY 1").fetchall() == [
+                (v,) for v in range(1, schema.LATEST + 1)
+            ]
             for table, columns in CONTRACT.items():
                 assert _columns(conn, table) == columns
             per_metric = [f"{m}_{s}" for m in METRICS for s in ROLLUP_STATS]
