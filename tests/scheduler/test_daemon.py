@@ -7,10 +7,13 @@ or a duplicate anywhere shows.
 from __future__ import annotations
 
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -214,7 +217,15 @@ def test_two_daemons_share_the_managers_and_capture_each_once(daemons: Callable[
 
 @pytest.mark.slow
 def test_a_failing_manager_backs_off_without_delaying_the_others(daemons: Callable[[str], Daemons], dsn: str) -> None:
-    config = SCHEDULE + simulator("healthy", 20) + simulator("broken", 20, 'fail = "unavailable"')
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    config = (
+        f"metrics_port = {port}\n"
+        + SCHEDULE
+        + simulator("healthy", 20)
+        + simulator("broken", 20, 'fail = "unavailable"')
+    )
     run = daemons(config)
     began = datetime.now(UTC)
     run.start()
@@ -229,3 +240,15 @@ def test_a_failing_manager_backs_off_without_delaying_the_others(daemons: Callab
     assert next_attempt is not None and next_attempt > began
     assert error is not None and "unavailable" in error
     assert mark is None
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics") as response:
+        exposed = response.read().decode()
+    assert 'cloudmeter_jobs_total{job="refresh",manager="broken",result="failed"} 1.0' in exposed
+    assert "cloudmeter_managers_leased 2.0" in exposed
+    with psycopg.connect(dsn) as conn:
+        stored = conn.execute(
+            "SELECT count(*) FROM metric_samples s JOIN resources r ON r.id = s.resource_id "
+            "JOIN managers m ON m.id = r.manager_id WHERE m.name = 'healthy'"
+        ).fetchone()
+    counted = re.search(r'cloudmeter_samples_captured_total\{manager="healthy"\} ([0-9.e+]+)', exposed)
+    assert stored is not None and counted is not None
+    assert float(counted.group(1)) >= stored[0] > 0  # every stored row was captured; overlaps are read twice
