@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,14 +11,24 @@ from typing import Annotated, Any
 
 import polars as pl
 import typer
-from rich.console import Console
-from rich.table import Table
 
+from cloudmeter.cli_common import (
+    ConfigOption,
+    JsonOption,
+    console,
+    fail,
+    handled_errors,
+    open_database,
+    parse_time,
+    print_frame,
+    read_settings,
+)
+from cloudmeter.cli_reports import capacity_app, chargeback_app
 from cloudmeter.collectors.base import Collector, ManagerConfig
 from cloudmeter.collectors.registry import build_collector
-from cloudmeter.config import Settings, effective_config, load_settings
+from cloudmeter.config import Settings, effective_config
 from cloudmeter.errors import CloudmeterError, ConfigError
-from cloudmeter.model import Window, as_utc
+from cloudmeter.model import Window
 from cloudmeter.scheduler import jobs
 from cloudmeter.scheduler.fleet import checked_table, fleet
 from cloudmeter.scheduler.pipeline import StreamRollup
@@ -36,60 +44,19 @@ managers_app = typer.Typer(help="The configured provider connections.", no_args_
 app.add_typer(config_app, name="config")
 app.add_typer(db_app, name="db")
 app.add_typer(managers_app, name="managers")
+app.add_typer(capacity_app, name="capacity")
+app.add_typer(chargeback_app, name="chargeback")
 
-console = Console()
-err_console = Console(stderr=True)
-
-ConfigOption = Annotated[
-    Path | None, typer.Option("--config", "-c", help="TOML config file (default: $CLOUDMETER_CONFIG).")
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 ManagerOption = Annotated[str, typer.Option("--manager", "-m", help="Manager name from the config.")]
-
-
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
-    return typer.Exit(code)
-
-
-@contextmanager
-def _errors() -> Iterator[None]:
-    try:
-        yield
-    except ConfigError as exc:
-        raise _fail(str(exc), 2) from None
-    except CloudmeterError as exc:
-        raise _fail(str(exc)) from None
-
-
-def _settings(config: Path | None) -> Settings:
-    with _errors():
-        return load_settings(config)
-
-
-@contextmanager
-def _database(settings: Settings) -> Iterator[Database]:
-    with _errors(), Database(settings.dsn_value, settings.data_dir, settings.pool_size, settings.write_method) as db:
-        yield db
-
-
-def _parse_time(value: str | None, name: str) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise _fail(f"{name} {value!r} is not an ISO 8601 time; use e.g. 2026-11-01 or 2026-11-01T06:00Z", 2) from None
-    return as_utc(moment.replace(tzinfo=moment.tzinfo or UTC))
 
 
 def _window(since: str, until: str | None) -> Window:
     """``--since`` to ``--until`` (default: now), or a clear error."""
-    start = _parse_time(since, "--since")
-    end = _parse_time(until, "--until") or datetime.now(UTC)
+    start = parse_time(since, "--since")
+    end = parse_time(until, "--until") or datetime.now(UTC)
     assert start is not None
     if end <= start:
-        raise _fail(f"--until {end.isoformat()} is not after --since {start.isoformat()}", 2)
+        raise fail(f"--until {end.isoformat()} is not after --since {start.isoformat()}", 2)
     return Window(start, end)
 
 
@@ -97,23 +64,11 @@ def _captured(
     db: Database, settings: Settings, manager_id: int, collector: Collector, windows: list[Window]
 ) -> list[jobs.CaptureResult]:
     """Capture ``windows`` in order with one in-stream rollup (refreshing the inventory first if empty)."""
-    with _errors():
+    with handled_errors():
         if not jobs.resource_ids(db, manager_id):
             jobs.refresh_inventory(db, manager_id, collector)
         stream = StreamRollup(db, manager_id, settings.time_zones)
         return [jobs.capture(db, manager_id, collector, window, stream=stream) for window in windows]
-
-
-def _print_frame(frame: pl.DataFrame, as_json: bool, title: str | None = None) -> None:
-    if as_json:
-        typer.echo(json.dumps(frame.to_dicts(), default=str))
-        return
-    table = Table(title=title)
-    for name in frame.columns:
-        table.add_column(name, justify="right" if frame[name].dtype.is_numeric() else "left")
-    for row in frame.iter_rows():
-        table.add_row(*("" if v is None else str(v) for v in row))
-    console.print(table)
 
 
 def _configured(db: Database, settings: Settings, name: str) -> ManagerConfig:
@@ -155,11 +110,11 @@ def demo(
     """Simulate a cloud, capture and roll up a few days of it on the embedded database, print a summary."""
     from cloudmeter.demo import run_demo
 
-    settings = _settings(config)
-    with _database(settings) as db:
+    settings = read_settings(config)
+    with open_database(settings) as db:
         result = run_demo(db, settings.time_zones, vms, days)
     if as_json:
-        _print_frame(result.summary, True)
+        print_frame(result.summary, True)
         return
     console.print(
         f"[bold]cloudmeter demo[/]: {result.resources} resources, {result.samples:,} samples from "
@@ -167,13 +122,13 @@ def demo(
         f"{result.hourly_rows:,} hourly rows, daily rows {result.daily_rows}; data in {db.display_dsn}",
         highlight=False,
     )
-    _print_frame(result.summary, False, title="per cluster (hourly rollups)")
+    print_frame(result.summary, False, title="per cluster (hourly rollups)")
 
 
 @config_app.command("check")
 def config_check(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     """Validate the configuration and print it with secrets masked."""
-    settings = _settings(config)
+    settings = read_settings(config)
     data = effective_config(settings)
     if as_json:
         typer.echo(json.dumps(data))
@@ -191,8 +146,8 @@ def db_init(config: ConfigOption = None) -> None:
 @db_app.command("migrate")
 def db_migrate(config: ConfigOption = None) -> None:
     """Apply pending schema migrations; running it again is a no-op."""
-    settings = _settings(config)
-    with _database(settings) as db:
+    settings = read_settings(config)
+    with open_database(settings) as db:
         applied = db.migrate()
         mode = db.mode()
     message = f"applied migrations {applied}" if applied else "schema is up to date"
@@ -202,8 +157,8 @@ def db_migrate(config: ConfigOption = None) -> None:
 @db_app.command("status")
 def db_status(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     """Schema version, partition mode (TimescaleDB or native) and each table's storage."""
-    settings = _settings(config)
-    with _database(settings) as db, db.connection() as conn:
+    settings = read_settings(config)
+    with open_database(settings) as db, db.connection() as conn:
         report = status.database_status(conn, db.server, db.display_dsn)
     _print_status(report, as_json)
 
@@ -211,8 +166,8 @@ def db_status(config: ConfigOption = None, as_json: JsonOption = False) -> None:
 @app.command("status")
 def overall_status(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     """The database (mode, TimescaleDB, storage per table) and every manager's capture and rollup progress."""
-    settings = _settings(config)
-    with _database(settings) as db, db.connection() as conn:
+    settings = read_settings(config)
+    with open_database(settings) as db, db.connection() as conn:
         report = status.database_status(conn, db.server, db.display_dsn)
         report["managers"] = [asdict(m) for m in status.manager_status(conn)] if report["schema_version"] else []
     _print_status(report, as_json)
@@ -231,7 +186,7 @@ def _print_status(report: dict[str, Any], as_json: bool) -> None:
         if report.get(key):
             rows = [{k: _human(k, v) for k, v in row.items()} for row in report[key]]
             frame = pl.DataFrame(rows, infer_schema_length=None)
-            _print_frame(frame.select(c for c in frame.columns if frame[c].null_count() < len(frame)), False, key)
+            print_frame(frame.select(c for c in frame.columns if frame[c].null_count() < len(frame)), False, key)
 
 
 def _human(key: str, value: Any) -> Any:
@@ -250,8 +205,8 @@ def _human(key: str, value: Any) -> Any:
 @managers_app.command("list")
 def managers_list(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     """Configured managers and their capture progress."""
-    settings = _settings(config)
-    with _database(settings) as db:
+    settings = read_settings(config)
+    with open_database(settings) as db:
         db.migrate()
         configs = fleet(db, settings.managers).configs
         with db.connection() as conn:
@@ -268,7 +223,7 @@ def managers_list(config: ConfigOption = None, as_json: JsonOption = False) -> N
         }
         for name, cfg in sorted(configs.items())
     ]
-    _print_frame(pl.DataFrame(rows, infer_schema_length=None), as_json)
+    print_frame(pl.DataFrame(rows, infer_schema_length=None), as_json)
 
 
 @managers_app.command("verify")
@@ -278,12 +233,12 @@ def managers_verify(
     as_json: JsonOption = False,
 ) -> None:
     """Check managers' endpoints and credentials with one cheap authenticated call each; exit 1 if one fails."""
-    settings = _settings(config)
-    with _database(settings) as db:
+    settings = read_settings(config)
+    with open_database(settings) as db:
         db.migrate()
         configs = {name: _configured(db, settings, name)} if name else fleet(db, settings.managers).configs
     rows = [_verified(each, manager) for each, manager in sorted(configs.items())]
-    _print_frame(pl.DataFrame(rows, schema={"name": pl.String, "kind": pl.String, "result": pl.String}), as_json)
+    print_frame(pl.DataFrame(rows, schema={"name": pl.String, "kind": pl.String, "result": pl.String}), as_json)
     if any(row["result"] != "ok" for row in rows):
         raise typer.Exit(1)
 
@@ -323,22 +278,22 @@ def managers_add(
     config: ConfigOption = None,
 ) -> None:
     """Add a manager to the database (the daemon picks it up); its secrets are stored only as env references."""
-    settings = _settings(config)
-    with _errors():
+    settings = read_settings(config)
+    with handled_errors():
         manager, table = checked_table(name, kind, _fields(fields or []))
     if verify:
         result = _verified(name, manager)["result"]
         if result != "ok":
-            raise _fail(f"not saved: {result} (fix it, or pass --no-verify to save anyway)")
-    with _database(settings) as db:
+            raise fail(f"not saved: {result} (fix it, or pass --no-verify to save anyway)")
+    with open_database(settings) as db:
         db.migrate()
         if name in settings.managers:
-            raise _fail(f"manager {name!r} is in the config file already; pick another name", 2)
+            raise fail(f"manager {name!r} is in the config file already; pick another name", 2)
         with db.connection() as conn:
             try:
                 managers.add_manager(conn, name, kind, table)
             except LookupError as exc:
-                raise _fail(f"{exc}; remove it first or pick another name", 2) from None
+                raise fail(f"{exc}; remove it first or pick another name", 2) from None
     console.print(f"added manager {name} ({kind})", highlight=False)
 
 
@@ -349,22 +304,22 @@ def managers_remove(
     config: ConfigOption = None,
 ) -> None:
     """Delete a manager and everything captured from it (`managers disable` keeps the data)."""
-    settings = _settings(config)
+    settings = read_settings(config)
     if not yes:
-        raise _fail(f"this deletes manager {name!r} and all its samples and rollups; add --yes to do it", 2)
+        raise fail(f"this deletes manager {name!r} and all its samples and rollups; add --yes to do it", 2)
     if name in settings.managers:
-        raise _fail(f"manager {name!r} is declared in the config file; remove [managers.{name}] there first", 2)
-    with _database(settings) as db:
+        raise fail(f"manager {name!r} is declared in the config file; remove [managers.{name}] there first", 2)
+    with open_database(settings) as db:
         db.migrate()
         with db.connection() as conn:
             if not managers.remove_manager(conn, name):
-                raise _fail(f"there is no manager {name!r}", 2)
+                raise fail(f"there is no manager {name!r}", 2)
     console.print(f"removed manager {name}", highlight=False)
 
 
 def _set_enabled(name: str, enabled: bool, config: Path | None) -> None:
-    settings = _settings(config)
-    with _database(settings) as db:
+    settings = read_settings(config)
+    with open_database(settings) as db:
         _manager(db, settings, name)  # a file manager gets its row
         with db.connection() as conn:
             managers.set_enabled(conn, name, enabled)
@@ -391,10 +346,10 @@ def run(config: ConfigOption = None) -> None:
     """
     from cloudmeter.scheduler import daemon
 
-    settings = _settings(config)
+    settings = read_settings(config)
     if not logging.getLogger().isEnabledFor(logging.INFO):
         logging.getLogger("cloudmeter").setLevel(logging.INFO)
-    with _database(settings) as db, _errors():
+    with open_database(settings) as db, handled_errors():
         daemon.run(db, settings)
 
 
@@ -406,17 +361,15 @@ def backfill(
     config: ConfigOption = None,
 ) -> None:
     """Capture a past range a window at a time (bounded by the source's retention); rollups follow."""
-    settings = _settings(config)
+    settings = read_settings(config)
     window = _window(since, until)
     start, end = window.start, window.end
-    with _database(settings) as db:
+    with open_database(settings) as db:
         manager_id, collector = _manager(db, settings, manager)
         retention = collector.retention_s
         if retention is not None and start < datetime.now(UTC) - timedelta(seconds=retention):
             earliest = datetime.now(UTC) - timedelta(seconds=retention)
-            raise _fail(
-                f"{manager} keeps {retention // 86400} days; --since must be after {earliest:%Y-%m-%d %H:%M}", 2
-            )
+            raise fail(f"{manager} keeps {retention // 86400} days; --since must be after {earliest:%Y-%m-%d %H:%M}", 2)
         windows = window.split(settings.schedule.max_window_s)
         rows = sum(result.rows for result in _captured(db, settings, manager_id, collector, windows))
     console.print(f"{manager}: {rows:,} samples from {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M}", highlight=False)
@@ -425,8 +378,8 @@ def backfill(
 @app.command()
 def refresh(manager: ManagerOption, config: ConfigOption = None) -> None:
     """Refresh a manager's inventory (VMs, hosts, clusters, history)."""
-    settings = _settings(config)
-    with _database(settings) as db:
+    settings = read_settings(config)
+    with open_database(settings) as db:
         manager_id, collector = _manager(db, settings, manager)
         result = jobs.refresh_inventory(db, manager_id, collector)
     console.print(
@@ -443,16 +396,16 @@ def capture(
     config: ConfigOption = None,
 ) -> None:
     """Capture a manager's metrics for a window (idempotent: re-capturing rewrites nothing)."""
-    settings = _settings(config)
-    start, end = _parse_time(since, "--since"), _parse_time(until, "--until") or datetime.now(UTC)
-    with _database(settings) as db:
+    settings = read_settings(config)
+    start, end = parse_time(since, "--since"), parse_time(until, "--until") or datetime.now(UTC)
+    with open_database(settings) as db:
         manager_id, collector = _manager(db, settings, manager)
         if start is None:
             with db.connection() as conn:
                 row = managers.get_manager(conn, manager)
             mark = row.captured_until if row else None
             if mark is None:
-                raise _fail(f"manager {manager!r} has never been captured; give --since", 2)
+                raise fail(f"manager {manager!r} has never been captured; give --since", 2)
             start = mark - timedelta(seconds=settings.schedule.capture_overlap_s)
         (result,) = _captured(db, settings, manager_id, collector, [Window(start, end)])
     console.print(
@@ -468,10 +421,10 @@ def rollup(
     config: ConfigOption = None,
 ) -> None:
     """Recompute hourly and daily rollups of a manager from its stored raw samples."""
-    settings = _settings(config)
+    settings = read_settings(config)
     window = _window(since, until)
-    with _database(settings) as db:
+    with open_database(settings) as db:
         manager_id, _ = _manager(db, settings, manager)
-        with _errors():
+        with handled_errors():
             result = jobs.rollup(db, manager_id, window, settings.time_zones)
     console.print(f"{manager}: {result.hourly:,} hourly rows, daily {result.daily}", highlight=False)

@@ -1,0 +1,79 @@
+"""Helpers shared by the ``cloudmeter`` command modules: settings, database, error handling, output."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import polars as pl
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from cloudmeter.config import Settings, load_settings
+from cloudmeter.errors import CloudmeterError, ConfigError
+from cloudmeter.model import as_utc
+from cloudmeter.storage.database import Database
+
+console = Console()
+err_console = Console(stderr=True)
+
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", "-c", help="TOML config file (default: $CLOUDMETER_CONFIG).")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+@contextmanager
+def handled_errors() -> Iterator[None]:
+    try:
+        yield
+    except ConfigError as exc:
+        raise fail(str(exc), 2) from None
+    except CloudmeterError as exc:
+        raise fail(str(exc)) from None
+
+
+def read_settings(config: Path | None) -> Settings:
+    with handled_errors():
+        return load_settings(config)
+
+
+@contextmanager
+def open_database(settings: Settings) -> Iterator[Database]:
+    with (
+        handled_errors(),
+        Database(settings.dsn_value, settings.data_dir, settings.pool_size, settings.write_method) as db,
+    ):
+        yield db
+
+
+def parse_time(value: str | None, name: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise fail(f"{name} {value!r} is not an ISO 8601 time; use e.g. 2026-11-01 or 2026-11-01T06:00Z", 2) from None
+    return as_utc(moment.replace(tzinfo=moment.tzinfo or UTC))
+
+
+def print_frame(frame: pl.DataFrame, as_json: bool, title: str | None = None) -> None:
+    if as_json:
+        typer.echo(json.dumps(frame.to_dicts(), default=str))
+        return
+    table = Table(title=title)
+    for name in frame.columns:
+        table.add_column(name, justify="right" if frame[name].dtype.is_numeric() else "left")
+    for row in frame.iter_rows():
+        table.add_row(*("" if v is None else str(v) for v in row))
+    console.print(table)

@@ -1,0 +1,69 @@
+"""Rendering report frames to files: CSV, Parquet (pyarrow), XLSX (xlsxwriter) and FOCUS (CSV or Parquet).
+
+Times are written as UTC instants (ISO 8601 with ``Z`` in CSV); money keeps its exact decimals in CSV and
+Parquet (decimal128), and becomes a number formatted to the cent in XLSX, where Excel has only doubles.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Final
+
+import polars as pl
+
+from cloudmeter.errors import ConfigError
+
+FORMATS: Final[tuple[str, ...]] = ("csv", "parquet", "xlsx", "focus")
+
+
+def check_format(fmt: str) -> str:
+    """``fmt`` if known, else a ConfigError listing the formats."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"--format {fmt!r} is not one of {', '.join(FORMATS)}")
+    return fmt
+
+
+def _iso_times(frame: pl.DataFrame) -> pl.DataFrame:
+    times = [name for name, dtype in frame.schema.items() if isinstance(dtype, pl.Datetime)]
+    return frame.with_columns(pl.col(times).dt.convert_time_zone("UTC").dt.strftime("%Y-%m-%dT%H:%M:%SZ"))
+
+
+def write_csv(frame: pl.DataFrame, path: Path) -> None:
+    """CSV with ISO 8601 UTC times and exact decimals."""
+    _iso_times(frame).write_csv(path)
+
+
+def write_parquet(frame: pl.DataFrame, path: Path) -> None:
+    """Parquet through pyarrow (timestamps in UTC, money as decimal128(38, 9))."""
+    frame.write_parquet(path, use_pyarrow=True)
+
+
+def write_xlsx(frame: pl.DataFrame, path: Path, sheet: str = "report") -> None:
+    """One worksheet; times as UTC without zone (Excel has none), decimals as numbers shown to the cent."""
+    decimals = [name for name, dtype in frame.schema.items() if isinstance(dtype, pl.Decimal)]
+    times = [name for name, dtype in frame.schema.items() if isinstance(dtype, pl.Datetime)]
+    plain = frame.with_columns(
+        pl.col(decimals).cast(pl.Float64), pl.col(times).dt.convert_time_zone("UTC").dt.replace_time_zone(None)
+    )
+    plain.write_excel(
+        path,
+        worksheet=sheet,
+        autofit=True,
+        column_formats=dict.fromkeys(decimals, "#,##0.00"),
+        dtype_formats={pl.Datetime: "yyyy-mm-dd hh:mm"},
+    )
+
+
+def write(frame: pl.DataFrame, path: Path, fmt: str) -> None:
+    """Write ``frame`` as ``fmt``: csv, parquet, xlsx, or focus (a FOCUS frame: Parquet if ``path`` ends in
+    .parquet, else CSV)."""
+    check_format(fmt)
+    try:
+        if fmt == "parquet" or (fmt == "focus" and path.suffix == ".parquet"):
+            write_parquet(frame, path)
+        elif fmt == "xlsx":
+            write_xlsx(frame, path)
+        else:
+            write_csv(frame, path)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc.strerror}; give a writable --output path") from None

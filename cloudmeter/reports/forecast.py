@@ -1,0 +1,147 @@
+"""Days until a cluster exhausts CPU or memory: a fit on its daily peaks against capacity x limit.
+
+Daily peaks are the cluster's daily rollup ``cpu_used_cores_max`` / ``mem_used_bytes_max`` (days in ``tz``);
+capacity is the hosts' at the window's last hour. Two methods:
+
+- ``linear``: least squares on the peaks; days = (target - fitted peak today) / slope, continuous.
+- ``seasonal``: linear trend plus a day-of-week term (needs two weeks); days = the first future day whose
+  projected peak (trend + that weekday's offset) reaches the target.
+
+Days count from the last day with data. Bounds use the slope +/- 1.96 standard errors (the lower bound is
+the steeper slope, the earlier day).
+``status`` is ``never`` when the slope is not positive (flat or falling), ``exhausted`` when today's fitted
+peak is already at the target, ``insufficient data`` with fewer than 3 days (14 for seasonal).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+import psycopg
+
+from cloudmeter.errors import ConfigError
+from cloudmeter.model import Window
+from cloudmeter.reports.capacity import hourly_capacity
+from cloudmeter.reports.inputs import GIB, resources
+from cloudmeter.storage.readers import read_rollups
+
+Z95 = 1.96
+HORIZON_DAYS = 3650
+RESOURCES = {
+    "cpu": ("cpu_used_cores_max", "capacity_vcpus", 1.0),
+    "memory": ("mem_used_bytes_max", "capacity_memory_bytes", GIB),
+}
+
+
+def _fit(
+    x: npt.NDArray[np.float64], y: npt.NDArray[np.float64], seasonal: bool
+) -> tuple[npt.NDArray[np.float64], float]:
+    """Least-squares coefficients (intercept, slope, weekday offsets...) and the slope's standard error."""
+    columns = [np.ones_like(x), x]
+    if seasonal:
+        weekday = x.astype(np.int64) % 7
+        columns += [(weekday == d).astype(np.float64) for d in range(1, 7)]
+    design = np.column_stack(columns)
+    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+    dof = len(y) - design.shape[1]
+    residual = y - design @ coef
+    sigma2 = float(residual @ residual) / dof if dof > 0 else 0.0
+    cov = sigma2 * np.linalg.pinv(design.T @ design)
+    return np.asarray(coef, np.float64), float(np.sqrt(max(cov[1, 1], 0.0)))
+
+
+def _days(coef: npt.NDArray[np.float64], slope: float, last: float, target: float, seasonal: bool) -> float | None:
+    """Days from ``last`` until the projection with ``slope`` reaches ``target`` (None: never, or not within
+    ``HORIZON_DAYS``). A slope within float noise of 0 (relative to the target) is flat."""
+    if slope <= 1e-9 * target:
+        return None
+    if not seasonal:
+        days = max((target - (coef[0] + slope * last)) / slope, 0.0)
+        return days if days <= HORIZON_DAYS else None
+    future = last + np.arange(0, HORIZON_DAYS + 1, dtype=np.float64)
+    offsets = np.concatenate([[0.0], coef[2:]])[future.astype(np.int64) % 7]
+    crossed = np.flatnonzero(coef[0] + slope * future + offsets >= target)
+    return float(crossed[0]) if len(crossed) else None
+
+
+def daily_peaks(conn: psycopg.Connection, window: Window, tz: str = "UTC") -> pl.DataFrame:
+    """Per cluster, resource (cpu in cores, memory in GB) and local day of ``tz``: the daily peak."""
+    info = resources(conn)
+    clusters = info.filter(pl.col("kind") == "cluster").select(
+        pl.col("id").alias("resource_id"), pl.col("name").alias("cluster")
+    )
+    daily = read_rollups(conn, "daily", window, clusters["resource_id"].to_list(), tz=tz)
+    parts = [
+        daily.select(
+            "resource_id",
+            pl.lit(resource).alias("resource"),
+            pl.col("ts").dt.convert_time_zone(tz).dt.date().alias("day"),
+            (pl.col(column) / unit).alias("peak"),
+        )
+        for resource, (column, _, unit) in RESOURCES.items()
+    ]
+    return clusters.join(pl.concat(parts), on="resource_id").drop_nulls("peak").sort("cluster", "resource", "day")
+
+
+def forecast(conn: psycopg.Connection, window: Window, limit_pct: float = 90.0, tz: str = "UTC") -> pl.DataFrame:
+    """Per cluster, resource (cpu, memory) and method (linear, seasonal): capacity, target, last peak, trend
+    per day, days to exhaustion with lower/upper bounds, exhaustion date, status."""
+    if not 0 < limit_pct <= 100:
+        raise ConfigError(f"--limit must be in (0, 100] percent of capacity, got {limit_pct}")
+    peaks = daily_peaks(conn, window, tz)
+    capacity = hourly_capacity(conn, window, "cluster")
+    current = capacity.filter(pl.col("ts") == pl.col("ts").max())
+    rows: list[dict[str, Any]] = []
+    clusters = resources(conn).filter(pl.col("kind") == "cluster")
+    for cluster_id, name in clusters.select("id", "name").iter_rows():
+        cap_row = current.filter(pl.col("group_id") == cluster_id)
+        for resource, (_, cap_column, unit) in RESOURCES.items():
+            series = peaks.filter((pl.col("resource_id") == cluster_id) & (pl.col("resource") == resource))
+            cap_value = cap_row[cap_column][0] if cap_row.height else None
+            cap = None if cap_value is None else float(cap_value) / unit
+            for method in ("linear", "seasonal"):
+                rows.append(_one(name, resource, method, series.select("day", "peak"), cap, limit_pct))
+    return pl.DataFrame(rows, schema=_SCHEMA, orient="row")
+
+
+_SCHEMA = {
+    "cluster": pl.String, "resource": pl.String, "method": pl.String, "days_of_data": pl.Int64,
+    "capacity": pl.Float64, "target": pl.Float64, "last_peak": pl.Float64, "trend_per_day": pl.Float64,
+    "days_to_exhaustion": pl.Float64, "days_lower": pl.Float64, "days_upper": pl.Float64,
+    "exhaustion_date": pl.Date, "status": pl.String,
+}  # fmt: skip
+
+
+def _one(
+    cluster: str, resource: str, method: str, series: pl.DataFrame, cap: float | None, limit_pct: float
+) -> dict[str, Any]:
+    """One forecast row: ``series`` holds (day, daily peak) in the resource's unit (cores, GB)."""
+    seasonal = method == "seasonal"
+    n = series.height
+    row: dict[str, Any] = dict.fromkeys(_SCHEMA)
+    row.update(cluster=cluster, resource=resource, method=method, days_of_data=n, capacity=cap)
+    if cap is None or n < (14 if seasonal else 3):
+        return row | {"status": "insufficient data"}
+    y = series[series.columns[1]].to_numpy().astype(np.float64)
+    start = series["day"][0]
+    x = np.array([(d - start).days for d in series["day"]], np.float64)
+    target = cap * limit_pct / 100
+    coef, se = _fit(x, y, seasonal)
+    slope, last = float(coef[1]), float(x[-1])
+    days = _days(coef, slope, last, target, seasonal)
+    status = "never" if days is None else ("exhausted" if days == 0 else "forecast")
+    exhaustion = None if days is None else start + timedelta(days=int(np.ceil(last + days)))
+    return row | {
+        "target": target,
+        "last_peak": float(y[-1]),
+        "trend_per_day": slope,
+        "days_to_exhaustion": days,
+        "days_lower": _days(coef, slope + Z95 * se, last, target, seasonal),
+        "days_upper": _days(coef, slope - Z95 * se, last, target, seasonal),
+        "exhaustion_date": exhaustion,
+        "status": status,
+    }

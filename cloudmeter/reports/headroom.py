@@ -1,0 +1,112 @@
+"""Headroom: how many more VMs of a flavor fit per cluster, host by host (a VM cannot straddle hosts).
+
+On each host, a new VM must keep p95 CPU and memory usage under ``cpu_usage_pct`` / ``mem_usage_pct`` of the
+host's capacity (counting the new VM at its full flavor size) and allocation under ``cpu_allocation_ratio`` /
+``mem_allocation_ratio`` x capacity. A host's fit is the smallest of the four; a cluster's is the sum over its
+hosts, NULL when a host with VMs has no usage data in the window (unknown is not zero).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+import psycopg
+
+from cloudmeter.errors import ConfigError
+from cloudmeter.model import Window
+from cloudmeter.reports.capacity import utilization
+from cloudmeter.reports.inputs import ancestor, resources
+
+CONSTRAINTS = ("cpu_usage", "mem_usage", "cpu_allocation", "mem_allocation")
+
+
+@dataclass(frozen=True)
+class Flavor:
+    """The VM size to place."""
+
+    vcpus: int
+    memory_gb: float
+
+    def __post_init__(self) -> None:
+        if self.vcpus < 1 or self.memory_gb <= 0:
+            raise ConfigError(f"flavor {self.vcpus} vCPUs / {self.memory_gb} GB: give --vcpus >= 1 and --memory-gb > 0")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Usage limits in percent of capacity (on p95) and allocation limits as ratios of capacity."""
+
+    cpu_usage_pct: float = 90.0
+    mem_usage_pct: float = 90.0
+    cpu_allocation_ratio: float = 4.0
+    mem_allocation_ratio: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("cpu_usage_pct", "mem_usage_pct"):
+            if not 0 < getattr(self, name) <= 100:
+                raise ConfigError(f"--{name.replace('_', '-')} must be in (0, 100], got {getattr(self, name)}")
+        for name in ("cpu_allocation_ratio", "mem_allocation_ratio"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be > 0, got {getattr(self, name)}")
+
+
+def _fits(room: pl.Expr, size: float) -> pl.Expr:
+    """Whole VMs of ``size`` in ``room`` (never negative; a hair of float error does not lose a VM)."""
+    return pl.max_horizontal(((room / size) + 1e-9).floor(), pl.lit(0.0)).cast(pl.Int64)
+
+
+def headroom(conn: psycopg.Connection, window: Window, flavor: Flavor, limits: Limits = Limits()) -> pl.DataFrame:
+    """Per cluster: VMs of ``flavor`` that fit by each constraint (summed over hosts), the overall fit,
+    the limiting constraint, hosts, and hosts lacking usage data."""
+    hosts = utilization(conn, window, "host")
+    no_vms = pl.col("vms").fill_null(0) == 0
+    cpu_p95 = pl.when(no_vms & pl.col("cpu_cores_p95").is_null()).then(0.0).otherwise(pl.col("cpu_cores_p95"))
+    mem_p95 = pl.when(no_vms & pl.col("mem_gb_p95").is_null()).then(0.0).otherwise(pl.col("mem_gb_p95"))
+    per_host = hosts.with_columns(
+        ancestor(resources(conn), hosts["resource_id"], "cluster").alias("cluster_id"),
+        _fits(pl.col("vcpus_capacity") * limits.cpu_usage_pct / 100 - cpu_p95, flavor.vcpus).alias("cpu_usage"),
+        _fits(pl.col("mem_gb_capacity") * limits.mem_usage_pct / 100 - mem_p95, flavor.memory_gb).alias("mem_usage"),
+        _fits(
+            pl.col("vcpus_capacity") * limits.cpu_allocation_ratio - pl.col("vcpus_allocated").fill_null(0),
+            flavor.vcpus,
+        ).alias("cpu_allocation"),
+        _fits(
+            pl.col("mem_gb_capacity") * limits.mem_allocation_ratio - pl.col("mem_gb_allocated").fill_null(0),
+            flavor.memory_gb,
+        ).alias("mem_allocation"),
+    ).with_columns(
+        pl.min_horizontal(*CONSTRAINTS).alias("fit"),
+        pl.any_horizontal(pl.col(c).is_null() for c in CONSTRAINTS).alias("unknown"),
+    )
+    names = resources(conn).select(pl.col("id").alias("cluster_id"), pl.col("name").alias("cluster"))
+    summed = per_host.group_by("cluster_id").agg(
+        pl.len().alias("hosts"),
+        pl.col("unknown").sum().alias("hosts_without_data"),
+        *(
+            pl.when(pl.col("unknown").any()).then(None).otherwise(pl.col(c).sum()).alias(c)
+            for c in (*CONSTRAINTS, "fit")
+        ),
+        pl.col("vcpus_capacity").sum(),
+        pl.col("vcpus_allocated").sum(),
+    )
+    limiting = pl.concat_list(*CONSTRAINTS).list.arg_min()
+    return (
+        summed.join(names, on="cluster_id", how="left")
+        .with_columns(
+            pl.when(pl.col("fit").is_not_null())
+            .then(limiting.replace_strict(dict(enumerate(CONSTRAINTS)), return_dtype=pl.String))
+            .alias("limited_by")
+        )
+        .select(
+            "cluster",
+            "hosts",
+            "hosts_without_data",
+            "fit",
+            "limited_by",
+            *CONSTRAINTS,
+            "vcpus_capacity",
+            "vcpus_allocated",
+        )
+        .sort("cluster")
+    )

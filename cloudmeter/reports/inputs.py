@@ -1,0 +1,107 @@
+"""What every report reads: hourly rollups, resources, and hour-by-hour placements from ``resource_history``.
+
+Placements are the one place where reports run their own SQL: expanding each history period into the UTC
+hours it overlaps (with the seconds of overlap, clipped to the resource's lifetime) is a join the database
+does well. Everything after that is polars.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+import psycopg
+from psycopg import sql
+
+from cloudmeter.errors import ConfigError
+from cloudmeter.model import KINDS, Window
+from cloudmeter.storage import pgbinary
+from cloudmeter.storage.readers import read_arrays, read_resources, read_rollups, to_frame
+
+GIB = float(1 << 30)
+
+_PLACEMENT_KINDS = (
+    ("ts", pgbinary.TIMESTAMPTZ),
+    ("resource_id", pgbinary.INT4),
+    ("kind_code", pgbinary.INT4),
+    ("parent_id", pgbinary.INT4),
+    ("project_id", pgbinary.INT4),
+    ("vcpus", pgbinary.INT4),
+    ("memory_bytes", pgbinary.INT8),
+    ("seconds", pgbinary.FLOAT8),
+)
+
+_PLACEMENTS = sql.SQL(
+    """SELECT g.hour, h.resource_id, array_position(%s::text[], r.kind)::int4 - 1, h.parent_id, p.id,
+              h.vcpus, h.memory_bytes,
+              extract(epoch FROM least(e.until, g.hour + interval '1 hour') - greatest(h.valid_from, g.hour))::float8
+       FROM resource_history h
+       JOIN resources r ON r.id = h.resource_id
+       LEFT JOIN resources p ON p.manager_id = r.manager_id AND p.kind = 'project' AND p.ems_ref = h.project
+       CROSS JOIN LATERAL (SELECT least(coalesce(h.valid_to, 'infinity'), coalesce(r.retired_at, 'infinity'),
+                                        %s::timestamptz) AS until) e
+       CROSS JOIN LATERAL generate_series(
+           date_bin('1 hour', greatest(h.valid_from, %s::timestamptz), timestamptz '2000-01-01 00:00+00'),
+           e.until - interval '1 microsecond', interval '1 hour') g(hour)
+       WHERE h.valid_from < %s AND (h.valid_to IS NULL OR h.valid_to > %s)
+         AND r.kind = ANY(%s) AND e.until > greatest(h.valid_from, g.hour)"""
+)
+
+
+def check_hour_window(window: Window) -> None:
+    """Reports work on whole UTC hours: refuse a window that does not start and end on one."""
+    for name, moment in (("start", window.start), ("end", window.end)):
+        if (moment.minute, moment.second, moment.microsecond) != (0, 0, 0):
+            raise ConfigError(f"window {name} {moment.isoformat()} is not on a whole hour; give whole hours or dates")
+
+
+def placements(conn: psycopg.Connection, window: Window, kinds: tuple[str, ...] = ("vm", "host")) -> pl.DataFrame:
+    """Per resource of ``kinds`` and UTC hour in ``window``: parent, project, allocations, and ``seconds`` of
+    the hour the placement covers (the resource's lifetime clipped, a mid-hour migration splitting the hour).
+
+    Columns: ts, resource_id, kind, parent_id, project_id, vcpus, memory_bytes, seconds.
+    """
+    check_hour_window(window)
+    params = [list(KINDS), window.end, window.start, window.end, window.start, list(kinds)]
+    frame = to_frame(read_arrays(conn, _PLACEMENTS, params, _PLACEMENT_KINDS), _PLACEMENT_KINDS)
+    kind = pl.col("kind_code").replace_strict(dict(enumerate(KINDS)), return_dtype=pl.String).alias("kind")
+    return frame.with_columns(kind).drop("kind_code")
+
+
+def resources(conn: psycopg.Connection) -> pl.DataFrame:
+    """Every resource with its manager's name, kind and sampling interval (``manager``, ``manager_kind``,
+    ``interval_s``)."""
+    managers = conn.execute("SELECT id, name, kind, sample_interval_s FROM managers ORDER BY id").fetchall()
+    schema = {"manager_id": pl.Int32, "manager": pl.String, "manager_kind": pl.String, "interval_s": pl.Int32}
+    frame = pl.DataFrame(managers, schema=schema, orient="row")
+    return read_resources(conn).join(frame, on="manager_id", how="left")
+
+
+def hourly(conn: psycopg.Connection, window: Window, resource_ids: list[int] | None = None) -> pl.DataFrame:
+    """Hourly rollup rows in ``window`` (of some resources, or all)."""
+    check_hour_window(window)
+    return read_rollups(conn, "hourly", window, resource_ids)
+
+
+def ancestor(info: pl.DataFrame, ids: pl.Series, kind: str) -> pl.Series:
+    """For each resource id, itself or its nearest ancestor of ``kind`` by current ``parent_id`` (else null)."""
+    parent = dict(zip(info["id"].to_list(), info["parent_id"].to_list(), strict=True))
+    kinds = dict(zip(info["id"].to_list(), info["kind"].to_list(), strict=True))
+
+    def up(rid: int | None) -> int | None:
+        for _ in range(len(kinds) + 1):  # a parent loop in bad data ends here
+            if rid is None or kinds.get(rid) == kind:
+                return rid
+            rid = parent.get(rid)
+        return None
+
+    found = {rid: up(rid) for rid in ids.drop_nulls().unique().to_list()}
+    return ids.replace_strict(found, default=None, return_dtype=pl.Int32).alias(kind)
+
+
+def regions(conn: psycopg.Connection) -> pl.DataFrame:
+    """Every resource's region (the ``ems_ref`` of its nearest region ancestor): resource_id, region."""
+    info = resources(conn)
+    region_id = ancestor(info, info["id"], "region")
+    refs = dict(zip(info["id"].to_list(), info["ems_ref"].to_list(), strict=True))
+    return pl.DataFrame(
+        {"resource_id": info["id"], "region": region_id.replace_strict(refs, default=None, return_dtype=pl.String)}
+    )

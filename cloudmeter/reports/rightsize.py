@@ -1,0 +1,158 @@
+"""Right-sizing: per VM over a lookback, the vCPUs and memory a percentile of its usage plus headroom needs,
+idle VMs, and what the change saves under a rate card.
+
+Usage is each VM's hourly average (cores busy, memory used); the chosen percentile (linear, default p95) of
+those hours plus ``headroom`` (default 20 %) is rounded up to whole vCPUs and whole GB (at least 1 each). A VM
+is idle when that CPU percentile is under ``idle_cpu_pct`` of its vCPUs and its network traffic percentile is
+under ``idle_network_gb_per_hour`` (or unknown). A VM without samples in the lookback gets no recommendation.
+Costs are for an average month (730 hours) of the allocation lines that apply to the VM at the lookback's end.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+import psycopg
+
+from cloudmeter.errors import ConfigError
+from cloudmeter.model import Window
+from cloudmeter.reports.chargeback import chosen_lines, money, tiered_price
+from cloudmeter.reports.ratecard import RateCard
+from cloudmeter.reports.usage import vm_hours
+
+MONTH_HOURS = 730
+_PERIOD_HOURS = {"hourly": 1, "daily": 24, "weekly": 168, "monthly": MONTH_HOURS}
+_SIZED = {
+    "vcpu_allocated": ("vcpus", "recommended_vcpus"),
+    "memory_gb_allocated": ("memory_gb", "recommended_memory_gb"),
+}
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The percentile and headroom to size for, and the idle thresholds."""
+
+    percentile: float = 95.0
+    headroom_pct: float = 20.0
+    idle_cpu_pct: float = 5.0
+    idle_network_gb_per_hour: float = 0.01
+
+    def __post_init__(self) -> None:
+        if not 0 < self.percentile <= 100:
+            raise ConfigError(f"--percentile must be in (0, 100], got {self.percentile}")
+        if self.headroom_pct < 0:
+            raise ConfigError(f"--headroom must be >= 0 (percent), got {self.headroom_pct}")
+
+
+def _round_up(value: pl.Expr) -> pl.Expr:
+    return pl.max_horizontal((value - 1e-9).ceil(), pl.lit(1.0)).cast(pl.Int64)
+
+
+def rightsize(conn: psycopg.Connection, window: Window, card: RateCard, policy: Policy = Policy()) -> pl.DataFrame:
+    """One row per VM alive in ``window``: current and recommended size, usage percentiles, coverage, idle
+    flag, action (idle, downsize, upsize, keep, no data) and monthly costs now and recommended."""
+    hours = vm_hours(conn, window)
+    q = policy.percentile / 100
+    grow = 1 + policy.headroom_pct / 100
+    last = hours.sort("ts").group_by("resource_id").last()
+    usage = hours.group_by("resource_id").agg(
+        (pl.col("seconds").sum() / 3600).alias("hours_alive"),
+        pl.col("cpu_cores_used").is_not_null().sum().alias("hours_with_data"),
+        pl.col("cpu_cores_used").quantile(q, "linear").alias("cpu_cores_pctl"),
+        pl.col("memory_gb_used").quantile(q, "linear").alias("memory_gb_pctl"),
+        (pl.col("network_gb") * 3600 / pl.col("seconds")).quantile(q, "linear").alias("network_gb_per_hour_pctl"),
+    )
+    frame = last.select("resource_id", "name", "manager", "project", "vcpus", "memory_gb").join(usage, on="resource_id")
+    idle = (pl.col("cpu_cores_pctl") < pl.col("vcpus") * policy.idle_cpu_pct / 100) & (
+        pl.col("network_gb_per_hour_pctl").is_null()
+        | (pl.col("network_gb_per_hour_pctl") < policy.idle_network_gb_per_hour)
+    )
+    frame = frame.with_columns(
+        _round_up(pl.col("cpu_cores_pctl") * grow).alias("recommended_vcpus"),
+        _round_up(pl.col("memory_gb_pctl") * grow).alias("recommended_memory_gb"),
+        idle.alias("idle"),
+    )
+    bigger = (pl.col("recommended_vcpus") > pl.col("vcpus")) | (pl.col("recommended_memory_gb") > pl.col("memory_gb"))
+    smaller = (pl.col("recommended_vcpus") < pl.col("vcpus")) | (pl.col("recommended_memory_gb") < pl.col("memory_gb"))
+    frame = frame.with_columns(
+        pl.when(pl.col("hours_with_data") == 0)
+        .then(pl.lit("no data"))
+        .when(pl.col("idle"))
+        .then(pl.lit("idle"))
+        .when(bigger)
+        .then(pl.lit("upsize"))
+        .when(smaller)
+        .then(pl.lit("downsize"))
+        .otherwise(pl.lit("keep"))
+        .alias("action")
+    )
+    costs = _monthly_costs(last, frame, card)
+    return (
+        frame.join(costs, on="resource_id", how="left")
+        .with_columns((100 * pl.col("hours_with_data") / pl.col("hours_alive")).alias("coverage_pct"))
+        .select(
+            "resource_id",
+            "name",
+            "manager",
+            "project",
+            "vcpus",
+            "recommended_vcpus",
+            "memory_gb",
+            "recommended_memory_gb",
+            "cpu_cores_pctl",
+            "memory_gb_pctl",
+            "idle",
+            "action",
+            "hours_alive",
+            "coverage_pct",
+            "monthly_cost",
+            "monthly_cost_recommended",
+            "monthly_savings",
+        )
+        .sort("resource_id")
+    )
+
+
+def _monthly_costs(last: pl.DataFrame, sized: pl.DataFrame, card: RateCard) -> pl.DataFrame:
+    """Monthly cost of the VM's allocation lines at its current and recommended sizes (exact decimals)."""
+    chosen = chosen_lines(last, card).join(sized, on="resource_id")
+    parts = [pl.DataFrame(schema={"resource_id": pl.Int32, "now": pl.Float64, "recommended": pl.Float64})]
+    for index, line in enumerate(card.lines):
+        if line.measure not in _SIZED:
+            continue
+        current, recommended = _SIZED[line.measure]
+        scale = MONTH_HOURS / _PERIOD_HOURS[line.per_time]
+        rows = chosen.filter(pl.col("line_index") == index)
+        parts.append(
+            rows.select(
+                "resource_id",
+                ((tiered_price(line, pl.col(current).cast(pl.Float64)) + float(line.fixed)) * scale).alias("now"),
+                ((tiered_price(line, pl.col(recommended).cast(pl.Float64)) + float(line.fixed)) * scale).alias(
+                    "recommended"
+                ),
+            )
+        )
+    total = (
+        pl.concat(parts)
+        .group_by("resource_id")
+        .agg(
+            (pl.col("now").sum() * 10**9).round().cast(pl.Int64).alias("now_nanos"),
+            (pl.col("recommended").sum() * 10**9).round().cast(pl.Int64).alias("recommended_nanos"),
+        )
+    )
+    no_data = sized.filter(pl.col("hours_with_data") == 0)["resource_id"]
+    total = total.with_columns(
+        pl.when(pl.col("resource_id").is_in(no_data.implode()))
+        .then(None)
+        .otherwise(pl.col("recommended_nanos"))
+        .alias("recommended_nanos")
+    )
+    return pl.DataFrame(
+        [
+            total["resource_id"],
+            money(total["now_nanos"].alias("monthly_cost")),
+            money(total["recommended_nanos"].alias("monthly_cost_recommended")),
+            money((total["now_nanos"] - total["recommended_nanos"]).alias("monthly_savings")),
+        ]
+    )

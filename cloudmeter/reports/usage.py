@@ -1,0 +1,83 @@
+"""VM-hours: one row per VM, UTC hour and placement, with what chargeback and rightsizing price and size.
+
+Allocations come from ``resource_history`` (clipped to each VM's lifetime: ``seconds`` of the hour), usage
+from the VM's hourly rollup row; an hour without samples has NULL usage (unknown), never 0.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+import psycopg
+
+from cloudmeter.model import Window
+from cloudmeter.reports.inputs import GIB, hourly, placements, resources
+
+USAGE_COLUMNS = ("cpu_used_cores_avg", "mem_used_bytes_avg", "net_rx_bps_avg", "net_tx_bps_avg")
+
+
+def vm_hours(conn: psycopg.Connection, window: Window) -> pl.DataFrame:
+    """Columns: ts, resource_id, seconds, vcpus, memory_gb, disk_gb, name, ems_ref, manager, project, host,
+    cluster, tags (JSON text), cpu_cores_used, memory_gb_used, network_gb (transferred in the placement's
+    seconds), sample_count, expected_count. Usage columns are null in hours without samples."""
+    placed = placements(conn, window, ("vm", "host"))
+    info = resources(conn)
+    names = info.select(pl.col("id").alias("rid"), "name", "kind")
+    vms = placed.filter(pl.col("kind") == "vm").drop("kind")
+    hosts = (
+        placed.filter(pl.col("kind") == "host")
+        .sort("seconds", descending=True)
+        .unique(["ts", "resource_id"], keep="first")  # a host moved mid-hour: the longer placement
+        .select("ts", pl.col("resource_id").alias("parent_id"), pl.col("parent_id").alias("cluster_id"))
+    )
+    ids = sorted(set(vms["resource_id"].to_list()))
+    usage = hourly(conn, window, ids).select(
+        "ts",
+        "resource_id",
+        pl.col("cpu_used_cores_avg").alias("cpu_cores_used"),
+        (pl.col("mem_used_bytes_avg") / GIB).alias("memory_gb_used"),
+        (pl.col("net_rx_bps_avg") + pl.col("net_tx_bps_avg")).alias("net_bps"),
+        "sample_count",
+        "expected_count",
+    )
+    own = info.select(
+        pl.col("id").alias("resource_id"),
+        "ems_ref",
+        pl.col("name"),
+        "manager",
+        "tags",
+        (pl.col("disk_bytes") / GIB).alias("disk_gb"),
+    )
+    frame = (
+        vms.join(own, on="resource_id", how="left")
+        .join(hosts, on=["ts", "parent_id"], how="left")
+        .join(names.rename({"rid": "parent_id", "name": "host", "kind": "parent_kind"}), on="parent_id", how="left")
+        .join(
+            names.rename({"rid": "cluster_id", "name": "cluster", "kind": "cluster_kind"}), on="cluster_id", how="left"
+        )
+        .join(names.rename({"rid": "project_id", "name": "project"}).drop("kind"), on="project_id", how="left")
+        .join(usage, on=["ts", "resource_id"], how="left")
+    )
+    return frame.select(
+        "ts",
+        "resource_id",
+        "seconds",
+        "vcpus",
+        (pl.col("memory_bytes") / GIB).alias("memory_gb"),
+        "disk_gb",
+        "name",
+        "ems_ref",
+        "manager",
+        "project",
+        pl.when(pl.col("parent_kind") == "host").then("host").alias("host"),
+        pl.when(pl.col("parent_kind") == "cluster")
+        .then("host")
+        .when(pl.col("cluster_kind") == "cluster")
+        .then("cluster")
+        .alias("cluster"),
+        "tags",
+        "cpu_cores_used",
+        "memory_gb_used",
+        (pl.col("net_bps") * pl.col("seconds") / GIB).alias("network_gb"),
+        "sample_count",
+        "expected_count",
+    ).sort("resource_id", "ts")

@@ -1,0 +1,174 @@
+"""Capacity reports on the hand-computable cloud (tests/reports/cloud.py): every number is derived here."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import numpy as np
+import polars as pl
+import pytest
+
+from cloudmeter.errors import ConfigError
+from cloudmeter.model import Window
+from cloudmeter.reports import capacity, forecast, headroom, rightsize
+from cloudmeter.reports.ratecard import parse_rate_card
+from cloudmeter.storage.database import Database
+from tests.reports.cloud import START, hours, load
+
+WINDOW = Window(START, hours(48))
+# c1 = vm-a (2 cores, 4 GiB) + vm-b (0.0625, 1 GiB) + vm-d (1 core, 2 GiB; hours 12-20 and 24-36: 20 hours)
+VM_D = [12 <= h < 20 or 24 <= h < 36 for h in range(48)]
+C1_CORES = [3.0625 if d else 2.0625 for d in VM_D]
+C1_MEM = [7.0 if d else 5.0 for d in VM_D]
+C2_CORES = [k / 4 for k in range(24)] * 2  # vm-c: hour of day / 4
+
+
+def row(frame: pl.DataFrame, column: str, name: str) -> dict[str, object]:
+    return frame.filter(pl.col(column) == name).row(0, named=True)
+
+
+def check_utilization(db: Database) -> None:
+    with db.connection() as conn:
+        clusters = capacity.utilization(conn, WINDOW, "cluster")
+        provider = capacity.utilization(conn, WINDOW, "provider")
+    c1, c2 = row(clusters, "cluster", "c1"), row(clusters, "cluster", "c2")
+    assert (c1["hours"], c1["hours_with_data"], c1["vms"]) == (48, 48, 2)  # vm-d retired at hour 36
+    assert c1["coverage_pct"] == pytest.approx(100 * (96 + 96 + 40) / (96 + 96 + 48))  # 4 h of vm-d missing
+    assert c1["cpu_cores_avg"] == pytest.approx(np.mean(C1_CORES))
+    assert (c1["cpu_cores_p95"], c1["cpu_cores_peak"]) == (3.0625, 3.0625)
+    assert c1["cpu_pct_avg"] == pytest.approx(100 * np.mean(C1_CORES) / 32)
+    assert c1["mem_gb_avg"] == pytest.approx(np.mean(C1_MEM)) and c1["mem_gb_p95"] == 7.0
+    assert c1["mem_pct_peak"] == pytest.approx(100 * 7 / 128)
+    assert (c1["net_bps_avg"], c1["disk_bps_peak"]) == (524288.0, 0.0)
+    assert (c1["vcpus_capacity"], c1["vcpus_allocated"], c1["mem_gb_capacity"], c1["mem_gb_allocated"]) == (
+        32,
+        6,
+        128,
+        12,
+    )
+    assert (c1["cpu_overcommit"], c1["mem_overcommit"]) == (6 / 32, 12 / 128)
+    assert c2["cpu_cores_avg"] == pytest.approx(2.875)
+    assert c2["cpu_cores_p95"] == pytest.approx(np.percentile(C2_CORES, 95))
+    assert c2["cpu_cores_peak"] == 5.75 and c2["coverage_pct"] == 100.0
+    lab = provider.row(0, named=True)
+    assert (lab["provider"], lab["vcpus_capacity"], lab["vcpus_allocated"]) == ("lab", 48, 14)
+    assert lab["cpu_cores_peak"] == pytest.approx(max(a + b for a, b in zip(C1_CORES, C2_CORES, strict=True)))
+
+
+def test_utilization_per_cluster_and_provider(cloud: Database) -> None:
+    check_utilization(cloud)
+
+
+def test_utilization_per_host_counts_only_its_vms_and_rejects_unknown_levels(cloud: Database) -> None:
+    with cloud.connection() as conn:
+        hosts = capacity.utilization(conn, WINDOW, "host")
+        with pytest.raises(ConfigError, match="--level 'rack' is not one of host, cluster, provider"):
+            capacity.utilization(conn, WINDOW, "rack")  # type: ignore[arg-type]
+    h2 = row(hosts, "host", "h2")
+    assert (h2["cpu_cores_avg"], h2["vcpus_allocated"], h2["cpu_overcommit"]) == (0.0625, 2, 2 / 16)
+    assert row(hosts, "host", "h1")["coverage_pct"] == pytest.approx(100 * (96 + 40) / (96 + 48))
+
+
+def check_headroom(db: Database) -> None:
+    with db.connection() as conn:
+        fits = headroom.headroom(conn, WINDOW, headroom.Flavor(4, 8))
+        tight = headroom.headroom(conn, WINDOW, headroom.Flavor(4, 8), headroom.Limits(cpu_allocation_ratio=0.5))
+    c1 = row(fits, "cluster", "c1")
+    # h1: p95 3 cores (vm-a + vm-d), 6 GiB; h2: 0.0625 cores, 1 GiB; 16 vCPU / 64 GiB each
+    assert c1["cpu_usage"] == int((14.4 - 3) / 4) + int((14.4 - 0.0625) / 4) == 5
+    assert c1["mem_usage"] == int((57.6 - 6) / 8) + int((57.6 - 1) / 8) == 13
+    assert c1["cpu_allocation"] == int((64 - 4) / 4) + int((64 - 2) / 4) == 30  # vm-d retired: h1 has 4 vCPUs
+    assert c1["mem_allocation"] == int((64 - 8) / 8) + int((64 - 4) / 8) == 14
+    assert (c1["fit"], c1["limited_by"], c1["hosts"], c1["hosts_without_data"]) == (5, "cpu_usage", 2, 0)
+    c2 = row(fits, "cluster", "c2")
+    assert (c2["fit"], c2["cpu_usage"], c2["limited_by"]) == (int((14.4 - 5.5) / 4), 2, "cpu_usage")
+    t1 = row(tight, "cluster", "c1")  # 0.5 x 16 = 8 vCPUs allowed per host: one more 4-vCPU VM on each
+    assert (t1["cpu_allocation"], t1["fit"], t1["limited_by"]) == (2, 2, "cpu_allocation")
+
+
+def test_headroom_fits_host_by_host_under_each_limit(cloud: Database) -> None:
+    check_headroom(cloud)
+
+
+def test_headroom_refuses_bad_limits() -> None:
+    with pytest.raises(ConfigError, match=r"--cpu-usage-pct must be in \(0, 100\]"):
+        headroom.Limits(cpu_usage_pct=120)
+    with pytest.raises(ConfigError, match="--vcpus >= 1"):
+        headroom.Flavor(0, 8)
+
+
+CARD = parse_rate_card(
+    {
+        "currency": "EUR",
+        "rate": [
+            {
+                "name": "cpu",
+                "version": "v1",
+                "measure": "vcpu_allocated",
+                "per_time": "monthly",
+                "variable": "10",
+                "fixed": "1",
+                "effective_from": date(2026, 1, 1),
+            },
+            {
+                "name": "mem",
+                "version": "v1",
+                "measure": "memory_gb_allocated",
+                "per_time": "daily",
+                "tiers": [{"up_to": 4, "rate": "0.1"}, {"rate": "0.05"}],
+                "effective_from": date(2026, 1, 1),
+            },
+        ],
+    },
+    "test card",
+)
+
+
+def test_rightsize_recommends_percentile_plus_headroom_and_prices_the_change(cloud: Database) -> None:
+    with cloud.connection() as conn:
+        frame = rightsize.rightsize(conn, WINDOW, CARD)
+    got = {r["name"]: r for r in frame.iter_rows(named=True)}
+    # name: (vcpus, recommended, memory GB, recommended GB, action)
+    want = {
+        "vm-a": (4, 3, 8, 5, "downsize"),  # ceil(2 x 1.2) = 3; ceil(4 x 1.2) = 5
+        "vm-b": (2, 1, 4, 2, "idle"),  # 0.0625 cores < 5 % of 2 vCPUs, no traffic
+        "vm-c": (8, int(np.ceil(np.percentile(C2_CORES, 95) * 1.2)), 16, 15, "downsize"),  # 12 x 1.2 = 14.4
+        "vm-d": (2, 2, 4, 3, "downsize"),  # ceil(1.2) = 2 vCPUs, ceil(2.4) = 3 GB
+    }
+    for name, (vcpus, rec_vcpus, mem, rec_mem, action) in want.items():
+        r = got[name]
+        assert (r["vcpus"], r["recommended_vcpus"], r["memory_gb"], r["recommended_memory_gb"], r["action"]) == (
+            vcpus, rec_vcpus, mem, rec_mem, action,
+        )  # fmt: skip
+    assert got["vm-d"]["coverage_pct"] == pytest.approx(100 * 20 / 24) and got["vm-d"]["hours_alive"] == 24
+
+    def monthly(vcpus: int, gb: int) -> str:  # 730 h: 10/vCPU + 1 per month; 0.1/GB-day to 4 GB, 0.05 above
+        return f"{10 * vcpus + 1 + (0.1 * min(gb, 4) + 0.05 * max(gb - 4, 0)) * 730 / 24:.9f}"
+
+    a = got["vm-a"]
+    assert (str(a["monthly_cost"]), str(a["monthly_cost_recommended"])) == (monthly(4, 8), monthly(3, 5))
+    assert a["monthly_savings"] == a["monthly_cost"] - a["monthly_cost_recommended"]
+
+
+def test_forecast_linear_and_seasonal_days_to_exhaustion(db: Database) -> None:
+    load(db, days=14, growth=0.5)  # vm-c's daily peak: 5.75 + 0.5 x day
+    with db.connection() as conn:
+        frame = forecast.forecast(conn, Window(START, START + timedelta(days=14)), limit_pct=90)
+    c2 = frame.filter((pl.col("cluster") == "c2") & (pl.col("resource") == "cpu"))
+    linear, seasonal = (c2.filter(pl.col("method") == m).row(0, named=True) for m in ("linear", "seasonal"))
+    # target 0.9 x 16 = 14.4; the last day's peak 5.75 + 0.5 x 13 = 12.25; (14.4 - 12.25) / 0.5 = 4.3 days
+    assert (linear["target"], linear["last_peak"], linear["status"]) == (pytest.approx(14.4), 12.25, "forecast")
+    assert linear["trend_per_day"] == pytest.approx(0.5)
+    assert linear["days_to_exhaustion"] == pytest.approx(4.3)
+    assert linear["days_lower"] == pytest.approx(4.3) and linear["days_upper"] == pytest.approx(4.3)  # exact fit
+    # day by day: 5.75 + 0.5 x 18 = 14.75 is the first projected peak over 14.4: 5 days after day 13
+    assert (seasonal["days_to_exhaustion"], seasonal["exhaustion_date"]) == (pytest.approx(5.0), date(2026, 3, 20))
+    flat = frame.filter(pl.col("resource") == "memory")  # memory never grows; c1's CPU falls when vm-d retires
+    assert set(flat["status"]) == {"never"} and flat["days_to_exhaustion"].null_count() == flat.height
+    assert set(frame.filter(pl.col("cluster") == "c1")["status"]) == {"never"}
+
+
+def test_forecast_needs_enough_days(cloud: Database) -> None:
+    with cloud.connection() as conn:
+        frame = forecast.forecast(conn, WINDOW)
+    assert set(frame["status"]) == {"insufficient data"}  # 2 days: < 3 for linear, < 14 for seasonal
