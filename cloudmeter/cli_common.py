@@ -67,13 +67,37 @@ def parse_time(value: str | None, name: str) -> datetime | None:
     return as_utc(moment.replace(tzinfo=moment.tzinfo or UTC))
 
 
+#: Wider frames print as one column per row (field, value) instead of one column per field.
+MAX_TABLE_COLUMNS = 12
+
+
 def print_frame(frame: pl.DataFrame, as_json: bool, title: str | None = None) -> None:
+    """``frame`` as JSON records, or as a table (transposed when it has too many columns to read across)."""
     if as_json:
         typer.echo(json.dumps(frame.to_dicts(), default=str))
+        return
+    if frame.width > MAX_TABLE_COLUMNS and frame.height:
+        rows = frame.iter_rows()
+        table = Table(title=title)
+        table.add_column("field")
+        for _ in range(frame.height):
+            table.add_column(justify="right")
+        for name, *values in zip(frame.columns, *rows, strict=True):
+            table.add_row(name, *(_cell(v) for v in values))
+        console.print(table)
         return
     table = Table(title=title)
     for name in frame.columns:
         table.add_column(name, justify="right" if frame[name].dtype.is_numeric() else "left")
     for row in frame.iter_rows():
-        table.add_row(*("" if v is None else str(v) for v in row))
+        table.add_row(*(_cell(v) for v in row))
     console.print(table)
+
+
+def _cell(value: object) -> str:
+    """A table cell: empty for null, floats to 4 significant digits (with thousands separators above that)."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:,.0f}" if abs(value) >= 10_000 else f"{value:.4g}"
+    return str(value)

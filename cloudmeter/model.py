@@ -61,6 +61,9 @@ class Window:
         if self.end <= self.start:
             raise ValueError(f"window end {self.end.isoformat()} is not after its start {self.start.isoformat()}")
 
+    def __str__(self) -> str:
+        return f"{self.start:%Y-%m-%d %H:%M} to {self.end:%Y-%m-%d %H:%M} UTC"
+
     @property
     def start_s(self) -> int:
         return epoch_s(self.start)
