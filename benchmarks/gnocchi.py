@@ -16,18 +16,16 @@ Prints medians of ``--runs`` runs, measures read per second, and each time's rat
 
 from __future__ import annotations
 
-import argparse
 import json
-import statistics
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import harness  # benchmarks/harness.py, beside this script
 import httpx
 import numpy as np
 
@@ -91,21 +89,8 @@ def load(client: httpx.Client, vms: int, start: datetime, readings: int) -> int:
     return measures
 
 
-def median_time(run: Callable[[], object], runs: int) -> float:
-    times = []
-    for _ in range(runs):
-        began = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - began)
-    return statistics.median(times)
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="40 VMs, 6 hours")
-    parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--vms", type=int, default=200)
+    parser = harness.parser(__doc__, "40 VMs, 6 hours", 200)
     parser.add_argument("--hours", type=int, default=24)
     args = parser.parse_args()
     vms, hours = (40, 6) if args.quick else (args.vms, args.hours)
@@ -146,8 +131,8 @@ def main() -> None:
                 )
 
         rows = capture()  # warm the JIT and the server's caches
-        times = {name: median_time(run, args.runs) for name, run in (("capture", capture), ("fetch", fetch))}
-        times["gnocchi rate"] = median_time(gnocchi_rate, args.runs)
+        times = {name: harness.median_time(run, args.runs) for name, run in (("capture", capture), ("fetch", fetch))}
+        times["gnocchi rate"] = harness.median_time(gnocchi_rate, args.runs)
 
     figures: dict[str, float] = {"vms": vms, "measures": measures, "rows": rows, "load_s": round(load_s, 2)}
     print(f"{vms} VMs x {hours} h: {measures:,} measures loaded in {load_s:.1f} s; capture yields {rows:,} rows")

@@ -18,14 +18,14 @@ Prints medians of ``--runs`` runs and each time's ratio to its SQL floor.
 
 from __future__ import annotations
 
-import argparse
 import json
-import statistics
 import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+
+import harness  # benchmarks/harness.py, beside this script
 
 from cloudmeter.demo import run_demo
 from cloudmeter.reports import capacity, chargeback
@@ -50,22 +50,8 @@ GROUP BY r.project, date_trunc('day', h.ts)
 """
 
 
-def median_time(run: Callable[[], object], runs: int) -> float:
-    run()  # warm caches
-    times = []
-    for _ in range(runs):
-        began = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - began)
-    return statistics.median(times)
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="50 VMs, 2 days")
-    parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--vms", type=int, default=200)
+    parser = harness.parser(__doc__, "50 VMs, 2 days", 200)
     parser.add_argument("--days", type=int, default=7)
     args = parser.parse_args()
     vms, days = (50, 2) if args.quick else (args.vms, args.days)
@@ -86,10 +72,12 @@ def main() -> None:
                 return chargeback.summarise(chargeback.charges(conn, window, card), "project", "daily", "UTC", "EUR")
 
             times = {
-                "utilization": median_time(lambda: capacity.utilization(conn, window, "cluster"), args.runs),
-                "sql utilization": median_time(sql(SQL_UTILIZATION), args.runs),
-                "chargeback": median_time(ours_chargeback, args.runs),
-                "sql chargeback": median_time(sql(SQL_CHARGEBACK), args.runs),
+                "utilization": harness.median_time(
+                    lambda: capacity.utilization(conn, window, "cluster"), args.runs, warm=True
+                ),
+                "sql utilization": harness.median_time(sql(SQL_UTILIZATION), args.runs, warm=True),
+                "chargeback": harness.median_time(ours_chargeback, args.runs, warm=True),
+                "sql chargeback": harness.median_time(sql(SQL_CHARGEBACK), args.runs, warm=True),
             }
 
     print(
