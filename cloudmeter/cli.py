@@ -65,8 +65,7 @@ def _captured(
 ) -> list[jobs.CaptureResult]:
     """Capture ``windows`` in order with one in-stream rollup (refreshing the inventory first if empty)."""
     with handled_errors():
-        if not jobs.resource_ids(db, manager_id):
-            jobs.refresh_inventory(db, manager_id, collector)
+        jobs.ensure_inventory(db, manager_id, collector)
         stream = StreamRollup(db, manager_id, settings.time_zones)
         return [jobs.capture(db, manager_id, collector, window, stream=stream) for window in windows]
 

@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 class _Leased:
     """A manager this daemon runs."""
 
+    name: str
     id: int
     collector: Collector
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -73,6 +74,9 @@ class Daemon:
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._on_signal)
         self.db.migrate()
+        with self.db.connection() as conn:  # the config file's managers; added ones are stored already
+            for name, config in self.settings.managers.items():
+                managers.register_manager(conn, name, config.kind, config.public_fields())
         if self.settings.metrics_port is not None:
             metrics.serve(self.settings.metrics_port)
         schedule = self.settings.schedule
@@ -118,7 +122,7 @@ class Daemon:
         found = fleet(self.db, self.settings.managers)
         for name, why in found.broken.items():
             log.error("manager %s is skipped: %s", name, why)
-        wanted = self._register(found.configs)
+        wanted = self._enabled(found.configs)
         share = math.ceil(len(wanted) / self._leases.daemons())
         for name in [n for n in self._leased if n not in wanted]:
             self._drop(name)
@@ -133,12 +137,9 @@ class Daemon:
                 self._take(name, *wanted[name])
         metrics.LEASED.set(len(self._leased))
 
-    def _register(self, configs: dict[str, ManagerConfig]) -> dict[str, tuple[int, ManagerConfig]]:
-        """Enabled managers by name with their ids (the config file's are stored on the way)."""
+    def _enabled(self, configs: dict[str, ManagerConfig]) -> dict[str, tuple[int, ManagerConfig]]:
+        """Enabled managers by name with their ids."""
         with self.db.connection() as conn:
-            for name, config in configs.items():
-                if name in self.settings.managers:
-                    managers.register_manager(conn, name, config.kind, config.public_fields())
             rows = {row.name: row for row in managers.list_managers(conn)}
         return {
             name: (rows[name].id, config)
@@ -148,7 +149,7 @@ class Daemon:
 
     def _take(self, name: str, manager_id: int, config: ManagerConfig) -> None:
         schedule = self.settings.schedule
-        leased = self._leased[name] = _Leased(manager_id, build_collector(name, config))
+        leased = self._leased[name] = _Leased(name, manager_id, build_collector(name, config))
         now = datetime.now(UTC)
         for job, every, first in (
             ("refresh", schedule.refresh_interval_s, now),
@@ -157,7 +158,7 @@ class Daemon:
             self.scheduler.add_job(
                 self._guarded,
                 "interval",
-                args=(name, leased, job),
+                args=(leased, job),
                 seconds=every,
                 jitter=schedule.jitter_s,
                 next_run_time=first,
@@ -178,9 +179,10 @@ class Daemon:
 
     # --- jobs ---------------------------------------------------------------------------------------------
 
-    def _guarded(self, name: str, leased: _Leased, job: str) -> None:
+    def _guarded(self, leased: _Leased, job: str) -> None:
         """Run one job of a manager unless it is backing off; record a failure and back it off."""
-        step: Callable[[str, _Leased], None] = self._refresh if job == "refresh" else self._capture
+        step: Callable[[_Leased, managers.ManagerRow], None] = self._refresh if job == "refresh" else self._capture
+        name = leased.name
         with leased.lock:
             if self.stop.is_set():
                 return
@@ -191,12 +193,13 @@ class Daemon:
                 log.debug("manager %s backs off until %s", name, row.next_attempt_at)
                 return
             try:
-                step(name, leased)
+                step(leased, row)
                 metrics.JOBS.labels(name, job, "ok").inc()
             except Exception as exc:
-                self._failed(name, leased, job, exc)
+                self._failed(leased, job, exc)
 
-    def _failed(self, name: str, leased: _Leased, job: str, exc: Exception) -> None:
+    def _failed(self, leased: _Leased, job: str, exc: Exception) -> None:
+        name = leased.name
         leased.stream = None  # in-stream state may be ahead of storage: resume from storage next time
         message = str(exc) if isinstance(exc, CloudmeterError) else f"{type(exc).__name__}: {exc}"
         schedule = self.settings.schedule
@@ -213,30 +216,30 @@ class Daemon:
         if not isinstance(exc, CloudmeterError):
             log.debug("traceback", exc_info=exc)
 
-    def _refresh(self, name: str, leased: _Leased) -> None:
+    def _refresh(self, leased: _Leased, row: managers.ManagerRow) -> None:
+        del row  # a refresh does not depend on progress
         jobs.refresh_inventory(self.db, leased.id, leased.collector)
 
-    def _capture(self, name: str, leased: _Leased) -> None:
-        """Capture from the last captured time up to now, a window at a time, stopping between windows on
-        shutdown."""
-        if not jobs.resource_ids(self.db, leased.id):
-            jobs.refresh_inventory(self.db, leased.id, leased.collector)
+    def _capture(self, leased: _Leased, row: managers.ManagerRow) -> None:
+        """Capture from the last captured time (``row``'s) up to now, a window at a time, stopping between
+        windows on shutdown."""
+        jobs.ensure_inventory(self.db, leased.id, leased.collector)
         schedule = self.settings.schedule
         plan = CapturePlan(
             schedule.capture_overlap_s, schedule.initial_capture_s, schedule.max_window_s, leased.collector.retention_s
         )
         leased.stream = leased.stream or StreamRollup(self.db, leased.id, self.settings.time_zones)
         now = datetime.now(UTC)
+        captured_until = row.captured_until
         while not self.stop.is_set():
-            with self.db.connection() as conn:
-                captured_until = managers.manager_by_id(conn, leased.id).captured_until
             window = next_window(captured_until, now, plan)
             if window is None:
                 break
             result = jobs.capture(self.db, leased.id, leased.collector, window, stream=leased.stream)
-            metrics.SAMPLES.labels(name).inc(result.rows)
-            metrics.LAG.labels(name).set((datetime.now(UTC) - window.end).total_seconds())
-            log.info("manager %s: captured %d samples, %s to %s", name, result.rows, window.start, window.end)
+            captured_until = max(captured_until or window.end, window.end)  # what jobs.capture marked
+            metrics.SAMPLES.labels(leased.name).inc(result.rows)
+            metrics.LAG.labels(leased.name).set((datetime.now(UTC) - window.end).total_seconds())
+            log.info("manager %s: captured %d samples, %s", leased.name, result.rows, window)
 
     def _maintain(self) -> None:
         """Partitions ahead and retention, by the one daemon holding the maintenance lease."""

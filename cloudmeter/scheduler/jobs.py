@@ -51,6 +51,12 @@ def resource_ids(db: Database, manager_id: int) -> dict[ResourceRef, int]:
         return inventory.stored_ids(conn, manager_id)
 
 
+def ensure_inventory(db: Database, manager_id: int, collector: Collector) -> None:
+    """Refresh the inventory if none is stored yet: capture needs the resources its samples belong to."""
+    if not resource_ids(db, manager_id):
+        refresh_inventory(db, manager_id, collector)
+
+
 def _batch_ids(batch: SampleBatch, ids: dict[ResourceRef, int], manager: str) -> npt.NDArray[np.int32]:
     unknown = [ref for ref in batch.refs if ref not in ids]
     if unknown:
