@@ -7,13 +7,14 @@ Gnocchi's own basic auth for deployments without Keystone. Fetching happens here
 
 from __future__ import annotations
 
-import logging
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Final, Literal
 
 import httpx
+import numpy as np
+import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from cloudmeter.collectors.base import ManagerConfig, Secret
@@ -33,7 +34,7 @@ from cloudmeter.collectors.keystone import KeystoneAuth, PasswordCredentials
 from cloudmeter.errors import CollectorError, ConfigError
 from cloudmeter.model import Inventory, ResourceRef, SampleBatch, Window
 
-log = logging.getLogger(__name__)
+Floats = npt.NDArray[np.float64]
 
 #: Metrics read per /v1/aggregates request, and the longest stretch of time one request covers.
 METRICS_PER_REQUEST: Final = 500
@@ -170,12 +171,12 @@ class GnocchiCollector:
         """Instances alive or deleted within ``retired_lookback_days``, with their host history; their hosts,
         clusters, the provider and the region."""
         now = datetime.now(UTC)
-        cutoff = now - timedelta(days=self.config.retired_lookback_days)
-        alive = {"or": [{"=": {"ended_at": None}}, {">=": {"ended_at": cutoff.isoformat()}}]}
-        current = list(self.api.search("instance", alive))
+        current = list(
+            self.api.search("instance", _alive_since(now - timedelta(days=self.config.retired_lookback_days)))
+        )
         revisions: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for chunk in _batched([r["id"] for r in current], IDS_PER_SEARCH):
-            for revision in self.api.search("instance", {"in": {"id": list(chunk)}}, history=True):
+            for revision in self.api.search("instance", {"in": {"id": chunk}}, history=True):
                 revisions[revision["id"]].append(revision)
         group = layout(current, ())
         vcpus, memory = self._current_allocations(group, now)
@@ -190,7 +191,7 @@ class GnocchiCollector:
         every_revision = [rev for revs in revisions.values() for rev in revs]
         return Inventory(now, (*infrastructure(vms, every_revision, self._topology), *vms))
 
-    def _current_allocations(self, group: Layout, now: datetime) -> tuple[Any, Any]:
+    def _current_allocations(self, group: Layout, now: datetime) -> tuple[Floats, Floats]:
         """The latest ``vcpus``/``memory`` readings of the last day (or the configured flavors)."""
         gauges = [m for m in group.metrics if m.role in (Role.VCPUS, Role.MEMORY)]
         wanted = Layout(group.refs, group.flavor_names, gauges)
@@ -204,9 +205,9 @@ class GnocchiCollector:
         """Counter rates and gauges of every VM alive in ``window``, one batch per group of VMs and day."""
         config = self.config
         lookback = timedelta(seconds=config.max_span_s)
-        group_all = self._layout(window.start - lookback)
+        groups = self._layout(window.start - lookback).groups(METRICS_PER_REQUEST)
         for chunk in window.split(CHUNK_S):
-            for group in group_all.groups(METRICS_PER_REQUEST):
+            for group in groups:
                 measures = self.api.measures(
                     [m.metric_id for m in group.metrics], chunk.start - lookback, chunk.end, config.granularity_s
                 )
@@ -221,15 +222,18 @@ class GnocchiCollector:
                 )
 
     def _layout(self, start: datetime) -> Layout:
-        # No condition on started_at: Gnocchi stamps it when Ceilometer's first sample arrives, just after the
-        # reading it carries.
-        alive = {"or": [{"=": {"ended_at": None}}, {">=": {"ended_at": start.isoformat()}}]}
-        instances = list(self.api.search("instance", alive))
+        instances = list(self.api.search("instance", _alive_since(start)))
         devices: list[dict[str, Any]] = []
         for kind in ("instance_disk", "instance_network_interface"):
             for chunk in _batched([i["id"] for i in instances], IDS_PER_SEARCH):
-                devices.extend(self.api.search(kind, {"in": {"instance_id": list(chunk)}}))
+                devices.extend(self.api.search(kind, {"in": {"instance_id": chunk}}))
         return layout(instances, devices)
+
+
+def _alive_since(moment: datetime) -> dict[str, Any]:
+    """A search for resources not ended before ``moment``. Nothing on started_at: Gnocchi stamps it when
+    Ceilometer's first sample arrives, just after the reading that sample carries."""
+    return {"or": [{"=": {"ended_at": None}}, {">=": {"ended_at": moment.isoformat()}}]}
 
 
 def _batched(items: Sequence[str], size: int) -> Iterator[list[str]]:
