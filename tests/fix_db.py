@@ -10,7 +10,6 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ from psycopg.conninfo import make_conninfo
 
 from cloudmeter.storage.database import Database
 from cloudmeter.storage.embedded import EmbeddedPostgres
+from tests.loopback import free_port
 
 _counter = itertools.count()
 DEBIAN_PG15 = Path("/usr/lib/postgresql/15/bin")
@@ -51,12 +51,6 @@ def pg16_server() -> Iterator[str]:
             server.stop()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def pg15_server() -> Iterator[str]:
     """DSN of Debian's PostgreSQL 15 (``apt-get install postgresql``), run as the postgres user."""
@@ -65,7 +59,7 @@ def pg15_server() -> Iterator[str]:
     tmp = Path(tempfile.mkdtemp(prefix="cloudmeter-pg15-"))
     shutil.chown(tmp, "postgres", "postgres")
     data = tmp / "data"
-    port = _free_port()
+    port = free_port()
 
     def as_postgres(*args: str) -> None:
         subprocess.run(["su", "postgres", "-c", " ".join(args)], check=True, capture_output=True)

@@ -9,6 +9,8 @@ them).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from typing import TypeVar
 
 import pytest
 
@@ -17,25 +19,28 @@ from tests.gnocchi_server import GnocchiServer
 from tests.keystone_server import KeystoneServer
 from tests.loopback import ServerFailed
 
+T = TypeVar("T")
+
+
+def _or_fail(server: AbstractContextManager[T]) -> Iterator[T]:
+    """Serve ``server`` to the tests; a server that cannot start fails them with its reason."""
+    try:
+        with server as running:
+            yield running
+    except ServerFailed as exc:
+        pytest.fail(str(exc))
+
 
 @pytest.fixture(scope="session")
 def gnocchi(pg_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GnocchiServer]:
     """Gnocchi with basic auth, Ceilometer's archive policies and compute resource types."""
-    try:
-        with gnocchi_server.running(tmp_path_factory.mktemp("gnocchi"), pg_server) as server:
-            yield server
-    except ServerFailed as exc:
-        pytest.fail(str(exc))
+    yield from _or_fail(gnocchi_server.running(tmp_path_factory.mktemp("gnocchi"), pg_server))
 
 
 @pytest.fixture(scope="session")
 def keystone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeystoneServer]:
     """Keystone with an ``admin`` user (password ``keystone_server.ADMIN_PASSWORD``) in project ``admin``."""
-    try:
-        with keystone_server.running(tmp_path_factory.mktemp("keystone")) as server:
-            yield server
-    except ServerFailed as exc:
-        pytest.fail(str(exc))
+    yield from _or_fail(keystone_server.running(tmp_path_factory.mktemp("keystone")))
 
 
 @pytest.fixture(scope="session")
@@ -43,8 +48,4 @@ def keystone_gnocchi(
     pg_server: str, keystone: KeystoneServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[GnocchiServer]:
     """Gnocchi behind Keystone: the ``metric`` service of ``keystone``'s catalog, set up as Ceilometer does."""
-    try:
-        with gnocchi_server.running(tmp_path_factory.mktemp("gnocchi-ks"), pg_server, keystone=keystone) as server:
-            yield server
-    except ServerFailed as exc:
-        pytest.fail(str(exc))
+    yield from _or_fail(gnocchi_server.running(tmp_path_factory.mktemp("gnocchi-ks"), pg_server, keystone=keystone))

@@ -43,8 +43,8 @@ class KeystoneServer:
     url: str
     _token: str | None = field(default=None, repr=False)
 
-    def password_body(self, password: str = ADMIN_PASSWORD) -> dict[str, object]:
-        user = {"name": "admin", "domain": {"name": "Default"}, "password": password}
+    def _admin_password_body(self) -> dict[str, object]:
+        user = {"name": "admin", "domain": {"name": "Default"}, "password": ADMIN_PASSWORD}
         project = {"name": "admin", "domain": {"name": "Default"}}
         return {
             "auth": {"identity": {"methods": ["password"], "password": {"user": user}}, "scope": {"project": project}}
@@ -53,7 +53,7 @@ class KeystoneServer:
     def admin_auth(self) -> httpx.Auth:
         """Authentication with an admin token, fetched once."""
         if self._token is None:
-            response = httpx.post(f"{self.url}/auth/tokens", json=self.password_body(), timeout=60)
+            response = httpx.post(f"{self.url}/auth/tokens", json=self._admin_password_body(), timeout=60)
             response.raise_for_status()
             self._token = response.headers["X-Subject-Token"]
         return _TokenAuth(self._token)

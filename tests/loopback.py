@@ -7,6 +7,7 @@ a port), and exits when its stdin closes, so it never outlives the process that 
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Iterator, Sequence
@@ -18,6 +19,13 @@ STOP_TIMEOUT_S = 10.0
 
 class ServerFailed(RuntimeError):
     """A helper server could not be set up or started; the message says why and how to fix it."""
+
+
+def free_port() -> int:
+    """A loopback port free right now (for servers that must be told their port rather than report it)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def _wait_ready(process: subprocess.Popen[bytes], stdout: Path, stderr: Path, what: str, timeout_s: float) -> int:

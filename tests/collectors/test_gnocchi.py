@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import socket
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -28,6 +27,7 @@ from tests import gnocchi_server
 from tests.collectors import ceilometer_cloud as cloud
 from tests.collectors.ceilometer_cloud import DB, MIGRATED_AT, STEP_S, T0, VMS, WEB, at
 from tests.gnocchi_server import GnocchiServer
+from tests.loopback import free_port
 
 MIB = 1 << 20
 NAN = math.nan
@@ -57,12 +57,6 @@ def _config(url: str, **extra: object) -> OpenStackConfig:
 @pytest.fixture
 def collector(loaded: GnocchiServer) -> GnocchiCollector:
     return GnocchiCollector("os", _config(loaded.url))
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # --- expected values, from the scenario's rules -----------------------------------------------------------
@@ -274,7 +268,7 @@ def test_verify_accepts_a_working_endpoint(collector: GnocchiCollector) -> None:
 
 
 def test_verify_says_unreachable() -> None:
-    dead = GnocchiCollector("os", _config(f"http://127.0.0.1:{_free_port()}"))
+    dead = GnocchiCollector("os", _config(f"http://127.0.0.1:{free_port()}"))
     with pytest.raises(SourceUnavailable, match=r"manager 'os': Gnocchi at http://127.0.0.1:\d+ is unreachable"):
         dead.verify()
 
@@ -333,7 +327,7 @@ password = "env:GNOCCHI_PASSWORD"
 [managers.dead]
 kind = "openstack"
 auth_mode = "basic"
-gnocchi_url = "http://127.0.0.1:{_free_port()}"
+gnocchi_url = "http://127.0.0.1:{free_port()}"
 """
     )
     env = {"CLOUDMETER_CONFIG": str(config), "GNOCCHI_PASSWORD": "hunter2"}

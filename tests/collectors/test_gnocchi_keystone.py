@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 
 from cloudmeter.collectors.gnocchi import GnocchiCollector, OpenStackConfig
@@ -12,6 +10,7 @@ from cloudmeter.errors import CollectorAuthError, ConfigError, SourceUnavailable
 from cloudmeter.model import ResourceRef
 from tests.gnocchi_server import GnocchiServer
 from tests.keystone_server import ADMIN_PASSWORD, REGION, KeystoneServer
+from tests.loopback import free_port
 
 
 def _collector(keystone: KeystoneServer, **extra: object) -> GnocchiCollector:
@@ -64,9 +63,7 @@ def test_a_region_without_gnocchi_names_the_fix(keystone: KeystoneServer, keysto
 
 
 def test_an_unreachable_keystone_says_so() -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     dead = KeystoneServer(f"http://127.0.0.1:{port}/v3")
 
     with pytest.raises(SourceUnavailable, match=rf"Keystone at http://127.0.0.1:{port}/v3 is unreachable"):

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ from cloudmeter.collectors.registry import build_collector, parse_manager_config
 from cloudmeter.model import METRICS, Window
 from cloudmeter.scheduler.windows import CapturePlan, next_window
 from cloudmeter.storage.leases import MANAGER
+from tests.loopback import free_port
 
 NOW = datetime.now(UTC).replace(second=0, microsecond=0)
 START = NOW - timedelta(days=1)
@@ -217,9 +217,7 @@ def test_two_daemons_share_the_managers_and_capture_each_once(daemons: Callable[
 
 @pytest.mark.slow
 def test_a_failing_manager_backs_off_without_delaying_the_others(daemons: Callable[[str], Daemons], dsn: str) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     config = (
         f"metrics_port = {port}\n"
         + SCHEDULE
