@@ -84,10 +84,15 @@ def _configured(db: Database, settings: Settings, name: str) -> ManagerConfig:
     return found.configs[name]
 
 
-def _manager(db: Database, settings: Settings, name: str) -> tuple[int, Collector]:
+def _registered(db: Database, settings: Settings, name: str) -> tuple[int, ManagerConfig]:
+    """Manager ``name``'s id (a config file manager gets its row on the way) and config."""
     config = _configured(db, settings, name)
     with db.connection() as conn:
-        manager_id = managers.register_manager(conn, name, config.kind, config.public_fields())
+        return managers.register_manager(conn, name, config.kind, config.public_fields()), config
+
+
+def _manager(db: Database, settings: Settings, name: str) -> tuple[int, Collector]:
+    manager_id, config = _registered(db, settings, name)
     return manager_id, build_collector(name, config)
 
 
@@ -278,6 +283,8 @@ def managers_add(
 ) -> None:
     """Add a manager to the database (the daemon picks it up); its secrets are stored only as env references."""
     settings = read_settings(config)
+    if name in settings.managers:
+        raise fail(f"manager {name!r} is in the config file already; pick another name", 2)
     with handled_errors():
         manager, table = checked_table(name, kind, _fields(fields or []))
     if verify:
@@ -286,8 +293,6 @@ def managers_add(
             raise fail(f"not saved: {result} (fix it, or pass --no-verify to save anyway)")
     with open_database(settings) as db:
         db.migrate()
-        if name in settings.managers:
-            raise fail(f"manager {name!r} is in the config file already; pick another name", 2)
         with db.connection() as conn:
             try:
                 managers.add_manager(conn, name, kind, table)
@@ -319,7 +324,7 @@ def managers_remove(
 def _set_enabled(name: str, enabled: bool, config: Path | None) -> None:
     settings = read_settings(config)
     with open_database(settings) as db:
-        _manager(db, settings, name)  # a file manager gets its row
+        _registered(db, settings, name)
         with db.connection() as conn:
             managers.set_enabled(conn, name, enabled)
     console.print(f"{'enabled' if enabled else 'disabled'} manager {name}", highlight=False)
@@ -423,7 +428,7 @@ def rollup(
     settings = read_settings(config)
     window = _window(since, until)
     with open_database(settings) as db:
-        manager_id, _ = _manager(db, settings, manager)
+        manager_id, _ = _registered(db, settings, manager)
         with handled_errors():
             result = jobs.rollup(db, manager_id, window, settings.time_zones)
     console.print(f"{manager}: {result.hourly:,} hourly rows, daily {result.daily}", highlight=False)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
+from zoneinfo import ZoneInfo
 
 import polars as pl
 import typer
@@ -16,7 +17,6 @@ from rich.table import Table
 
 from cloudmeter.config import Settings, load_settings
 from cloudmeter.errors import CloudmeterError, ConfigError
-from cloudmeter.model import as_utc
 from cloudmeter.storage.database import Database
 
 console = Console()
@@ -57,14 +57,17 @@ def open_database(settings: Settings) -> Iterator[Database]:
         yield db
 
 
-def parse_time(value: str | None, name: str) -> datetime | None:
+def parse_time(value: str | None, name: str, tz: str = "UTC") -> datetime | None:
+    """The ISO 8601 date or time of option ``name`` (in ``tz`` when it names no offset), or a clear error."""
     if value is None:
         return None
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
-        raise fail(f"{name} {value!r} is not an ISO 8601 time; use e.g. 2026-11-01 or 2026-11-01T06:00Z", 2) from None
-    return as_utc(moment.replace(tzinfo=moment.tzinfo or UTC))
+        raise fail(
+            f"{name} {value!r} is not an ISO 8601 date or time; use e.g. 2026-11-01 or 2026-11-01T06:00Z", 2
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=ZoneInfo(tz))
 
 
 #: Wider frames print as one column per row (field, value) instead of one column per field.

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
-from zoneinfo import ZoneInfo
 
 import polars as pl
 import typer
@@ -17,6 +16,7 @@ from cloudmeter.cli_common import (
     fail,
     handled_errors,
     open_database,
+    parse_time,
     print_frame,
     read_settings,
 )
@@ -44,22 +44,12 @@ RatesOption = Annotated[
 ]
 
 
-def _moment(value: str, name: str, tz: str) -> datetime:
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise fail(
-            f"{name} {value!r} is not an ISO 8601 date or time; use e.g. 2026-03-01 or 2026-03-01T06:00Z", 2
-        ) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=ZoneInfo(tz))
-
-
 def _window(start: str | None, end: str | None, days: int, tz: str) -> Window:
     """--from/--to (dates at local midnight in ``tz``), or the ``days`` before --to (default: the last whole hour)."""
     with handled_errors():
         check_zone(tz)
-    stop = _moment(end, "--to", tz) if end else datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-    begin = _moment(start, "--from", tz) if start else stop - timedelta(days=days)
+    stop = parse_time(end, "--to", tz) or datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    begin = parse_time(start, "--from", tz) or stop - timedelta(days=days)
     if stop <= begin:
         raise fail(f"--to {stop.isoformat()} is not after --from {begin.isoformat()}; swap them or widen the window", 2)
     return Window(begin, stop)

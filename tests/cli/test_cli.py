@@ -67,7 +67,7 @@ def test_bad_time_argument(tmp_path: Path, pg_server: str) -> None:
     config.write_text('[managers.lab]\nkind = "simulator"\n')
     result = run("capture", "-m", "lab", "--since", "yesterday", "-c", str(config), env={"CLOUDMETER_DSN": pg_server})
     assert result.returncode == 2
-    assert "--since 'yesterday' is not an ISO 8601 time" in result.stderr
+    assert "--since 'yesterday' is not an ISO 8601 date or time" in result.stderr
 
 
 @pytest.mark.slow
