@@ -367,16 +367,16 @@ def backfill(
     """Capture a past range a window at a time (bounded by the source's retention); rollups follow."""
     settings = read_settings(config)
     window = _window(since, until)
-    start, end = window.start, window.end
     with open_database(settings) as db:
         manager_id, collector = _manager(db, settings, manager)
         retention = collector.retention_s
-        if retention is not None and start < datetime.now(UTC) - timedelta(seconds=retention):
-            earliest = datetime.now(UTC) - timedelta(seconds=retention)
-            raise fail(f"{manager} keeps {retention // 86400} days; --since must be after {earliest:%Y-%m-%d %H:%M}", 2)
+        earliest = datetime.now(UTC) - timedelta(seconds=retention or 0)
+        if retention is not None and window.start < earliest:
+            days = retention // 86400
+            raise fail(f"{manager} keeps {days} days; --since must be after {earliest:%Y-%m-%d %H:%M}", 2)
         windows = window.split(settings.schedule.max_window_s)
         rows = sum(result.rows for result in _captured(db, settings, manager_id, collector, windows))
-    console.print(f"{manager}: {rows:,} samples from {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M}", highlight=False)
+    console.print(f"{manager}: {rows:,} samples from {window}", highlight=False)
 
 
 @app.command()
