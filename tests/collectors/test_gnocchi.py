@@ -343,4 +343,5 @@ gnocchi_url = "http://127.0.0.1:{free_port()}"
     assert "is unreachable" in results["dead"]
     assert one.returncode == 0 and "ok" in one.stdout
     assert unknown.returncode == 2 and "manager 'nope' is not configured (configured: dead, good)" in unknown.stderr
+    assert "add [managers.nope] or `managers add`" in " ".join(unknown.stderr.split())  # not eaten as markup
     assert "hunter2" not in each.stdout + each.stderr + one.stdout
