@@ -7,8 +7,8 @@ Capacity is the sum of the ``vcpus`` / ``memory_bytes`` of the hosts placed unde
 that hour's capacity. Window statistics: ``_avg`` and ``_p95`` (linear) of the hourly averages, ``_peak`` the
 highest sample-level value (hourly ``_max``) for CPU and memory, and the highest hourly average for disk and
 network (read + write, in + out). An hour without samples is missing, never 0: ``hours_with_data`` counts
-the hours with any, ``coverage_pct`` is the VMs' samples over those their sampling interval promises while
-they existed.
+the hours with any, ``data_from`` / ``data_to`` bound them, ``coverage_pct`` is the VMs' samples over those
+their sampling interval promises while they existed (at most 100: ``inputs.sample_coverage``).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import psycopg
 
 from cloudmeter.errors import ConfigError
 from cloudmeter.model import Window
-from cloudmeter.reports.inputs import GIB, ancestor, hourly, placements, resources
+from cloudmeter.reports.inputs import GIB, ancestor, hourly, placements, resources, sample_coverage
 
 Level = Literal["host", "cluster", "provider"]
 LEVELS: Final[tuple[str, ...]] = ("host", "cluster", "provider")
@@ -60,7 +60,9 @@ def hourly_capacity(conn: psycopg.Connection, window: Window, level: Level) -> p
     )
     samples = hourly(conn, window, vms["resource_id"].unique().to_list()).select("ts", "resource_id", "sample_count")
     interval = info.select(pl.col("id").alias("resource_id"), "interval_s")
-    vms = vms.join(samples, on=["ts", "resource_id"], how="left").join(interval, on="resource_id", how="left")
+    vms = sample_coverage(
+        vms.join(samples, on=["ts", "resource_id"], how="left").join(interval, on="resource_id", how="left")
+    )
     allocation = (
         vms.filter(pl.col("group_id").is_not_null())
         .group_by("group_id", "ts")
@@ -68,11 +70,8 @@ def hourly_capacity(conn: psycopg.Connection, window: Window, level: Level) -> p
             (pl.col("vcpus") * weight).sum().alias("allocated_vcpus"),
             (pl.col("memory_bytes") * weight).sum().alias("allocated_memory_bytes"),
             pl.col("resource_id").n_unique().alias("vms"),
-            # a VM in two placements in one hour: its samples are split by time in the hour
-            (pl.col("sample_count").fill_null(0) * weight * 3600 / pl.col("seconds").sum().over("resource_id", "ts"))
-            .sum()
-            .alias("vm_samples"),
-            (pl.col("seconds") / pl.col("interval_s")).sum().alias("vm_expected"),
+            pl.col("samples").sum().alias("vm_samples"),
+            pl.col("expected").sum().alias("vm_expected"),
         )
     )
     return capacity.join(allocation, on=["group_id", "ts"], how="full", coalesce=True)
@@ -120,6 +119,8 @@ def utilization(conn: psycopg.Connection, window: Window, level: Level = "cluste
 
     summary = series.group_by("group_id").agg(
         (pl.col("sample_count").fill_null(0) > 0).sum().alias("hours_with_data"),
+        pl.col("ts").filter(pl.col("sample_count") > 0).min().alias("data_from"),
+        (pl.col("ts").filter(pl.col("sample_count") > 0).max() + pl.duration(hours=1)).alias("data_to"),
         (100 * pl.col("vm_samples").sum() / pl.col("vm_expected").sum()).alias("coverage_pct"),
         *stats("cpu_cores", "cpu_used_cores_avg", "cpu_used_cores_max"),
         *stats("cpu_pct", "cpu_pct", "cpu_pct_max"),

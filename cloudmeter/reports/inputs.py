@@ -66,6 +66,23 @@ def placements(conn: psycopg.Connection, window: Window, kinds: tuple[str, ...] 
     return frame.with_columns(kind).drop("kind_code")
 
 
+def sample_coverage(vms: pl.DataFrame) -> pl.DataFrame:
+    """VM placements (ts, resource_id, seconds, sample_count, interval_s) with ``samples`` and ``expected``.
+
+    ``samples`` is the VM-hour's ``sample_count`` split among its placements in that hour by their seconds (a VM
+    that migrated mid-hour counts under each host for its share); ``expected`` is what the sampling interval
+    promises in the placement's seconds. ``samples`` never exceeds ``expected``: a source that sends more than
+    its interval promises (or a sample on the edge of a lifetime) makes a placement complete, not more than
+    complete, so any sum of ``samples`` over the same rows' ``expected`` is a coverage of at most 100 %.
+    """
+    share = pl.col("seconds") / pl.col("seconds").sum().over("resource_id", "ts")
+    expected = pl.col("seconds") / pl.col("interval_s")
+    return vms.with_columns(
+        pl.min_horizontal(pl.col("sample_count").fill_null(0) * share, expected).alias("samples"),
+        expected.alias("expected"),
+    )
+
+
 def resources(conn: psycopg.Connection) -> pl.DataFrame:
     """Every resource with its manager's name, kind and sampling interval (``manager``, ``manager_kind``,
     ``interval_s``)."""

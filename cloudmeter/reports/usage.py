@@ -10,7 +10,7 @@ import polars as pl
 import psycopg
 
 from cloudmeter.model import Window
-from cloudmeter.reports.inputs import GIB, hourly, placements, resources
+from cloudmeter.reports.inputs import GIB, hourly, placements, resources, sample_coverage
 
 USAGE_COLUMNS = ("cpu_used_cores_avg", "mem_used_bytes_avg", "net_rx_bps_avg", "net_tx_bps_avg")
 
@@ -18,7 +18,7 @@ USAGE_COLUMNS = ("cpu_used_cores_avg", "mem_used_bytes_avg", "net_rx_bps_avg", "
 def vm_hours(conn: psycopg.Connection, window: Window) -> pl.DataFrame:
     """Columns: ts, resource_id, seconds, vcpus, memory_gb, disk_gb, name, ems_ref, manager, project, host,
     cluster, tags (JSON text), cpu_cores_used, memory_gb_used, network_gb (transferred in the placement's
-    seconds), sample_count, expected_count. Usage columns are null in hours without samples."""
+    seconds), samples, expected (``inputs.sample_coverage``). Usage columns are null in hours without samples."""
     placed = placements(conn, window, ("vm", "host"))
     info = resources(conn)
     names = info.select(pl.col("id").alias("rid"), "name", "kind")
@@ -37,7 +37,6 @@ def vm_hours(conn: psycopg.Connection, window: Window) -> pl.DataFrame:
         (pl.col("mem_used_bytes_avg") / GIB).alias("memory_gb_used"),
         (pl.col("net_rx_bps_avg") + pl.col("net_tx_bps_avg")).alias("net_bps"),
         "sample_count",
-        "expected_count",
     )
     own = info.select(
         pl.col("id").alias("resource_id"),
@@ -45,6 +44,7 @@ def vm_hours(conn: psycopg.Connection, window: Window) -> pl.DataFrame:
         pl.col("name"),
         "manager",
         "tags",
+        "interval_s",
         (pl.col("disk_bytes") / GIB).alias("disk_gb"),
     )
     frame = (
@@ -57,27 +57,31 @@ def vm_hours(conn: psycopg.Connection, window: Window) -> pl.DataFrame:
         .join(names.rename({"rid": "project_id", "name": "project"}).drop("kind"), on="project_id", how="left")
         .join(usage, on=["ts", "resource_id"], how="left")
     )
-    return frame.select(
-        "ts",
-        "resource_id",
-        "seconds",
-        "vcpus",
-        (pl.col("memory_bytes") / GIB).alias("memory_gb"),
-        "disk_gb",
-        "name",
-        "ems_ref",
-        "manager",
-        "project",
-        pl.when(pl.col("parent_kind") == "host").then("host").alias("host"),
-        pl.when(pl.col("parent_kind") == "cluster")
-        .then("host")
-        .when(pl.col("cluster_kind") == "cluster")
-        .then("cluster")
-        .alias("cluster"),
-        "tags",
-        "cpu_cores_used",
-        "memory_gb_used",
-        (pl.col("net_bps") * pl.col("seconds") / GIB).alias("network_gb"),
-        "sample_count",
-        "expected_count",
-    ).sort("resource_id", "ts")
+    return (
+        sample_coverage(frame)
+        .select(
+            "ts",
+            "resource_id",
+            "seconds",
+            "vcpus",
+            (pl.col("memory_bytes") / GIB).alias("memory_gb"),
+            "disk_gb",
+            "name",
+            "ems_ref",
+            "manager",
+            "project",
+            pl.when(pl.col("parent_kind") == "host").then("host").alias("host"),
+            pl.when(pl.col("parent_kind") == "cluster")
+            .then("host")
+            .when(pl.col("cluster_kind") == "cluster")
+            .then("cluster")
+            .alias("cluster"),
+            "tags",
+            "cpu_cores_used",
+            "memory_gb_used",
+            (pl.col("net_bps") * pl.col("seconds") / GIB).alias("network_gb"),
+            "samples",
+            "expected",
+        )
+        .sort("resource_id", "ts")
+    )
