@@ -62,15 +62,16 @@ def _rounded_nanos() -> pl.Expr:
 
 
 def tiered_price(line: RateLine, quantity: pl.Expr) -> pl.Expr:
-    """Graduated price of ``quantity`` units: each tier's rate on the units within it."""
+    """Graduated price of ``quantity`` units: each tier's rate on the units within it; NULL for an unknown
+    quantity (``min_horizontal`` would read it as the tier's whole width)."""
     total: pl.Expr = pl.lit(0.0)
     lower = Decimal(0)
     for tier in line.tiers:
         units = quantity - float(lower)
         if tier.up_to is not None:
-            units = pl.min_horizontal(units, pl.lit(float(tier.up_to - lower)))
+            units = units.clip(upper_bound=float(tier.up_to - lower))
             lower = tier.up_to
-        total = total + pl.max_horizontal(units, pl.lit(0.0)) * float(tier.rate)
+        total = total + units.clip(lower_bound=0.0) * float(tier.rate)
     return total
 
 

@@ -3,7 +3,8 @@
 On each host, a new VM must keep p95 CPU and memory usage under ``cpu_usage_pct`` / ``mem_usage_pct`` of the
 host's capacity (counting the new VM at its full flavor size) and allocation under ``cpu_allocation_ratio`` /
 ``mem_allocation_ratio`` x capacity. A host's fit is the smallest of the four; a cluster's is the sum over its
-hosts, NULL when a host with VMs has no usage data in the window (unknown is not zero).
+hosts, NULL when a host with VMs has no usage data in the window (unknown is not zero). Each row says which
+part of the window its data covers (``hours_with_data``, ``data_from``, ``data_to``, ``coverage_pct``).
 """
 
 from __future__ import annotations
@@ -52,8 +53,14 @@ class Limits:
 
 
 def _fits(room: pl.Expr, size: float) -> pl.Expr:
-    """Whole VMs of ``size`` in ``room`` (never negative; a hair of float error does not lose a VM)."""
-    return pl.max_horizontal(((room / size) + 1e-9).floor(), pl.lit(0.0)).cast(pl.Int64)
+    """Whole VMs of ``size`` in ``room`` (never negative; a hair of float error does not lose a VM; unknown room
+    fits an unknown number)."""
+    return ((room / size) + 1e-9).floor().clip(lower_bound=0.0).cast(pl.Int64)
+
+
+def _known_sum(name: str) -> pl.Expr:
+    """The sum of a column, NULL when no value is known (polars would say 0)."""
+    return pl.when(pl.col(name).is_not_null().any()).then(pl.col(name).sum()).alias(name)
 
 
 def headroom(conn: psycopg.Connection, window: Window, flavor: Flavor, limits: Limits = Limits()) -> pl.DataFrame:
@@ -87,12 +94,16 @@ def headroom(conn: psycopg.Connection, window: Window, flavor: Flavor, limits: L
             pl.when(pl.col("unknown").any()).then(None).otherwise(pl.col(c).sum()).alias(c)
             for c in (*CONSTRAINTS, "fit")
         ),
-        pl.col("vcpus_capacity").sum(),
-        pl.col("vcpus_allocated").sum(),
+        _known_sum("vcpus_capacity"),
+        _known_sum("vcpus_allocated"),
+    )
+    span = utilization(conn, window, "cluster").select(
+        pl.col("resource_id").alias("cluster_id"), "hours_with_data", "data_from", "data_to", "coverage_pct"
     )
     limiting = pl.concat_list(*CONSTRAINTS).list.arg_min()
     return (
         summed.join(names, on="cluster_id", how="left")
+        .join(span, on="cluster_id", how="left")
         .with_columns(
             pl.when(pl.col("fit").is_not_null())
             .then(limiting.replace_strict(dict(enumerate(CONSTRAINTS)), return_dtype=pl.String))
@@ -107,6 +118,10 @@ def headroom(conn: psycopg.Connection, window: Window, flavor: Flavor, limits: L
             *CONSTRAINTS,
             "vcpus_capacity",
             "vcpus_allocated",
+            "coverage_pct",
+            "hours_with_data",
+            "data_from",
+            "data_to",
         )
         .sort("cluster")
     )

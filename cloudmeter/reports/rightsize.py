@@ -4,7 +4,8 @@ idle VMs, and what the change saves under a rate card.
 Usage is each VM's hourly average (cores busy, memory used); the chosen percentile (linear, default p95) of
 those hours plus ``headroom`` (default 20 %) is rounded up to whole vCPUs and whole GB (at least 1 each). A VM
 is idle when that CPU percentile is under ``idle_cpu_pct`` of its vCPUs and its network traffic percentile is
-under ``idle_network_gb_per_hour`` (or unknown). A VM without samples in the lookback gets no recommendation.
+under ``idle_network_gb_per_hour`` (or unknown). A VM without samples in the lookback, or deleted before its
+end, gets no recommendation; a size without samples (CPU or memory) gets none either.
 Costs are for an average month (730 hours) of the allocation lines that apply to the VM at the lookback's end.
 """
 
@@ -18,6 +19,7 @@ import psycopg
 from cloudmeter.errors import ConfigError
 from cloudmeter.model import Window
 from cloudmeter.reports.chargeback import chosen_lines, money, tiered_price
+from cloudmeter.reports.inputs import resources
 from cloudmeter.reports.ratecard import RateCard
 from cloudmeter.reports.usage import vm_hours
 
@@ -46,69 +48,108 @@ class Policy:
 
 
 def _round_up(value: pl.Expr) -> pl.Expr:
-    return pl.max_horizontal((value - 1e-9).ceil(), pl.lit(1.0)).cast(pl.Int64)
+    """Whole units (at least 1) for a known need; NULL for an unknown one."""
+    return (value - 1e-9).ceil().clip(lower_bound=1.0).cast(pl.Int64)
 
 
 def rightsize(conn: psycopg.Connection, window: Window, card: RateCard, policy: Policy = Policy()) -> pl.DataFrame:
     """One row per VM alive in ``window``: current and recommended size, usage percentiles, coverage, idle
-    flag, action (idle, downsize, upsize, keep, no data) and monthly costs now and recommended."""
+    flag, action and monthly costs now and recommended.
+
+    Actions: ``retired`` (deleted before the window's end: nothing to resize), ``no data`` (no samples), else
+    ``idle``, ``upsize``, ``downsize`` or ``keep``. A size without samples (no memory meter, say) is NULL and kept
+    as it is in the recommended cost, and ``note`` says so; a VM without samples gets no recommendation and no
+    savings. ``coverage_pct`` is the VM's samples over those its interval promises while it existed (at most 100).
+    """
     hours = vm_hours(conn, window)
     q = policy.percentile / 100
     grow = 1 + policy.headroom_pct / 100
     last = hours.sort("ts").group_by("resource_id").last()
-    usage = hours.group_by("resource_id").agg(
+    per_hour = hours.group_by("resource_id", "ts").agg(  # a VM placed twice in an hour is one hour of usage
+        pl.col("seconds").sum(),
+        pl.col("cpu_cores_used").first(),
+        pl.col("memory_gb_used").first(),
+        pl.col("network_gb").sum(),
+        pl.col("samples").sum(),
+        pl.col("expected").sum(),
+    )
+    usage = per_hour.group_by("resource_id").agg(
         (pl.col("seconds").sum() / 3600).alias("hours_alive"),
-        pl.col("cpu_cores_used").is_not_null().sum().alias("hours_with_data"),
+        (100 * pl.col("samples").sum() / pl.col("expected").sum()).alias("coverage_pct"),
         pl.col("cpu_cores_used").quantile(q, "linear").alias("cpu_cores_pctl"),
         pl.col("memory_gb_used").quantile(q, "linear").alias("memory_gb_pctl"),
         (pl.col("network_gb") * 3600 / pl.col("seconds")).quantile(q, "linear").alias("network_gb_per_hour_pctl"),
     )
-    frame = last.select("resource_id", "name", "manager", "project", "vcpus", "memory_gb").join(usage, on="resource_id")
+    retired = resources(conn).select(pl.col("id").alias("resource_id"), "retired_at")
+    frame = (
+        last.select("resource_id", "name", "manager", "project", "vcpus", "memory_gb")
+        .join(usage, on="resource_id")
+        .join(retired, on="resource_id", how="left")
+    )
     idle = (pl.col("cpu_cores_pctl") < pl.col("vcpus") * policy.idle_cpu_pct / 100) & (
         pl.col("network_gb_per_hour_pctl").is_null()
         | (pl.col("network_gb_per_hour_pctl") < policy.idle_network_gb_per_hour)
     )
+    gone = pl.col("retired_at").is_not_null() & (pl.col("retired_at") < window.end)
+    unknown = pl.col("cpu_cores_pctl").is_null() & pl.col("memory_gb_pctl").is_null()
     frame = frame.with_columns(
-        _round_up(pl.col("cpu_cores_pctl") * grow).alias("recommended_vcpus"),
-        _round_up(pl.col("memory_gb_pctl") * grow).alias("recommended_memory_gb"),
-        idle.alias("idle"),
+        pl.when(gone | unknown)
+        .then(None)
+        .otherwise(_round_up(pl.col("cpu_cores_pctl") * grow))
+        .alias("recommended_vcpus"),
+        pl.when(gone | unknown)
+        .then(None)
+        .otherwise(_round_up(pl.col("memory_gb_pctl") * grow))
+        .alias("recommended_memory_gb"),
+        idle.fill_null(False).alias("idle"),
     )
     bigger = (pl.col("recommended_vcpus") > pl.col("vcpus")) | (pl.col("recommended_memory_gb") > pl.col("memory_gb"))
     smaller = (pl.col("recommended_vcpus") < pl.col("vcpus")) | (pl.col("recommended_memory_gb") < pl.col("memory_gb"))
     frame = frame.with_columns(
-        pl.when(pl.col("hours_with_data") == 0)
+        pl.when(gone)
+        .then(pl.lit("retired"))
+        .when(unknown)
         .then(pl.lit("no data"))
         .when(pl.col("idle"))
         .then(pl.lit("idle"))
-        .when(bigger)
+        .when(bigger.fill_null(False))
         .then(pl.lit("upsize"))
-        .when(smaller)
+        .when(smaller.fill_null(False))
         .then(pl.lit("downsize"))
         .otherwise(pl.lit("keep"))
-        .alias("action")
+        .alias("action"),
+        pl.when(gone)
+        .then(pl.lit("deleted before the window's end"))
+        .when(unknown)
+        .then(pl.lit("no samples in the window"))
+        .when(pl.col("cpu_cores_pctl").is_null())
+        .then(pl.lit("no CPU samples: vCPUs kept"))
+        .when(pl.col("memory_gb_pctl").is_null())
+        .then(pl.lit("no memory samples: memory kept"))
+        .alias("note"),
     )
     costs = _monthly_costs(last, frame, card)
     return (
         frame.join(costs, on="resource_id", how="left")
-        .with_columns((100 * pl.col("hours_with_data") / pl.col("hours_alive")).alias("coverage_pct"))
         .select(
             "resource_id",
             "name",
-            "manager",
-            "project",
+            "action",
+            "monthly_savings",
             "vcpus",
             "recommended_vcpus",
             "memory_gb",
             "recommended_memory_gb",
+            "coverage_pct",
             "cpu_cores_pctl",
             "memory_gb_pctl",
             "idle",
-            "action",
             "hours_alive",
-            "coverage_pct",
             "monthly_cost",
             "monthly_cost_recommended",
-            "monthly_savings",
+            "manager",
+            "project",
+            "note",
         )
         .sort("resource_id")
     )
@@ -116,7 +157,13 @@ def rightsize(conn: psycopg.Connection, window: Window, card: RateCard, policy: 
 
 def _monthly_costs(last: pl.DataFrame, sized: pl.DataFrame, card: RateCard) -> pl.DataFrame:
     """Monthly cost of the VM's allocation lines at its current and recommended sizes (exact decimals)."""
-    chosen = chosen_lines(last, card).join(sized, on="resource_id")
+    chosen = chosen_lines(last, card).join(
+        sized.with_columns(  # a size without samples stays as it is
+            pl.col("recommended_vcpus").fill_null(pl.col("vcpus")),
+            pl.col("recommended_memory_gb").fill_null(pl.col("memory_gb")),
+        ),
+        on="resource_id",
+    )
     parts = [pl.DataFrame(schema={"resource_id": pl.Int32, "now": pl.Float64, "recommended": pl.Float64})]
     for index, line in enumerate(card.lines):
         if line.measure not in _SIZED:
@@ -141,7 +188,9 @@ def _monthly_costs(last: pl.DataFrame, sized: pl.DataFrame, card: RateCard) -> p
             (pl.col("recommended").sum() * 10**9).round().cast(pl.Int64).alias("recommended_nanos"),
         )
     )
-    no_data = sized.filter(pl.col("hours_with_data") == 0)["resource_id"]
+    no_data = sized.filter(pl.col("recommended_vcpus").is_null() & pl.col("recommended_memory_gb").is_null())[
+        "resource_id"
+    ]
     total = total.with_columns(
         pl.when(pl.col("resource_id").is_in(no_data.implode()))
         .then(None)

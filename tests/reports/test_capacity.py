@@ -10,7 +10,7 @@ import pytest
 
 from cloudmeter.errors import ConfigError
 from cloudmeter.model import Window
-from cloudmeter.reports import capacity, forecast, headroom, rightsize
+from cloudmeter.reports import capacity, chargeback, forecast, headroom, rightsize
 from cloudmeter.reports.ratecard import parse_rate_card
 from cloudmeter.storage.database import Database
 from tests.reports.cloud import START, hours, load
@@ -133,7 +133,7 @@ def test_rightsize_recommends_percentile_plus_headroom_and_prices_the_change(clo
         "vm-a": (4, 3, 8, 5, "downsize"),  # ceil(2 x 1.2) = 3; ceil(4 x 1.2) = 5
         "vm-b": (2, 1, 4, 2, "idle"),  # 0.0625 cores < 5 % of 2 vCPUs, no traffic
         "vm-c": (8, int(np.ceil(np.percentile(C2_CORES, 95) * 1.2)), 16, 15, "downsize"),  # 12 x 1.2 = 14.4
-        "vm-d": (2, 2, 4, 3, "downsize"),  # ceil(1.2) = 2 vCPUs, ceil(2.4) = 3 GB
+        "vm-d": (2, None, 4, None, "retired"),  # deleted at hour 36, before the window's end: nothing to resize
     }
     for name, (vcpus, rec_vcpus, mem, rec_mem, action) in want.items():
         r = got[name]
@@ -148,6 +148,29 @@ def test_rightsize_recommends_percentile_plus_headroom_and_prices_the_change(clo
     a = got["vm-a"]
     assert (str(a["monthly_cost"]), str(a["monthly_cost_recommended"])) == (monthly(4, 8), monthly(3, 5))
     assert a["monthly_savings"] == a["monthly_cost"] - a["monthly_cost_recommended"]
+    d = got["vm-d"]
+    assert (d["monthly_cost_recommended"], d["monthly_savings"]) == (None, None)
+    assert d["note"] == "deleted before the window's end"
+
+
+def test_rightsize_without_samples_recommends_nothing(cloud: Database) -> None:
+    window = Window(hours(20), hours(24))  # vm-d is alive and silent from 20:00 to 24:00
+    with cloud.connection() as conn:
+        frame = rightsize.rightsize(conn, window, CARD)
+    d = frame.filter(pl.col("name") == "vm-d").row(0, named=True)
+    assert (d["action"], d["recommended_vcpus"], d["recommended_memory_gb"]) == ("no data", None, None)
+    assert (d["cpu_cores_pctl"], d["memory_gb_pctl"], d["monthly_savings"], d["coverage_pct"]) == (None, None, None, 0)
+    assert d["monthly_cost"] is not None  # what it costs now is known
+    assert frame.filter(pl.col("name") != "vm-d")["coverage_pct"].to_list() == [100.0, 100.0, 100.0]
+
+
+def test_headroom_on_a_window_without_data_is_unknown_not_zero(cloud: Database) -> None:
+    window = Window(hours(-48), hours(-24))  # before anything existed
+    with cloud.connection() as conn:
+        frame = headroom.headroom(conn, window, headroom.Flavor(2, 4))
+    assert frame.height == 2
+    for column in ("fit", "limited_by", *headroom.CONSTRAINTS, "vcpus_capacity", "coverage_pct", "data_from"):
+        assert frame[column].null_count() == 2, column
 
 
 def test_forecast_linear_and_seasonal_days_to_exhaustion(db: Database) -> None:
@@ -172,3 +195,10 @@ def test_forecast_needs_enough_days(cloud: Database) -> None:
     with cloud.connection() as conn:
         frame = forecast.forecast(conn, WINDOW)
     assert set(frame["status"]) == {"insufficient data"}  # 2 days: < 3 for linear, < 14 for seasonal
+
+
+def test_a_tiered_price_of_an_unknown_quantity_is_unknown() -> None:
+    memory = CARD.lines[1]  # 0.1 per GB to 4 GB, 0.05 above
+    quantities = pl.DataFrame({"gb": [None, 2.0, 10.0]}, schema={"gb": pl.Float64})
+    prices = quantities.select(chargeback.tiered_price(memory, pl.col("gb")).alias("p"))["p"].to_list()
+    assert prices == [None, pytest.approx(0.2), pytest.approx(0.4 + 0.3)]  # not the first tier's 0.4 for None
