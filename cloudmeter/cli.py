@@ -6,6 +6,7 @@ import json
 import logging
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
+from importlib.metadata import version
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,15 +15,14 @@ import typer
 
 from cloudmeter.cli_common import (
     ConfigOption,
-    JsonOption,
     console,
     fail,
     handled_errors,
     open_database,
     parse_time,
-    print_frame,
     read_settings,
 )
+from cloudmeter.cli_output import JsonOption, Output, OutputOption, View, show, view
 from cloudmeter.cli_reports import capacity_app, chargeback_app
 from cloudmeter.collectors.base import Collector, ManagerConfig
 from cloudmeter.collectors.registry import build_collector
@@ -96,12 +96,24 @@ def _manager(db: Database, settings: Settings, name: str) -> tuple[int, Collecto
     return manager_id, build_collector(name, config)
 
 
+def _version(shown: bool) -> None:
+    if shown:
+        typer.echo(f"cloudmeter {version('cloudmeter')}")
+        raise typer.Exit()
+
+
 @app.callback()
-def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress to stderr.")] = False) -> None:
+def main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log cloudmeter's progress to stderr.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Log everything, libraries included.")] = False,
+    _: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
     """cloudmeter: capture, roll up and report cloud utilization."""
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
-    )
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if verbose and not debug:  # our progress, not the embedded server's pg_ctl transcripts
+        logging.getLogger("cloudmeter").setLevel(logging.INFO)
 
 
 @app.command()
@@ -112,21 +124,32 @@ def demo(
     as_json: JsonOption = False,
 ) -> None:
     """Simulate a cloud, capture and roll up a few days of it on the embedded database, print a summary."""
-    from cloudmeter.demo import run_demo
+    from cloudmeter.demo import DEMO_MANAGER, run_demo
 
     settings = read_settings(config)
+    if DEMO_MANAGER in settings.managers:
+        raise fail(f"the config file declares a manager named {DEMO_MANAGER!r}; the demo needs that name", 2)
     with open_database(settings) as db:
         result = run_demo(db, settings.time_zones, vms, days)
     if as_json:
-        print_frame(result.summary, True)
+        show(result.summary, View(Output.json))
         return
-    console.print(
-        f"[bold]cloudmeter demo[/]: {result.resources} resources, {result.samples:,} samples from "
-        f"{result.window.start:%Y-%m-%d %H:%M} to {result.window.end:%Y-%m-%d %H:%M} UTC, "
-        f"{result.hourly_rows:,} hourly rows, daily rows {result.daily_rows}; data in {db.display_dsn}",
-        highlight=False,
-    )
-    print_frame(result.summary, False, title="per cluster (hourly rollups)")
+    window = f"{result.window.start:%Y-%m-%d %H:%M} to {result.window.end:%Y-%m-%d %H:%M} UTC"
+    daily = ", ".join(f"{count:,} daily rows ({zone})" for zone, count in result.daily_rows.items())
+    lines = [
+        f"[bold]cloudmeter demo[/]: {vms} VMs on {result.hosts} hosts in 2 clusters ({result.resources} resources)",
+        f"captured {result.samples:,} samples from {window}",
+        f"rolled up {result.hourly_rows:,} hourly rows and {daily or 'no daily rows'}",
+    ]
+    if result.replaced:
+        lines.append(f"replaced the previous demo run ({result.replaced:,} samples): each run starts clean")
+    lines += [
+        f"data: {db.display_dsn}",
+        "try: cloudmeter capacity utilization; cloudmeter chargeback show; cloudmeter managers remove demo --yes",
+    ]
+    for line in lines:
+        console.print(line, highlight=False)
+    show(result.summary, View(), title="per cluster (hourly rollups)")
 
 
 @config_app.command("check")
@@ -188,26 +211,14 @@ def _print_status(report: dict[str, Any], as_json: bool) -> None:
         console.print(f"[yellow]note:[/] {note}", highlight=False)
     for key in ("tables", "managers"):
         if report.get(key):
-            rows = [{k: _human(k, v) for k, v in row.items()} for row in report[key]]
-            frame = pl.DataFrame(rows, infer_schema_length=None)
-            print_frame(frame.select(c for c in frame.columns if frame[c].null_count() < len(frame)), False, key)
-
-
-def _human(key: str, value: Any) -> Any:
-    """Byte counts as MiB, ratios to one decimal, times to the minute: for reading, not for scripts (--json)."""
-    if value is None:
-        return None
-    if key.endswith("bytes"):
-        return f"{value / 2**20:,.1f} MiB"
-    if key.endswith("ratio"):
-        return f"{value:.1f}x"
-    if isinstance(value, datetime):
-        return f"{value.astimezone(UTC):%Y-%m-%d %H:%M}Z"
-    return value
+            frame = pl.DataFrame(report[key], infer_schema_length=None)
+            show(frame.select(c for c in frame.columns if frame[c].null_count() < len(frame)), View(), key)
 
 
 @managers_app.command("list")
-def managers_list(config: ConfigOption = None, as_json: JsonOption = False) -> None:
+def managers_list(
+    config: ConfigOption = None, output: OutputOption = Output.table, as_json: JsonOption = False
+) -> None:
     """Configured managers and their capture progress."""
     settings = read_settings(config)
     with open_database(settings) as db:
@@ -219,7 +230,7 @@ def managers_list(config: ConfigOption = None, as_json: JsonOption = False) -> N
         {
             "name": name,
             "kind": cfg.kind,
-            "source": "file" if name in settings.managers else "added",
+            "source": "config" if name in settings.managers else "cli",
             "enabled": cfg.enabled and (stored[name].enabled if name in stored else True),
             "last_refresh_at": stored[name].last_refresh_at if name in stored else None,
             "captured_until": stored[name].captured_until if name in stored else None,
@@ -227,13 +238,14 @@ def managers_list(config: ConfigOption = None, as_json: JsonOption = False) -> N
         }
         for name, cfg in sorted(configs.items())
     ]
-    print_frame(pl.DataFrame(rows, infer_schema_length=None), as_json)
+    show(pl.DataFrame(rows, infer_schema_length=None), view(output, as_json))
 
 
 @managers_app.command("verify")
 def managers_verify(
     name: Annotated[str | None, typer.Argument(help="A configured manager; default: all of them.")] = None,
     config: ConfigOption = None,
+    output: OutputOption = Output.table,
     as_json: JsonOption = False,
 ) -> None:
     """Check managers' endpoints and credentials with one cheap authenticated call each; exit 1 if one fails."""
@@ -242,7 +254,8 @@ def managers_verify(
         db.migrate()
         configs = {name: _configured(db, settings, name)} if name else fleet(db, settings.managers).configs
     rows = [_verified(each, manager) for each, manager in sorted(configs.items())]
-    print_frame(pl.DataFrame(rows, schema={"name": pl.String, "kind": pl.String, "result": pl.String}), as_json)
+    frame = pl.DataFrame(rows, schema={"name": pl.String, "kind": pl.String, "result": pl.String})
+    show(frame, view(output, as_json))
     if any(row["result"] != "ok" for row in rows):
         raise typer.Exit(1)
 

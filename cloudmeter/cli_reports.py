@@ -9,16 +9,18 @@ from typing import Annotated
 import polars as pl
 import typer
 
-from cloudmeter.cli_common import (
-    ConfigOption,
+from cloudmeter.cli_common import ConfigOption, console, fail, handled_errors, open_database, parse_time, read_settings
+from cloudmeter.cli_output import (
     JsonOption,
-    console,
-    fail,
-    handled_errors,
-    open_database,
-    parse_time,
-    print_frame,
-    read_settings,
+    Output,
+    OutputOption,
+    SortOption,
+    TopOption,
+    View,
+    WideOption,
+    cell,
+    show,
+    view,
 )
 from cloudmeter.model import Window
 from cloudmeter.reports import capacity, chargeback, charts, export, focus, forecast, headroom, rightsize
@@ -55,6 +57,56 @@ def _window(start: str | None, end: str | None, days: int, tz: str) -> Window:
     return Window(begin, stop)
 
 
+#: Columns a table shows first (the rest follow in the report's order, as the terminal's width allows).
+_UTILIZATION = ("coverage_pct", "cpu_pct_avg", "cpu_pct_p95", "cpu_pct_peak", "mem_pct_avg", "mem_pct_p95")
+_HEADROOM = ("cluster", "fit", "limited_by", "coverage_pct", "hosts", "hosts_without_data")
+
+
+def report(frame: pl.DataFrame, chosen: View, title: str, window: Window, first: tuple[str, ...] = ()) -> None:
+    """Print a capacity report (its ``first`` columns leading, after the row's name) and, in a table, what part
+    of ``window`` its data covers."""
+    leading = [frame.columns[0], *(c for c in first if c in frame.columns and c != frame.columns[0])]
+    show(frame.select(*leading, pl.exclude(leading)), chosen, title)
+    if chosen.output is Output.table:
+        for note in coverage_notes(frame, window):
+            console.print(f"[yellow]note:[/] {note}", highlight=False)
+
+
+def coverage_notes(frame: pl.DataFrame, window: Window) -> list[str]:
+    """What a reader must know before trusting the numbers: no data, or data on only part of the window."""
+    if "data_from" not in frame.columns or frame["data_from"].null_count() == frame.height:
+        if "coverage_pct" in frame.columns and frame["coverage_pct"].null_count() == frame.height:
+            return ["no samples in this window: every figure is unknown (-), not zero"]
+        return []
+    first, last = frame["data_from"].min(), frame["data_to"].max()
+    assert isinstance(first, datetime) and isinstance(last, datetime)
+    span, asked = last - first, window.end - window.start
+    if span >= asked:
+        return []
+    return [
+        f"data covers {span.total_seconds() / 86400:.1f} of the window's {asked.total_seconds() / 86400:.1f} days "
+        f"({first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M} UTC)"
+    ]
+
+
+def _rightsize_notes(frame: pl.DataFrame, currency: str) -> None:
+    counts = dict(frame.group_by("action").len().iter_rows())
+    savings = frame["monthly_savings"].drop_nulls()
+    for action, why in (("no data", "no samples in the window"), ("retired", "deleted before the window's end")):
+        if counts.get(action):
+            console.print(f"[yellow]note:[/] {counts[action]} VMs have no recommendation: {why}", highlight=False)
+    if len(savings):
+        total = cell("monthly_savings", savings.sum())
+        console.print(f"monthly savings if all are applied: {total} {currency} ({len(savings)} VMs)", highlight=False)
+
+
+def _total_line(rows: pl.DataFrame, total_nanos: int, currency: str) -> str:
+    """``total 1,234.56 EUR``, or that there is nothing to total (never a made-up 0)."""
+    if not rows.height:
+        return "total: n/a (no charges in this window)"
+    return f"total {cell('cost', chargeback.money(pl.Series([total_nanos]))[0])} {currency}"
+
+
 def _rates(path: Path | None) -> RateCard:
     with handled_errors():
         return load_rate_card(path) if path else sample_rate_card()
@@ -69,7 +121,11 @@ def utilization_command(
     tz: TzOption = "UTC",
     plot: PlotOption = None,
     config: ConfigOption = None,
+    output: OutputOption = Output.table,
     as_json: JsonOption = False,
+    sort: SortOption = None,
+    top: TopOption = None,
+    wide: WideOption = False,
 ) -> None:
     """Avg, p95 and peak CPU/memory/disk/network per host, cluster or provider, coverage, and allocation
     against capacity (overcommit)."""
@@ -81,7 +137,8 @@ def utilization_command(
         if plot:
             series = capacity.hourly_series(conn, window, chosen)
             charts.plot_trend(series, chosen, "cpu_pct", plot, f"CPU used, % of capacity, per {chosen}")
-    print_frame(frame.drop("resource_id"), as_json, title=f"utilization per {chosen}, {window}")
+    chosen_view = view(output, as_json, sort, top, wide, tz)
+    report(frame.drop("resource_id"), chosen_view, f"utilization per {chosen}, {window}", window, _UTILIZATION)
 
 
 @capacity_app.command("headroom")
@@ -99,7 +156,11 @@ def headroom_command(
     days: Annotated[int, typer.Option(min=1, help="Lookback when --from is not given.")] = 14,
     tz: TzOption = "UTC",
     config: ConfigOption = None,
+    output: OutputOption = Output.table,
     as_json: JsonOption = False,
+    sort: SortOption = None,
+    top: TopOption = None,
+    wide: WideOption = False,
 ) -> None:
     """How many more VMs of a flavor fit per cluster, host by host, under usage and allocation limits."""
     window = _window(start, end, days, tz)
@@ -109,7 +170,8 @@ def headroom_command(
     settings = read_settings(config)
     with open_database(settings) as db, db.connection() as conn:
         frame = headroom.headroom(conn, window, flavor, limits)
-    print_frame(frame, as_json, title=f"headroom for {vcpus} vCPU / {memory_gb:g} GB, {window}")
+    title = f"headroom for {vcpus} vCPU / {memory_gb:g} GB, {window}"
+    report(frame, view(output, as_json, sort, top, wide, tz), title, window, _HEADROOM)
 
 
 @capacity_app.command("forecast")
@@ -121,7 +183,11 @@ def forecast_command(
     tz: TzOption = "UTC",
     plot: PlotOption = None,
     config: ConfigOption = None,
+    output: OutputOption = Output.table,
     as_json: JsonOption = False,
+    sort: SortOption = None,
+    top: TopOption = None,
+    wide: WideOption = False,
 ) -> None:
     """Days until each cluster's CPU and memory reach the limit (linear and weekly-seasonal fits on daily peaks)."""
     window = _window(start, end, days, tz)
@@ -130,7 +196,7 @@ def forecast_command(
         frame = forecast.forecast(conn, window, limit, tz)
         if plot:
             charts.plot_forecast(forecast.daily_peaks(conn, window, tz), frame, plot)
-    print_frame(frame, as_json, title=f"forecast to {limit:g}% of capacity, {window}")
+    report(frame, view(output, as_json, sort, top, wide, tz), f"forecast to {limit:g}% of capacity, {window}", window)
 
 
 @capacity_app.command("rightsize")
@@ -144,7 +210,11 @@ def rightsize_command(
     days: Annotated[int, typer.Option(min=1, help="Lookback when --from is not given.")] = 14,
     tz: TzOption = "UTC",
     config: ConfigOption = None,
+    output: OutputOption = Output.table,
     as_json: JsonOption = False,
+    sort: SortOption = None,
+    top: TopOption = None,
+    wide: WideOption = False,
 ) -> None:
     """Recommended vCPUs and memory per VM, idle VMs, and the monthly cost change under the rate card."""
     window = _window(start, end, days, tz)
@@ -154,7 +224,11 @@ def rightsize_command(
     settings = read_settings(config)
     with open_database(settings) as db, db.connection() as conn, handled_errors():
         frame = rightsize.rightsize(conn, window, card, policy)
-    print_frame(frame, as_json, title=f"right-sizing (p{percentile:g} + {headroom_pct:g}%), costs in {card.currency}")
+    title = f"right-sizing (p{percentile:g} + {headroom_pct:g}%), costs in {card.currency}, {window}"
+    chosen_view = view(output, as_json, sort, top, wide, tz)
+    report(frame.drop("resource_id"), chosen_view, title, window)
+    if chosen_view.output is Output.table:
+        _rightsize_notes(frame, card.currency)
 
 
 def _charges(config: Path | None, window: Window, card: RateCard, tz: str) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -177,7 +251,11 @@ def show_command(
     rates: RatesOption = None,
     tz: TzOption = "UTC",
     config: ConfigOption = None,
+    output: OutputOption = Output.table,
     as_json: JsonOption = False,
+    sort: SortOption = None,
+    top: TopOption = None,
+    wide: WideOption = False,
 ) -> None:
     """Costs per group, period and rate line, with the grand total."""
     window = _window(start, end, days, tz)
@@ -187,9 +265,12 @@ def show_command(
     costs, _ = _charges(config, window, card, tz)
     with handled_errors():
         report = chargeback.summarise(costs, group_by, interval, tz, card.currency)
-    print_frame(report.rows.drop("cost_nanos"), as_json, title=f"chargeback per {group_by}, {card.currency}, {window}")
-    if not as_json:
-        console.print(f"total {chargeback.money(pl.Series([report.total_nanos]))[0]} {card.currency}", highlight=False)
+    chosen_view = view(output, as_json, sort, top, wide, tz)
+    rows = report.rows.drop("cost_nanos")
+    first = [*chargeback.group_columns(group_by), "period_start", "line", "component", "cost", "quantity", "unit"]
+    show(rows.select(*first, pl.exclude(first)), chosen_view, f"chargeback per {group_by}, {card.currency}, {window}")
+    if chosen_view.output is Output.table:
+        console.print(_total_line(rows, report.total_nanos, card.currency), highlight=False)
 
 
 @chargeback_app.command("export")
@@ -219,5 +300,5 @@ def export_command(
         else:
             frame = chargeback.summarise(costs, group_by, interval, tz, card.currency).rows
         export.write(frame, output, fmt)
-    total = chargeback.money(pl.Series([int(costs["cost_nanos"].sum())]))[0]
-    console.print(f"wrote {frame.height} rows to {output} ({fmt}); total {total} {card.currency}", highlight=False)
+    total = _total_line(costs, int(costs["cost_nanos"].sum()), card.currency)
+    console.print(f"wrote {frame.height} rows to {output} ({fmt}); {total}", highlight=False)
