@@ -163,6 +163,7 @@ class Daemon:
                 jitter=schedule.jitter_s,
                 next_run_time=first,
                 id=f"{job}:{name}",
+                name=f"{job} {name}",  # apscheduler's log lines name the job by this, not by the method
             )
         log.info("leased manager %s", name)
 

@@ -64,12 +64,16 @@ class Daemons:
         self.config.write_text(config)
         self.processes: list[subprocess.Popen[str]] = []
 
-    def start(self) -> subprocess.Popen[str]:
+    def start(self, *options: str) -> subprocess.Popen[str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CLOUDMETER_")}
         env |= {"CLOUDMETER_CONFIG": str(self.config), "CLOUDMETER_DSN": self.dsn, "CLOUDMETER_DATA_DIR": str(self.tmp)}
         log = (self.tmp / f"daemon{len(self.processes)}.log").open("w")
         process = subprocess.Popen(
-            [sys.executable, "-m", "cloudmeter", "run"], env=env, stdout=log, stderr=subprocess.STDOUT, text=True
+            [sys.executable, "-m", "cloudmeter", *options, "run"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         self.processes.append(process)
         return process
@@ -226,9 +230,10 @@ def test_a_failing_manager_backs_off_without_delaying_the_others(daemons: Callab
     )
     run = daemons(config)
     began = datetime.now(UTC)
-    run.start()
+    run.start("--debug")
 
     wait_for(lambda: caught_up(dsn, {"healthy"}, began), 60, "the healthy manager to catch up")
+    assert 'Running job "capture healthy (trigger' in run.log(0) and "_guarded" not in run.log(0)
 
     with psycopg.connect(dsn) as conn:
         failures, next_attempt, error, mark = conn.execute(
