@@ -7,17 +7,21 @@
 # - a virtualenv with cloudmeter and its test extras
 set -euo pipefail
 cd "$(dirname "$0")/.."
+step() { echo "==> $*" >&2; }
 
 if [ ! -x /usr/lib/postgresql/15/bin/initdb ]; then
+    step "installing Debian's PostgreSQL 15 (apt-get)"
     SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq postgresql-15 >/dev/null
 fi
 if [ ! -d tests/pglite/node_modules ]; then
+    step "installing PGlite + TimescaleDB (npm ci in tests/pglite)"
     npm ci --silent --legacy-peer-deps --prefix tests/pglite
 fi
 for server in gnocchi keystone; do
     if [ ! -x tests/$server/.venv/bin/$server-manage ] && [ ! -x tests/$server/.venv/bin/$server-upgrade ]; then
+        step "installing $server in tests/$server/.venv (a few minutes, once)"
         python3 -m venv tests/$server/.venv
         tests/$server/.venv/bin/python -m pip install -q -r tests/$server/requirements.lock
     fi
@@ -25,6 +29,8 @@ done
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
+step "installing cloudmeter with its test extras in .venv"
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[test]'
+step "running the tests"
 exec .venv/bin/python -m pytest "$@"
