@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
@@ -22,6 +23,7 @@ from cloudmeter.cli_output import (
     show,
     view,
 )
+from cloudmeter.errors import ConfigError
 from cloudmeter.model import Window
 from cloudmeter.reports import capacity, chargeback, charts, export, focus, forecast, headroom, rightsize
 from cloudmeter.reports.inputs import regions
@@ -105,6 +107,15 @@ def _total_line(rows: pl.DataFrame, total_nanos: int, currency: str) -> str:
     if not rows.height:
         return "total: n/a (no charges in this window)"
     return f"total {cell('cost', chargeback.money(pl.Series([total_nanos]))[0])} {currency}"
+
+
+def writable(path: Path, option: str) -> None:
+    """Refuse, before any work, a file path whose directory is missing or read-only (one line, exit 2)."""
+    folder = path.parent
+    if not folder.is_dir():
+        raise ConfigError(f"{option} {path}: directory {folder} does not exist; create it or choose another path")
+    if not os.access(folder, os.W_OK):
+        raise ConfigError(f"{option} {path}: directory {folder} is not writable; choose another path")
 
 
 def _rates(path: Path | None) -> RateCard:
@@ -292,6 +303,7 @@ def export_command(
     with handled_errors():
         export.check_format(fmt)
         chargeback.group_columns(group_by)
+        writable(output, "--output")
     card = _rates(rates)
     costs, located = _charges(config, window, card, tz)
     with handled_errors():

@@ -94,3 +94,12 @@ def test_cells_are_formatted_by_unit() -> None:
         "yes",
         "12,345",
     ]
+
+
+def test_an_export_to_a_missing_directory_is_one_line_before_any_work(env: dict[str, str], tmp_path: Path) -> None:
+    target = tmp_path / "missing" / "x.csv"
+    result = CliRunner().invoke(app, ["chargeback", "export", *WINDOW, "--output", str(target)], env=env)
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        f"error: --output {target}: directory {target.parent} does not exist; create it or choose another path"
+    )
