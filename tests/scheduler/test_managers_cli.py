@@ -43,7 +43,7 @@ def test_add_list_disable_backfill_remove(dsn: str, tmp_path: Path) -> None:
     disabled = run("managers", "disable", "lab", env=env)
     listed = json.loads(run("managers", "list", "--json", env=env).stdout)
     assert disabled.returncode == 0, disabled.stderr
-    assert {(m["name"], m["source"], m["enabled"]) for m in listed} == {("lab", "added", False), ("os", "added", True)}
+    assert {(m["name"], m["source"], m["enabled"]) for m in listed} == {("lab", "cli", False), ("os", "cli", True)}
 
     backfill = run(
         "backfill", "--manager", "lab", "--since", "2026-01-01T01:00Z", "--until", "2026-01-01T03:00Z", env=env
