@@ -19,6 +19,7 @@ from rich.table import Table
 from cloudmeter.config import Settings, load_settings
 from cloudmeter.errors import CloudmeterError, ConfigError
 from cloudmeter.storage.database import Database
+from cloudmeter.storage.dsn import scrub
 
 console = Console()
 err_console = Console(stderr=True)
@@ -31,7 +32,7 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
     """Print ``message`` as an error (verbatim: ``[managers.x]`` is not rich markup) and exit with ``code``."""
-    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+    err_console.print(f"[bold red]error:[/] {escape(scrub(message))}", highlight=False)
     return typer.Exit(code)
 
 

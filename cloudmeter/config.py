@@ -5,6 +5,7 @@ Loaded once into a frozen ``Settings`` object that is passed down; nothing reads
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
 from collections.abc import Mapping
@@ -14,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -24,7 +26,7 @@ from pydantic_settings import (
 from cloudmeter.collectors.base import ManagerConfig
 from cloudmeter.collectors.registry import parse_manager_config
 from cloudmeter.errors import ConfigError
-from cloudmeter.storage.dsn import MASK, mask_dsn
+from cloudmeter.storage.dsn import MASK, dsn_problem, mask_dsn
 from cloudmeter.storage.writer import WriteMethod
 
 CONFIG_ENV = "CLOUDMETER_CONFIG"
@@ -89,6 +91,14 @@ class Settings(BaseSettings):
     managers: dict[str, ManagerConfig] = Field(default_factory=dict)
     metrics_port: int | None = Field(None, ge=0, le=65535, description="serve Prometheus /metrics here (run)")
 
+    @field_validator("dsn", mode="after")
+    @classmethod
+    def _parsable_dsn(cls, dsn: SecretStr | None) -> SecretStr | None:
+        problem = dsn_problem(dsn.get_secret_value()) if dsn else None
+        if problem:
+            raise PydanticCustomError("dsn", problem)
+        return dsn
+
     @field_validator("time_zones", mode="after")
     @classmethod
     def _known_zones(cls, zones: tuple[str, ...]) -> tuple[str, ...]:
@@ -130,42 +140,108 @@ class Settings(BaseSettings):
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
     """Load settings from ``config_file`` (or ``$CLOUDMETER_CONFIG``) and the environment.
 
-    Raises ConfigError naming the file, the field and the fix.
+    Raises ConfigError naming the file or variable, the setting and the fix.
     """
     path = config_file or (Path(os.environ[CONFIG_ENV]) if os.environ.get(CONFIG_ENV) else None)
-    if path is not None:
-        _check_toml(path)
+    table = _read_toml(path) if path is not None else {}
+    mistyped = _mistyped_variables()
     saved = os.environ.get(CONFIG_ENV)
     try:
         if path is not None:
             os.environ[CONFIG_ENV] = str(path)
-        return Settings(**overrides)
+        settings = Settings(**overrides)
     except ValidationError as exc:
-        where = f"config file {path}" if path else "configuration"
-        raise ConfigError(f"{where} is invalid: {_describe(exc)}") from None
+        raise ConfigError("; ".join([*mistyped, _describe(exc, path, table)])) from None
     finally:
         if saved is None:
             os.environ.pop(CONFIG_ENV, None)
         else:
             os.environ[CONFIG_ENV] = saved
+    if mistyped:
+        raise ConfigError("; ".join(mistyped))
+    return settings
 
 
-def _check_toml(path: Path) -> None:
+def _read_toml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist; fix {CONFIG_ENV} or create the file")
     try:
-        tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
 
 
-def _describe(exc: ValidationError) -> str:
-    problems = []
+#: How alike an unknown ``CLOUDMETER_*`` variable must be to a setting to count as its typo (pydantic-settings
+#: ignores unknown top-level variables, and others may hold secrets that a manager names as ``env:VARNAME``).
+TYPO_CUTOFF = 0.8
+
+
+def _mistyped_variables() -> list[str]:
+    """``CLOUDMETER_*`` variables that name no setting but come close to one."""
+    known = [*Settings.model_fields, CONFIG_ENV.removeprefix("CLOUDMETER_").lower()]
+    keys = {name: name[len("CLOUDMETER_") :].lower() for name in os.environ if name.upper().startswith("CLOUDMETER_")}
+    return [
+        _unknown((key,), name, from_env=True)
+        for name, key in keys.items()
+        if "__" not in key and key not in known and difflib.get_close_matches(key, known, n=1, cutoff=TYPO_CUTOFF)
+    ]
+
+
+def _describe(exc: ValidationError, path: Path | None, table: Mapping[str, Any]) -> str:
+    """One line for all of ``exc``'s errors, each naming the setting, where it was given and the fix."""
+    named, fields = [], []
     for err in exc.errors(include_input=False, include_url=False):
-        field = ".".join(str(p) for p in err["loc"])
-        env = "CLOUDMETER_" + "__".join(str(p) for p in err["loc"]).upper()
-        problems.append(f"{field} ({env}): {err['msg']}")
-    return "; ".join(problems)
+        loc = tuple(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            in_file = _in_file(loc, path, table)
+            variable = None if in_file else _in_env(loc)
+            named.append(_unknown(loc, in_file or variable or ".".join(loc), from_env=variable is not None))
+        elif err["type"] == "dsn":
+            source = _in_env(loc) or _in_file(loc, path, table) or "dsn"  # the environment wins
+            named.append(f"{source} is not a valid PostgreSQL connection string: {err['msg']}")
+        else:
+            fields.append(f"{'.'.join(loc)} ({_env_name(loc)}): {err['msg']}")
+    if fields:
+        named.append(f"{f'config file {path}' if path else 'configuration'} is invalid: {'; '.join(fields)}")
+    return "; ".join(named)
+
+
+def _env_name(loc: tuple[str, ...]) -> str:
+    return "CLOUDMETER_" + "__".join(loc).upper()
+
+
+def _in_env(loc: tuple[str, ...]) -> str | None:
+    """The environment variable that gave the setting at ``loc`` (or a table holding it), as written."""
+    given = {name.upper(): name for name in os.environ}
+    found = (given.get(_env_name(loc[:depth])) for depth in range(len(loc), 0, -1))
+    return next((name for name in found if name), None)
+
+
+def _in_file(loc: tuple[str, ...], path: Path | None, table: Mapping[str, Any]) -> str | None:
+    """``setting in FILE`` if the config file gives the setting at ``loc``."""
+    node: Any = table
+    for part in loc:
+        node = node.get(part) if isinstance(node, Mapping) else None
+    return f"{'.'.join(loc)} in {path}" if node is not None else None
+
+
+def _unknown(loc: tuple[str, ...], source: str, from_env: bool) -> str:
+    """The unknown setting at ``loc``, where it was given (``source``), and the closest known one."""
+    model: Any = Settings
+    for part in loc[:-1]:
+        field = model.model_fields.get(part) if _is_model(model) else None
+        model = field.annotation if field else None
+    known = list(model.model_fields) if _is_model(model) else []
+    close = difflib.get_close_matches(loc[-1], known, n=1)
+    if from_env:
+        hint = f"; did you mean {_env_name((*loc[:-1], close[0]))}?" if close else ""
+        return f"unknown setting {source} in the environment{hint}"
+    hint = f"did you mean {'.'.join((*loc[:-1], close[0]))}?" if close else f"known: {', '.join(known)}"
+    return f"unknown setting {source}; {hint}"
+
+
+def _is_model(candidate: Any) -> bool:
+    return isinstance(candidate, type) and issubclass(candidate, BaseModel)
 
 
 def effective_config(settings: Settings) -> dict[str, Any]:

@@ -54,7 +54,7 @@ vms = 5
     [
         ("pool_size = 0", r"pool_size \(CLOUDMETER_POOL_SIZE\): Input should be greater than or equal to 1"),
         ('time_zones = ["Mars/Olympus"]', r"'Mars/Olympus' is not an IANA time zone"),
-        ("colour = 'blue'", r"colour .*Extra inputs are not permitted"),
+        ("colour = 'blue'", r"unknown setting colour in .*cloudmeter.toml; known: dsn, data_dir, pool_size"),
         ("[managers.x]\nvms = 3", r"manager 'x' has no 'kind'"),
         ('[managers.x]\nkind = "vmware"', r"unknown manager kind 'vmware'; installed kinds: .*simulator"),
         (
@@ -86,3 +86,89 @@ def test_mask_and_scrub_key_value_dsn() -> None:
     assert mask_dsn(dsn) == "host=db user=meter password=******** dbname=cm"
     assert scrub("FATAL: password hunter2 rejected", dsn) == "FATAL: password ******** rejected"
     assert mask_dsn("postgresql://meter@db/cm") == "postgresql://meter@db/cm"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("pool_sise = 4", "unknown setting pool_sise in {path}; did you mean pool_size?"),
+        (
+            "[schedule]\ncapture_intervl_s = 60",
+            "unknown setting schedule.capture_intervl_s in {path}; did you mean schedule.capture_interval_s?",
+        ),
+        ("[retention]\nraw_dayz = 3", "unknown setting retention.raw_dayz in {path}; did you mean retention.raw_days?"),
+    ],
+)
+def test_a_mistyped_key_in_the_file_is_named_with_the_closest_setting(tmp_path: Path, text: str, message: str) -> None:
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    assert str(caught.value) == message.format(path=path)
+
+
+@pytest.mark.parametrize(
+    ("variable", "message"),
+    [
+        (
+            "CLOUDMETER_POOL_SISE",
+            "unknown setting CLOUDMETER_POOL_SISE in the environment; did you mean CLOUDMETER_POOL_SIZE?",
+        ),
+        (
+            "cloudmeter_pool_sise",
+            "unknown setting cloudmeter_pool_sise in the environment; did you mean CLOUDMETER_POOL_SIZE?",
+        ),
+        (
+            "CLOUDMETER_SCHEDULE__JITTR_S",
+            "unknown setting CLOUDMETER_SCHEDULE__JITTR_S in the environment; did you mean "
+            "CLOUDMETER_SCHEDULE__JITTER_S?",
+        ),
+    ],
+)
+def test_a_mistyped_variable_is_named_with_the_closest_setting(
+    monkeypatch: pytest.MonkeyPatch, variable: str, message: str
+) -> None:
+    monkeypatch.setenv(variable, "4")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert str(caught.value) == message
+
+
+def test_other_cloudmeter_variables_may_hold_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CLOUDMETER_OS_PASSWORD", "for env:CLOUDMETER_OS_PASSWORD in a manager")
+    assert load_settings().pool_size == 4
+
+
+@pytest.mark.parametrize(
+    ("dsn", "problem"),
+    [
+        ("postgres//meter:PW-s3cr3t@db.example:5432/cm", "scheme must be postgresql:// or postgres://"),
+        (
+            "postgresql://meter:PW-s3cr3t@Pass-7z@127.0.0.1:1/cm",
+            "an '@' in the user name or password must be written %40",
+        ),
+        ("host=db password=PW-s3cr3t Pass-7z", "every item must be key=value"),
+    ],
+)
+def test_a_malformed_dsn_is_rejected_at_load_without_the_password(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, dsn: str, problem: str
+) -> None:
+    monkeypatch.setenv("CLOUDMETER_DSN", dsn)
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    message = str(caught.value)
+    assert message.startswith(f"CLOUDMETER_DSN is not a valid PostgreSQL connection string: {problem}")
+    assert "PW-s3cr3t" not in message
+    assert "Pass-7z" not in message
+    assert "\n" not in message
+    monkeypatch.delenv("CLOUDMETER_DSN")
+    path = _write(tmp_path, f"dsn = {dsn!r}")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    assert str(caught.value).startswith(f"dsn in {path} is not a valid PostgreSQL connection string: {problem}")
+    assert "PW-s3cr3t" not in str(caught.value)
+
+
+def test_effective_config_masks_every_secret_of_the_dsn(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CLOUDMETER_DSN", "host=db user=meter password='s3cr3t pw' sslpassword=k3y-pw dbname=cm")
+    shown = effective_config(load_settings())
+    assert shown["dsn"] == "host=db user=meter password=******** sslpassword=******** dbname=cm"

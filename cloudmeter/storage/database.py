@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,13 +14,25 @@ from psycopg_pool import ConnectionPool
 
 from cloudmeter.errors import ConfigError, StorageUnavailable
 from cloudmeter.storage import schema
-from cloudmeter.storage.dsn import mask_dsn, scrub
+from cloudmeter.storage.dsn import dsn_problem, mask_dsn, scrub
 from cloudmeter.storage.embedded import EmbeddedPostgres
 from cloudmeter.storage.partitions import PartitionManager
 from cloudmeter.storage.server import ServerInfo, probe
 from cloudmeter.storage.writer import WriteMethod, WriteTarget
 
 CONNECT_TIMEOUT_S = 10
+
+
+class _ScrubLogs(logging.Filter):
+    """Masks DSN-shaped text in the records of psycopg's loggers (they log libpq's messages)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = scrub(record.getMessage()), None
+        return True
+
+
+for _name in ("psycopg", "psycopg.pool"):
+    logging.getLogger(_name).addFilter(_ScrubLogs())
 
 
 class Database:
@@ -71,22 +84,17 @@ class Database:
         return self
 
     def _check(self, conninfo: str) -> None:
-        try:
-            psycopg.conninfo.conninfo_to_dict(conninfo)
-        except psycopg.ProgrammingError as exc:
-            raise ConfigError(
-                f"CLOUDMETER_DSN is not a valid PostgreSQL connection string ({scrub(str(exc), conninfo)}); "
-                "use postgresql://user:password@host:port/dbname"
-            ) from None
+        problem = dsn_problem(conninfo)  # libpq's own parse errors may quote the password: never shown
+        if problem:
+            raise ConfigError(f"CLOUDMETER_DSN is not a valid PostgreSQL connection string: {problem}")
         try:
             with psycopg.connect(conninfo, connect_timeout=CONNECT_TIMEOUT_S) as conn:
                 self._server = probe(conn)
                 self._mode = schema.stored_mode(conn)
         except psycopg.OperationalError as exc:
-            reason = scrub(str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc), conninfo)
             raise StorageUnavailable(
-                f"cannot connect to PostgreSQL ({self.display_dsn}): {reason}. Check CLOUDMETER_DSN, or unset it "
-                "to use the embedded server"
+                f"cannot connect to PostgreSQL ({self.display_dsn}): {_reason(exc, conninfo)}. Check CLOUDMETER_DSN, "
+                "or unset it to use the embedded server"
             ) from None
 
     def close(self) -> None:
@@ -109,7 +117,10 @@ class Database:
         """A new autocommit connection outside the pool, for session state such as advisory locks."""
         if not self._conninfo:
             raise StorageUnavailable("the database is not open; use `with Database(...) as db:`")
-        return psycopg.connect(self._conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
+        try:
+            return psycopg.connect(self._conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
+        except psycopg.OperationalError as exc:  # same type, for callers that retry; libpq's text scrubbed
+            raise psycopg.OperationalError(_reason(exc, self._conninfo)) from None
 
     def migrate(self, mode: schema.Mode | None = None) -> list[int]:
         """Create or upgrade the schema (idempotent); return the migrations applied."""
@@ -140,3 +151,9 @@ class Database:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def _reason(exc: psycopg.Error, conninfo: str) -> str:
+    """The first line of libpq's message, with the password and anything DSN-shaped masked."""
+    text = str(exc).strip()
+    return scrub(text.splitlines()[0] if text else type(exc).__name__, conninfo)

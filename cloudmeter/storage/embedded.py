@@ -14,6 +14,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from cloudmeter.errors import StorageUnavailable
+from cloudmeter.storage.dsn import scrub
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ class EmbeddedPostgres:
                 self._server = get_server(self.pgdata, cleanup_mode="stop", postgres_version=self.version)
             except Exception as exc:
                 raise StorageUnavailable(
-                    f"the embedded PostgreSQL in {self.pgdata} did not start ({exc}); its log is "
+                    f"the embedded PostgreSQL in {self.pgdata} did not start ({scrub(str(exc))}); its log is "
                     f"{self.pgdata / 'log'}, or set CLOUDMETER_DSN to use an external server"
                 ) from exc
         self.uri = str(self._server.get_uri())

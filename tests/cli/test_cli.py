@@ -82,3 +82,79 @@ def test_demo_on_the_embedded_default_twice(tmp_path: Path) -> None:
     assert (tmp_path / "postgres" / "PG_VERSION").read_text().strip() == "18"
     status = run("db", "status", "--json", data_dir=tmp_path)
     assert json.loads(status.stdout)["schema_version"] == LATEST
+
+
+def _one_line_error(result: subprocess.CompletedProcess[str], *secrets: str) -> str:
+    """The single stderr line of a run that exited 2, after checking no secret was printed anywhere."""
+    assert result.returncode == 2, result.stdout + result.stderr
+    for secret in secrets:
+        assert secret not in result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("command", [("config", "check"), ("status",)])
+@pytest.mark.parametrize(
+    ("dsn", "secrets", "problem"),
+    [
+        (
+            "postgres//meter:PW-s3cr3t@db.example:5432/cm",
+            ["PW-s3cr3t"],
+            "CLOUDMETER_DSN is not a valid PostgreSQL connection string: scheme must be postgresql:// or postgres://",
+        ),
+        (
+            "postgresql://meter:PW-s3cr3t@Pass-7z@127.0.0.1:1/cm",
+            ["PW-s3cr3t", "Pass-7z"],
+            "CLOUDMETER_DSN is not a valid PostgreSQL connection string: an '@' in the user name or password must "
+            "be written %40",
+        ),
+        (
+            "postgresql://meter:PW-s3cr3t x@127.0.0.1:1/cm",
+            ["PW-s3cr3t"],
+            "CLOUDMETER_DSN is not a valid PostgreSQL connection string: a space in a URI must be written %20",
+        ),
+    ],
+)
+def test_malformed_dsn_exits_2_naming_the_problem_without_the_password(
+    tmp_path: Path, command: tuple[str, ...], dsn: str, secrets: list[str], problem: str
+) -> None:
+    result = run(*command, env={"CLOUDMETER_DSN": dsn}, data_dir=tmp_path)
+    assert _one_line_error(result, *secrets).startswith(f"error: {problem}")
+
+
+def test_unreachable_dsn_masks_a_password_in_the_query(tmp_path: Path) -> None:
+    result = run("status", env={"CLOUDMETER_DSN": "postgresql://meter@127.0.0.1:1/cm?password=PW-s3cr3t"})
+    assert result.returncode == 1
+    assert "cannot connect to PostgreSQL (postgresql://meter@127.0.0.1:1/cm?password=********)" in result.stderr
+    assert "PW-s3cr3t" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "message"),
+    [
+        ("pool_sise = 4\n", {}, "unknown setting pool_sise in {path}; did you mean pool_size?"),
+        (
+            "[schedule]\ncapture_intervl_s = 60\n",
+            {},
+            "unknown setting schedule.capture_intervl_s in {path}; did you mean schedule.capture_interval_s?",
+        ),
+        (
+            "[retention]\nraw_dayz = 3\n",
+            {},
+            "unknown setting retention.raw_dayz in {path}; did you mean retention.raw_days?",
+        ),
+        (
+            "",
+            {"CLOUDMETER_POOL_SISE": "4"},
+            "unknown setting CLOUDMETER_POOL_SISE in the environment; did you mean CLOUDMETER_POOL_SIZE?",
+        ),
+    ],
+)
+def test_config_typo_exits_2_naming_the_key_and_the_closest_setting(
+    tmp_path: Path, text: str, env: dict[str, str], message: str
+) -> None:
+    path = tmp_path / "cloudmeter.toml"
+    path.write_text(text)
+    result = run("config", "check", "--config", str(path), env=env, data_dir=tmp_path)
+    assert _one_line_error(result) == f"error: {message.format(path=path)}"
