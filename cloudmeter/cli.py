@@ -53,10 +53,14 @@ ManagerOption = Annotated[str, typer.Option("--manager", "-m", help="Manager nam
 def _window(since: str, until: str | None) -> Window:
     """``--since`` to ``--until`` (default: now), or a clear error."""
     start = parse_time(since, "--since")
-    end = parse_time(until, "--until") or datetime.now(UTC)
     assert start is not None
+    return _between(start, parse_time(until, "--until") or datetime.now(UTC))
+
+
+def _between(start: datetime, end: datetime) -> Window:
+    """The window from ``start`` to ``end``, or a one-line error when it is empty."""
     if end <= start:
-        raise fail(f"--until {end.isoformat()} is not after --since {start.isoformat()}", 2)
+        raise fail(f"--until {end.isoformat()} is not after --since {start.isoformat()}; swap them", 2)
     return Window(start, end)
 
 
@@ -415,6 +419,8 @@ def capture(
     """Capture a manager's metrics for a window (idempotent: re-capturing rewrites nothing)."""
     settings = read_settings(config)
     start, end = parse_time(since, "--since"), parse_time(until, "--until") or datetime.now(UTC)
+    if start is not None:
+        _between(start, end)
     with open_database(settings) as db:
         manager_id, collector = _manager(db, settings, manager)
         if start is None:
@@ -424,7 +430,7 @@ def capture(
             if mark is None:
                 raise fail(f"manager {manager!r} has never been captured; give --since", 2)
             start = mark - timedelta(seconds=settings.schedule.capture_overlap_s)
-        (result,) = _captured(db, settings, manager_id, collector, [Window(start, end)])
+        (result,) = _captured(db, settings, manager_id, collector, [_between(start, end)])
     console.print(
         f"{manager}: {result.rows:,} samples in {result.batches} batches for {result.window}", highlight=False
     )

