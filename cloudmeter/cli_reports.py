@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
 import polars as pl
+import psycopg
 import typer
 
 from cloudmeter.cli_common import ConfigOption, console, fail, handled_errors, open_database, parse_time, read_settings
@@ -29,6 +32,7 @@ from cloudmeter.reports import capacity, chargeback, charts, export, focus, fore
 from cloudmeter.reports.inputs import regions
 from cloudmeter.reports.periods import check_zone
 from cloudmeter.reports.ratecard import RateCard, load_rate_card, sample_rate_card
+from cloudmeter.storage import schema
 
 capacity_app = typer.Typer(
     help="Capacity planning: utilization, headroom, forecasts, right-sizing.", no_args_is_help=True
@@ -109,6 +113,19 @@ def _total_line(rows: pl.DataFrame, total_nanos: int, currency: str) -> str:
     return f"total {cell('cost', chargeback.money(pl.Series([total_nanos]))[0])} {currency}"
 
 
+@contextmanager
+def reporting(config: Path | None) -> Iterator[psycopg.Connection]:
+    """A connection to the configured database, or one line saying there is nothing to report on yet."""
+    settings = read_settings(config)
+    with open_database(settings) as db, db.connection() as conn:
+        if schema.applied_version(conn) == 0:
+            raise fail(
+                f"no cloudmeter data in {db.display_dsn} yet: run `cloudmeter demo` to try the reports, "
+                "or add a manager and capture (README: Configuration)"
+            )
+        yield conn
+
+
 def writable(path: Path, option: str) -> None:
     """Refuse, before any work, a file path whose directory is missing or read-only (one line, exit 2)."""
     folder = path.parent
@@ -141,8 +158,7 @@ def utilization_command(
     """Avg, p95 and peak CPU/memory/disk/network per host, cluster or provider, coverage, and allocation
     against capacity (overcommit)."""
     window = _window(start, end, days, tz)
-    settings = read_settings(config)
-    with open_database(settings) as db, db.connection() as conn:
+    with reporting(config) as conn:
         chosen = capacity.check_level(level)
         frame = capacity.utilization(conn, window, chosen)
         if plot:
@@ -178,8 +194,7 @@ def headroom_command(
     with handled_errors():
         flavor = headroom.Flavor(vcpus, memory_gb)
         limits = headroom.Limits(cpu_usage_pct, mem_usage_pct, cpu_ratio, mem_ratio)
-    settings = read_settings(config)
-    with open_database(settings) as db, db.connection() as conn:
+    with reporting(config) as conn:
         frame = headroom.headroom(conn, window, flavor, limits)
     title = f"headroom for {vcpus} vCPU / {memory_gb:g} GB, {window}"
     report(frame, view(output, as_json, sort, top, wide, tz), title, window, _HEADROOM)
@@ -202,8 +217,7 @@ def forecast_command(
 ) -> None:
     """Days until each cluster's CPU and memory reach the limit (linear and weekly-seasonal fits on daily peaks)."""
     window = _window(start, end, days, tz)
-    settings = read_settings(config)
-    with open_database(settings) as db, db.connection() as conn, handled_errors():
+    with reporting(config) as conn, handled_errors():
         frame = forecast.forecast(conn, window, limit, tz)
         if plot:
             charts.plot_forecast(forecast.daily_peaks(conn, window, tz), frame, plot)
@@ -232,8 +246,7 @@ def rightsize_command(
     card = _rates(rates)
     with handled_errors():
         policy = rightsize.Policy(percentile, headroom_pct, idle_cpu_pct)
-    settings = read_settings(config)
-    with open_database(settings) as db, db.connection() as conn, handled_errors():
+    with reporting(config) as conn, handled_errors():
         frame = rightsize.rightsize(conn, window, card, policy)
     title = f"right-sizing (p{percentile:g} + {headroom_pct:g}%), costs in {card.currency}, {window}"
     chosen_view = view(output, as_json, sort, top, wide, tz)
@@ -243,8 +256,7 @@ def rightsize_command(
 
 
 def _charges(config: Path | None, window: Window, card: RateCard, tz: str) -> tuple[pl.DataFrame, pl.DataFrame]:
-    settings = read_settings(config)
-    with open_database(settings) as db, db.connection() as conn, handled_errors():
+    with reporting(config) as conn, handled_errors():
         return chargeback.charges(conn, window, card, tz), regions(conn)
 
 

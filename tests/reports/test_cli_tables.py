@@ -103,3 +103,12 @@ def test_an_export_to_a_missing_directory_is_one_line_before_any_work(env: dict[
     assert result.stderr.strip() == (
         f"error: --output {target}: directory {target.parent} does not exist; create it or choose another path"
     )
+
+
+@pytest.mark.parametrize("name", ["utilization per cluster", "chargeback"])
+def test_a_report_on_a_database_without_schema_says_what_to_do(dsn: str, tmp_path: Path, name: str) -> None:
+    env = {"CLOUDMETER_DSN": dsn, "CLOUDMETER_DATA_DIR": str(tmp_path), "COLUMNS": "80"}
+    result = CliRunner().invoke(app, list(REPORTS[name]), env=env)
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: no cloudmeter data in ") and "run `cloudmeter demo`" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
