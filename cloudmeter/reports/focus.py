@@ -1,9 +1,15 @@
 """FOCUS 1.2 cost and usage rows from chargeback charges (one row per VM, rate line, component and period).
 
-All 21 mandatory columns, the conditional ones that apply to metered VMs (ResourceId, ResourceName,
-ResourceType, SubAccountId/Name/Type, Tags, RegionId/Name, ConsumedQuantity/Unit, ListUnitPrice,
-ContractedUnitPrice, PricingCategory, ChargeFrequency, SkuId, SkuPriceId) and cloudmeter's own columns
-prefixed ``x_``. No discounts exist, so BilledCost = EffectiveCost = ListCost = ContractedCost.
+All 21 mandatory columns, the recommended ChargeFrequency, InvoiceId (null: cloudmeter issues no invoice) and
+ServiceSubcategory, the conditional ones that apply to metered VMs (ResourceId, ResourceName, ResourceType,
+SubAccountId/Name/Type, Tags, RegionId/Name, ConsumedQuantity/Unit, ListUnitPrice, ContractedUnitPrice,
+PricingCategory, SkuId, SkuPriceId) and cloudmeter's own columns prefixed ``x_``. No discounts exist, so
+BilledCost = EffectiveCost = ListCost = ContractedCost.
+
+An internal chargeback is the spec's "internal infrastructure offering" (appendix "Origination of cost data"):
+the provider, publisher and invoice issuer are the same internal offering, the manager's cloud. Every row is
+Usage: variable charges meter a quantity, fixed fees the hours a VM exists, both recorded only while it does.
+Units follow the spec's UnitFormat, where cloudmeter's GB (2^30 bytes) is GiB.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from typing import Final
 import polars as pl
 
 from cloudmeter.reports.chargeback import money
+from cloudmeter.reports.export import exact_decimals
 from cloudmeter.reports.periods import period_end, period_start
 from cloudmeter.reports.ratecard import MEASURES
 
@@ -23,28 +30,36 @@ MANDATORY: Final[tuple[str, ...]] = (
     "ChargePeriodStart", "ContractedCost", "EffectiveCost", "InvoiceIssuerName", "ListCost", "PricingQuantity",
     "PricingUnit", "ProviderName", "PublisherName", "ServiceCategory", "ServiceName",
 )  # fmt: skip
+RECOMMENDED: Final[tuple[str, ...]] = ("ChargeFrequency", "InvoiceId", "ServiceSubcategory")
 CONDITIONAL: Final[tuple[str, ...]] = (
-    "ChargeFrequency", "ConsumedQuantity", "ConsumedUnit", "ContractedUnitPrice", "ListUnitPrice",
+    "ConsumedQuantity", "ConsumedUnit", "ContractedUnitPrice", "ListUnitPrice",
     "PricingCategory", "RegionId", "RegionName", "ResourceId", "ResourceName", "ResourceType", "SkuId",
     "SkuPriceId", "SubAccountId", "SubAccountName", "SubAccountType", "Tags",
 )  # fmt: skip
 EXTRA: Final[tuple[str, ...]] = (
     "x_RateLine", "x_RateVersion", "x_Measure", "x_Component", "x_UnknownUsageHours", "x_Cluster", "x_CostNanos",
 )  # fmt: skip
-SERVICE_NAMES: Final = {"Compute": "Virtual Machines", "Storage": "Block Storage", "Networking": "Data Transfer"}
+#: ServiceCategory -> (ServiceName, ServiceSubcategory): a subcategory the spec allows under that category.
+SERVICES: Final = {
+    "Compute": ("Virtual Machines", "Virtual Machines"),
+    "Storage": ("Block Storage", "Block Storage"),
+    "Networking": ("Data Transfer", "Network Connectivity"),
+}
 TIME_UNITS: Final = {"hourly": "Hours", "daily": "Days", "weekly": "Weeks", "monthly": "Months"}
-ISSUER: Final = "cloudmeter"
+UNITS: Final = {"GB": "GiB"}  # cloudmeter's unit names -> FOCUS UnitFormat
 
 
 def _unit_columns() -> pl.DataFrame:
     rows = []
     for measure, spec in MEASURES.items():
+        unit = UNITS.get(spec.unit, spec.unit)
+        service, subcategory = SERVICES[spec.category]
         for per_time, suffix in TIME_UNITS.items():
-            pricing = "GB" if spec.volume else f"{spec.unit}-{suffix}"
-            consumed = "GB" if spec.volume else f"{spec.unit}-Hours"
-            category = spec.category
-            rows.append((measure, per_time, pricing, consumed, category, SERVICE_NAMES[category]))
-    names = ["x_Measure", "per_time", "pricing_unit", "ConsumedUnit", "ServiceCategory", "ServiceName"]
+            pricing = unit if spec.volume else f"{unit}-{suffix}"
+            consumed = unit if spec.volume else f"{unit}-Hours"
+            rows.append((measure, per_time, pricing, consumed, spec.category, service, subcategory))
+    names = ["x_Measure", "per_time", "pricing_unit", "consumed_unit", "ServiceCategory", "ServiceName",
+             "ServiceSubcategory"]  # fmt: skip
     return pl.DataFrame(rows, schema=names, orient="row")
 
 
@@ -74,6 +89,8 @@ def focus_rows(
     fixed = pl.col("component") == "fixed"
     billing_start = period_start(pl.col("ChargePeriodStart"), "monthly", tz)
     price = money(grouped["cost_nanos"])
+    unit_price = exact_decimals(grouped["unit_price"])
+    fee_suffix = pl.when(fixed).then(pl.lit("/fixed")).otherwise(pl.lit(""))  # a fee is a price of its own
     frame = grouped.with_columns(
         price.alias("BilledCost"),
         pl.col("manager").alias("BillingAccountId"),
@@ -96,7 +113,7 @@ def focus_rows(
         period_end(pl.col("ChargePeriodStart"), interval, tz).alias("ChargePeriodEnd"),
         price.alias("ContractedCost"),
         price.alias("EffectiveCost"),
-        pl.lit(ISSUER).alias("InvoiceIssuerName"),
+        pl.col("manager").alias("InvoiceIssuerName"),
         price.alias("ListCost"),
         pl.col("pricing_quantity").alias("PricingQuantity"),
         pl.when(fixed)
@@ -105,11 +122,12 @@ def focus_rows(
         .alias("PricingUnit"),
         pl.col("manager").alias("ProviderName"),
         pl.col("manager").alias("PublisherName"),
-        pl.when(fixed).then(pl.lit("Recurring")).otherwise(pl.lit("Usage-Based")).alias("ChargeFrequency"),
-        pl.when(fixed).then(None).otherwise(pl.col("quantity")).alias("ConsumedQuantity"),
-        pl.when(fixed).then(None).otherwise(pl.col("ConsumedUnit")).alias("ConsumedUnit"),
-        pl.col("unit_price").cast(pl.Decimal(38, 9)).alias("ContractedUnitPrice"),
-        pl.col("unit_price").cast(pl.Decimal(38, 9)).alias("ListUnitPrice"),
+        pl.lit("Usage-Based").alias("ChargeFrequency"),
+        pl.lit(None, pl.String).alias("InvoiceId"),
+        pl.col("quantity").alias("ConsumedQuantity"),
+        pl.when(fixed).then(pl.lit("Hours")).otherwise(pl.col("consumed_unit")).alias("ConsumedUnit"),
+        unit_price.alias("ContractedUnitPrice"),
+        unit_price.alias("ListUnitPrice"),
         pl.lit("Standard").alias("PricingCategory"),
         pl.col("region").alias("RegionId"),
         pl.col("region").alias("RegionName"),
@@ -117,7 +135,7 @@ def focus_rows(
         pl.col("name").alias("ResourceName"),
         pl.lit("Virtual Machine").alias("ResourceType"),
         pl.col("measure").alias("SkuId"),
-        pl.format("{}@{}", pl.col("line"), pl.col("version")).alias("SkuPriceId"),
+        pl.format("{}@{}{}", "line", "version", fee_suffix).alias("SkuPriceId"),
         pl.col("project").alias("SubAccountId"),
         pl.col("project").alias("SubAccountName"),
         pl.when(pl.col("project").is_not_null()).then(pl.lit("Project")).alias("SubAccountType"),
@@ -130,4 +148,4 @@ def focus_rows(
         pl.col("cluster").alias("x_Cluster"),
         pl.col("cost_nanos").alias("x_CostNanos"),
     )
-    return frame.select(*MANDATORY, *CONDITIONAL, *EXTRA)
+    return frame.select(*MANDATORY, *RECOMMENDED, *CONDITIONAL, *EXTRA)
