@@ -189,12 +189,53 @@ def test_forecast_linear_and_seasonal_days_to_exhaustion(db: Database) -> None:
     flat = frame.filter(pl.col("resource") == "memory")  # memory never grows; c1's CPU falls when vm-d retires
     assert set(flat["status"]) == {"never"} and flat["days_to_exhaustion"].null_count() == flat.height
     assert set(frame.filter(pl.col("cluster") == "c1")["status"]) == {"never"}
+    # 14 days of history, 2026-03-02 to 03-15; 4.3 days ahead is 0.31 of it: no note
+    for row in (linear, seasonal):
+        assert (row["first_day"], row["last_day"], row["span_days"], row["days_of_data"]) == (
+            date(2026, 3, 2), date(2026, 3, 15), 14, 14,
+        )  # fmt: skip
+    assert (linear["fitted_peak"], linear["trend_stderr"]) == (pytest.approx(12.25), pytest.approx(0, abs=1e-12))
+    assert (linear["extrapolation"], linear["note"]) == (pytest.approx(4.3 / 14), None)
+    assert frame["note"].null_count() == frame.height
+
+
+def test_forecast_reports_its_history_and_flags_extrapolation(db: Database) -> None:
+    load(db, days=4, growth=0.3)  # c2's daily peaks 5.75, 6.05, 6.35, 6.65 on 2026-03-02..05
+    with db.connection() as conn:
+        frame = forecast.forecast(conn, Window(START, START + timedelta(days=4)))
+    rows = {(r["cluster"], r["resource"], r["method"]): r for r in frame.iter_rows(named=True)}
+    linear, seasonal = rows["c2", "cpu", "linear"], rows["c2", "cpu", "seasonal"]
+    # (14.4 - 6.65) / 0.3 = 25.83 days after 03-05, 6.46 times the 4 days of history (more than 3: a note)
+    assert linear["days_to_exhaustion"] == pytest.approx(7.75 / 0.3)
+    assert linear["exhaustion_date"] == date(2026, 3, 31)  # 03-02 + ceil(3 + 25.83)
+    assert (linear["first_day"], linear["last_day"], linear["span_days"]) == (date(2026, 3, 2), date(2026, 3, 5), 4)
+    assert (linear["extrapolation"], linear["note"]) == (
+        pytest.approx(7.75 / 0.3 / 4), "extrapolated 6.5x beyond a 4-day history",
+    )  # fmt: skip
+    assert (linear["status"], linear["fitted_peak"]) == ("forecast", pytest.approx(6.65))
+    # too few days for a weekday term: no number, and why
+    assert (seasonal["status"], seasonal["note"]) == ("insufficient data", "4 days with data, seasonal needs 14")
+    assert [seasonal[c] for c in ("days_to_exhaustion", "days_lower", "days_upper", "exhaustion_date")] == [None] * 4
+    assert (seasonal["first_day"], seasonal["days_of_data"]) == (date(2026, 3, 2), 4)
+    # c1 falls, 3.0625, 3.0625, 2.0625, 2.0625 (vm-d retires): mean 2.5625 at x = 1.5, Sxy = -2, Sxx = 5, slope
+    # -0.4; residuals -0.1, 0.3, -0.3, 0.1: s^2 = 0.2 / (4 - 2), standard error sqrt(0.1 / 5); never, no note
+    c1 = rows["c1", "cpu", "linear"]
+    assert (c1["status"], c1["extrapolation"], c1["note"]) == ("never", None, None)
+    assert (c1["trend_per_day"], c1["trend_stderr"]) == (pytest.approx(-0.4), pytest.approx((0.1 / 5) ** 0.5))
+    assert c1["fitted_peak"] == pytest.approx(2.5625 - 0.4 * 1.5)  # the fit on the last day, x = 3
 
 
 def test_forecast_needs_enough_days(cloud: Database) -> None:
     with cloud.connection() as conn:
         frame = forecast.forecast(conn, WINDOW)
+        empty = forecast.forecast(conn, Window(START - timedelta(days=9), START - timedelta(days=2)))
     assert set(frame["status"]) == {"insufficient data"}  # 2 days: < 3 for linear, < 14 for seasonal
+    assert set(frame["note"]) == {"2 days with data, linear needs 3", "2 days with data, seasonal needs 14"}
+    assert set(frame["first_day"]) == {date(2026, 3, 2)} and set(frame["span_days"]) == {2}
+    for column in ("days_to_exhaustion", "days_lower", "days_upper", "exhaustion_date", "extrapolation"):
+        assert frame[column].null_count() == frame.height, column
+    assert set(empty["note"]) == {"0 days with data, linear needs 3", "0 days with data, seasonal needs 14"}
+    assert empty["first_day"].null_count() == empty.height and set(empty["days_of_data"]) == {0}
 
 
 def test_a_tiered_price_of_an_unknown_quantity_is_unknown() -> None:
