@@ -68,6 +68,7 @@ class Daemon:
         )
         self._leases: Leases | None = None
         self._leased: dict[str, _Leased] = {}
+        self._idle_said = False  # warned that there is nothing to run (once, until there is something)
 
     def run(self) -> None:
         """Serve until SIGTERM/SIGINT (or ``stop``), then let running steps commit and give the leases back."""
@@ -123,6 +124,13 @@ class Daemon:
         for name, why in found.broken.items():
             log.error("manager %s is skipped: %s", name, why)
         wanted = self._enabled(found.configs)
+        if not wanted and not self._idle_said:
+            log.warning(
+                "no enabled managers (%d configured): add [managers.NAME] to the config file or use "
+                "`cloudmeter managers add`, or `managers enable NAME`; waiting for one",
+                len(found.configs),
+            )
+        self._idle_said = not wanted
         share = math.ceil(len(wanted) / self._leases.daemons())
         for name in [n for n in self._leased if n not in wanted]:
             self._drop(name)

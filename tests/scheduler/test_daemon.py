@@ -255,3 +255,11 @@ def test_a_failing_manager_backs_off_without_delaying_the_others(daemons: Callab
     counted = re.search(r'cloudmeter_samples_captured_total\{manager="healthy"\} ([0-9.e+]+)', exposed)
     assert stored is not None and counted is not None
     assert float(counted.group(1)) >= stored[0] > 0  # every stored row was captured; overlaps are read twice
+
+
+def test_a_daemon_with_nothing_to_run_says_so_once(daemons: Callable[[str], Daemons]) -> None:
+    run = daemons(SCHEDULE)
+    run.start()
+    wait_for(lambda: "no enabled managers" in run.log(0), 30, "the daemon to say it has nothing to run")
+    time.sleep(3)  # three more sweeps at lease_interval_s = 1
+    assert run.log(0).count("no enabled managers (0 configured)") == 1
