@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -26,10 +25,10 @@ from cloudmeter.cli_output import (
     show,
     view,
 )
-from cloudmeter.errors import ConfigError
 from cloudmeter.model import Window
 from cloudmeter.reports import capacity, chargeback, charts, export, focus, forecast, headroom, rightsize
 from cloudmeter.reports.inputs import regions
+from cloudmeter.reports.paths import check_writable
 from cloudmeter.reports.periods import check_zone
 from cloudmeter.reports.ratecard import RateCard, load_rate_card, sample_rate_card
 from cloudmeter.storage import schema
@@ -65,6 +64,7 @@ def _window(start: str | None, end: str | None, days: int, tz: str) -> Window:
 
 #: Columns a table shows first (the rest follow in the report's order, as the terminal's width allows).
 _UTILIZATION = ("coverage_pct", "cpu_pct_avg", "cpu_pct_p95", "cpu_pct_peak", "mem_pct_avg", "mem_pct_p95")
+_FORECAST = ("resource", "method", "status", "exhaustion_date", "days_to_exhaustion", "extrapolation", "days_of_data")
 _HEADROOM = ("cluster", "fit", "limited_by", "coverage_pct", "hosts", "hosts_without_data")
 
 
@@ -126,15 +126,6 @@ def reporting(config: Path | None) -> Iterator[psycopg.Connection]:
         yield conn
 
 
-def writable(path: Path, option: str) -> None:
-    """Refuse, before any work, a file path whose directory is missing or read-only (one line, exit 2)."""
-    folder = path.parent
-    if not folder.is_dir():
-        raise ConfigError(f"{option} {path}: directory {folder} does not exist; create it or choose another path")
-    if not os.access(folder, os.W_OK):
-        raise ConfigError(f"{option} {path}: directory {folder} is not writable; choose another path")
-
-
 def _rates(path: Path | None) -> RateCard:
     with handled_errors():
         return load_rate_card(path) if path else sample_rate_card()
@@ -158,6 +149,9 @@ def utilization_command(
     """Avg, p95 and peak CPU/memory/disk/network per host, cluster or provider, coverage, and allocation
     against capacity (overcommit)."""
     window = _window(start, end, days, tz)
+    if plot:
+        with handled_errors():
+            check_writable(plot, "chart")
     with reporting(config) as conn:
         chosen = capacity.check_level(level)
         frame = capacity.utilization(conn, window, chosen)
@@ -217,11 +211,19 @@ def forecast_command(
 ) -> None:
     """Days until each cluster's CPU and memory reach the limit (linear and weekly-seasonal fits on daily peaks)."""
     window = _window(start, end, days, tz)
+    if plot:
+        with handled_errors():
+            check_writable(plot, "chart")
     with reporting(config) as conn, handled_errors():
         frame = forecast.forecast(conn, window, limit, tz)
         if plot:
             charts.plot_forecast(forecast.daily_peaks(conn, window, tz), frame, plot)
-    report(frame, view(output, as_json, sort, top, wide, tz), f"forecast to {limit:g}% of capacity, {window}", window)
+    chosen = view(output, as_json, sort, top, wide, tz)
+    report(frame, chosen, f"forecast to {limit:g}% of capacity, {window}", window, _FORECAST)
+    if chosen.output is Output.table:
+        for row in frame.filter(pl.col("note").is_not_null()).iter_rows(named=True):
+            label = f"{row['cluster']} {row['resource']} {row['method']}"
+            console.print(f"[yellow]note:[/] {label}: {row['note']}", highlight=False)
 
 
 @capacity_app.command("rightsize")
@@ -315,7 +317,7 @@ def export_command(
     with handled_errors():
         export.check_format(fmt)
         chargeback.group_columns(group_by)
-        writable(output, "--output")
+        check_writable(output, "export")
     card = _rates(rates)
     costs, located = _charges(config, window, card, tz)
     with handled_errors():

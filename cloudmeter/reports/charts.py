@@ -1,14 +1,13 @@
 """PNG charts (matplotlib, no pyplot): hourly utilization trends and forecast fits.
 
-Each function checks that ``path`` can be written before drawing (``check_path``: a ConfigError naming the path
-and the OS error), draws into ``figure`` (a new one by default; pass one to inspect what was drawn) and writes it.
+Each function checks that ``path`` can be written before drawing (``paths.check_writable``: a ConfigError naming
+the path and the OS error), draws into ``figure`` (a new one by default; pass one to inspect what was drawn) and
+writes it.
 Value axes name their unit and start at 0; a chart without data says "no data".
 """
 
 from __future__ import annotations
 
-import errno
-import os
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -19,8 +18,8 @@ import polars as pl
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from cloudmeter.errors import ConfigError
 from cloudmeter.reports.forecast import UNITS, trend_lines
+from cloudmeter.reports.paths import check_writable, unwritable
 
 #: Axis labels with units of the columns ``capacity.hourly_series`` adds.
 LABELS: Final = {
@@ -37,29 +36,11 @@ TOP: Final = len(PALETTE) - 1
 NO_DATA: Final = "no data"
 
 
-def check_path(path: Path) -> None:
-    """Raise a ConfigError naming ``path`` and the OS error unless a chart can be written there."""
-    parent = path.parent
-    if not parent.is_dir():
-        code = errno.ENOTDIR if parent.exists() else errno.ENOENT
-    elif path.is_dir():
-        code = errno.EISDIR
-    elif not os.access(parent, os.W_OK):
-        code = errno.EACCES
-    else:
-        return
-    raise _unwritable(path, os.strerror(code))
-
-
-def _unwritable(path: Path, reason: str) -> ConfigError:
-    return ConfigError(f"cannot write chart {path}: {reason}")
-
-
 def _save(fig: Figure, path: Path) -> Path:
     try:
         fig.savefig(path, dpi=100, bbox_inches="tight")
     except OSError as exc:
-        raise _unwritable(path, exc.strerror or str(exc)) from exc
+        raise unwritable(path, "chart", exc.strerror or str(exc)) from exc
     return path
 
 
@@ -84,7 +65,7 @@ def plot_trend(
 ) -> Path:
     """``value`` over ``ts`` per ``label``: up to 9 groups each in its own colour; more, the 8 highest by mean
     and the others as one grey band (their hourly min to max). Written to ``path``."""
-    check_path(path)
+    check_writable(path, "chart")
     fig = Figure() if figure is None else figure
     fig.set_size_inches(11, 4)
     ax = fig.subplots()
@@ -173,7 +154,7 @@ def _forecast_panel(ax: Axes, peaks: pl.DataFrame, row: Mapping[str, Any]) -> No
 def plot_forecast(peaks: pl.DataFrame, forecast: pl.DataFrame, path: Path, *, figure: Figure | None = None) -> Path:
     """Per cluster (rows) and resource (columns): the daily peaks and the linear forecast's own fit and bounds
     (``forecast.trend_lines``) up to the exhaustion date, marked. Written to ``path``."""
-    check_path(path)
+    check_writable(path, "chart")
     fig = Figure() if figure is None else figure
     panels = forecast.filter(pl.col("method") == "linear")
     clusters, resources = panels["cluster"].unique(maintain_order=True), panels["resource"].unique(maintain_order=True)

@@ -15,6 +15,7 @@ from typing import Final
 import polars as pl
 
 from cloudmeter.errors import ConfigError
+from cloudmeter.reports.paths import unwritable
 
 FORMATS: Final[tuple[str, ...]] = ("csv", "parquet", "xlsx", "focus")
 #: Text columns holding exact decimal numbers (chargeback's unit prices, as written in the rate card).
@@ -88,5 +89,5 @@ def write(frame: pl.DataFrame, path: Path, fmt: str) -> None:
             write_xlsx(frame, path)
         else:
             write_csv(frame, path)
-    except OSError as exc:
-        raise ConfigError(f"cannot write {path}: {exc.strerror}; give a writable --output path") from None
+    except OSError as exc:  # pyarrow's and polars' own OSErrors carry no strerror
+        raise unwritable(path, "export", exc.strerror or str(exc)) from None

@@ -56,7 +56,7 @@ def test_chargeback_export_focus_and_the_sample_card(env: dict[str, str], tmp_pa
         "--output", str(out_file),
     )  # fmt: skip
     assert code == 0, err
-    assert f"total {TOTAL:.9f} EUR" in out
+    assert f"total {TOTAL:,.2f} EUR" in out  # to the cent on screen; the file keeps the exact nanos
     focus = pl.read_csv(out_file, infer_schema=False)
     assert sum(Decimal(v) for v in focus["BilledCost"]) == TOTAL
     code, out, err = invoke(env, "chargeback", "show", *WINDOW, "--group-by", "tag:team", "--json")  # sample card
