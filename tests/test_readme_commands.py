@@ -63,7 +63,10 @@ def run_both(tmp_path: Path, order: tuple[str, str]) -> None:
         if (ROOT / path).exists():
             (clone / path).symlink_to(ROOT / path)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CLOUDMETER_", "VIRTUAL_ENV", "NUMBA_"))}
+    pip_cache = subprocess.run(["python3", "-m", "pip", "cache", "dir"], capture_output=True, text=True, check=False)
     env |= {"CLOUDMETER_DATA_DIR": str(tmp_path / "data"), "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    if pip_cache.returncode == 0:  # pip would follow XDG_CACHE_HOME too, and download everything again
+        env["PIP_CACHE_DIR"] = pip_cache.stdout.strip()
     for command in order:
         shell(command, clone, env)
 
