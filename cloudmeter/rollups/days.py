@@ -130,12 +130,19 @@ class DayAccumulator:
         self.pairs.append(parent_child)
 
     def rows(
-        self, resource_id: Int32s, interval_s: int, q: float, placed: dict[int, int], is_parent: npt.NDArray[np.bool_]
+        self,
+        resource_id: Int32s,
+        interval_s: int,
+        q: float,
+        children: Ints,
+        leaves: Ints,
+        is_parent: npt.NDArray[np.bool_],
     ) -> Rows:
         """Daily rows of every resource with data (``resource_id`` maps dense positions to ids).
 
-        ``placed`` gives a parent's child count for the day; ``is_parent`` marks the positions rolled up
-        from children, whose expected count is children times the day's slots.
+        Per dense position, ``children`` and ``leaves`` count the children placed under it during the day and
+        the leaves beneath them; ``is_parent`` marks the positions rolled up from children, whose expected
+        count is their leaves times the day's slots.
         """
         have = np.flatnonzero(self.samples > 0)
         count = self.count[have]
@@ -147,7 +154,6 @@ class DayAccumulator:
         slots = (self.end_s - self.start_s) // interval_s
         with_data = _children_with_data(self.pairs)
         parent = is_parent[have]
-        children = np.array([placed.get(int(r), 0) for r in ids], dtype=np.int64)
         return Rows(
             tz=self.tz,
             resource_id=ids,
@@ -158,10 +164,10 @@ class DayAccumulator:
             p95=p95,
             max_ts=self.max_ts[have],
             sample_count=self.samples[have],
-            expected_count=np.where(parent, children * slots, slots),
+            expected_count=np.where(parent, leaves[have] * slots, slots),
             vcpus=int_or_null(self.capacity[have, 0]),
             memory_bytes=int_or_null(self.capacity[have, 1]),
-            child_count=np.where(parent, children, -1),
+            child_count=np.where(parent, children[have], -1),
             children_with_data=np.where(parent, [with_data.get(int(r), 0) for r in ids], -1).astype(np.int64),
         )
 

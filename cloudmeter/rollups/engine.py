@@ -14,6 +14,7 @@ resources. The arithmetic happens in the same order either way, so both produce 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -60,8 +61,8 @@ def _lookup(table: tuple[Ints, Ints], keys: Ints) -> Ints:
 class _SlotSums:
     """One parent kind's summed series over the range, on the source grid: (parents, slots, ...)."""
 
-    def __init__(self, code: int, ids: Int32s, base_s: int, slots: int, interval_s: int) -> None:
-        self.code, self.ids, self.base_s, self.interval_s = code, ids, base_s, interval_s
+    def __init__(self, ids: Int32s, base_s: int, slots: int, interval_s: int) -> None:
+        self.ids, self.base_s, self.interval_s = ids, base_s, interval_s
         self.hours = -(-slots * interval_s // HOUR_S)
         shape = (len(ids), slots)
         metrics = len(METRICS)
@@ -95,13 +96,59 @@ class _SlotSums:
         return Series(rid, ts, values, self.samples[p, s], capacity)
 
 
-def _parents(topology: Topology) -> npt.NDArray[np.bool_]:
-    """Which positions of ``topology`` are someone's parent or project (their rows come from children)."""
+def _parent_ids(topology: Topology) -> Int32s:
+    """Ids that are someone's parent or project (their rows come from children), sorted."""
     ids = np.union1d(topology.parent_id[topology.parent_id >= 0], topology.project_id[topology.project_id >= 0])
-    position = topology.dense(ids.astype(np.int32))
+    return ids.astype(np.int32)
+
+
+def _parents(topology: Topology) -> npt.NDArray[np.bool_]:
+    """Which positions of ``topology`` are someone's parent or project."""
+    position = topology.dense(_parent_ids(topology))
     mask = np.zeros(len(topology), np.bool_)
     mask[position[position >= 0]] = True
     return mask
+
+
+@dataclass(frozen=True)
+class _Placed:
+    """Per (parent, bucket) with children placed under it: its direct children and the leaves beneath them."""
+
+    key: Ints  # parent * buckets + bucket, sorted
+    children: Ints
+    leaves: Ints
+    buckets: int
+
+    def at(self, parent: Int32s, bucket: Ints | int) -> tuple[Ints, Ints]:
+        """(children, leaves) of each (``parent``, ``bucket``); 0 where nothing was placed."""
+        keys = parent.astype(np.int64) * self.buckets + bucket
+        return _lookup((self.key, self.children), keys), _lookup((self.key, self.leaves), keys)
+
+
+def _placed(topology: Topology, edges_s: Ints) -> _Placed:
+    """Children and leaves placed under every parent in the buckets ``[edges_s[b], edges_s[b+1])``.
+
+    A leaf (nobody's parent: a VM, whose samples are its own) counts once under each parent it was placed
+    under in the bucket; a child that is a parent brings the leaves beneath it in that bucket, so the levels are
+    summed bottom-up in ``LEVELS`` order.
+    """
+    buckets = len(edges_s) - 1
+    nested = _parent_ids(topology)
+    relations = {relation: topology.placed_children(relation, edges_s) for relation in ("parent", "project")}
+    key, children, leaves = (np.zeros(0, np.int64) for _ in range(3))
+    for kind in LEVELS[1:]:
+        parent, bucket, child = relations["project" if kind == "project" else "parent"]
+        mine = topology.kind_of(parent.astype(np.int32)) == _CODE[kind]
+        parent, bucket, child = parent[mine], bucket[mine], child[mine]
+        beneath = _lookup((key, leaves), child.astype(np.int64) * buckets + bucket)  # of the levels done
+        below = np.where(np.isin(child, nested), beneath, 1)
+        level, inverse = np.unique(parent * buckets + bucket, return_inverse=True)
+        counted = np.bincount(inverse, minlength=len(level))
+        summed = np.bincount(inverse, weights=below, minlength=len(level)).astype(np.int64)
+        key, children, leaves = (np.concatenate(pair) for pair in ((key, level), (children, counted), (leaves, summed)))
+        order = np.argsort(key)
+        key, children, leaves = key[order], children[order], leaves[order]
+    return _Placed(key, children, leaves, buckets)
 
 
 def leaf_series(topology: Topology, resource_id: Int32s, ts_s: Ints, values: Floats) -> Series:
@@ -140,7 +187,7 @@ class Roller:
         days = self._days_over(start_s, end_s)
         slots = -(-(end_s - start_s) // self.interval_s)
         sinks = {
-            code: _SlotSums(code, self.topology.ids_of_kind(code), start_s, slots, self.interval_s)
+            code: _SlotSums(self.topology.ids_of_kind(code), start_s, slots, self.interval_s)
             for code in (_CODE[k] for k in LEVELS[1:])
         }
         for chunk in leaves:
@@ -149,10 +196,11 @@ class Roller:
             leaf[leaf] = ~self._is_parent[position[leaf]]
             self.dropped_rows += len(leaf) - int(leaf.sum())
             yield self._level(chunk if leaf.all() else chunk.take(leaf), hours, pieces, days, sinks, None)
+        placed = _placed(self.topology, hours)
         for kind in LEVELS[1:]:
             sink = sinks.pop(_CODE[kind])
             if sink.samples.any():
-                yield self._level(sink.series(self.topology), hours, pieces, days, sinks, sink)
+                yield self._level(sink.series(self.topology), hours, pieces, days, sinks, (sink, placed))
 
     def forget(self, until_s: int) -> None:
         """Drop the partials of days ending at or before ``until_s`` (their rows are stored already)."""
@@ -169,13 +217,9 @@ class Roller:
         """Daily rows of every open day that ends at or before ``until_s``, which are then forgotten."""
         for key in sorted(k for k, day in self._days.items() if day.end_s <= until_s):
             day = self._days.pop(key)
-            edges = np.array([day.start_s, day.end_s], dtype=np.int64)
-            placed: dict[int, int] = {}
-            for relation in ("parent", "project"):
-                parent, _, _ = self.topology.placed_children(relation, edges)
-                ids, counts = np.unique(parent, return_counts=True)
-                placed.update(zip(ids.tolist(), counts.tolist(), strict=True))
-            rows = day.rows(self.topology.resource_id, self.interval_s, self.q, placed, self._is_parent)
+            placed = _placed(self.topology, np.array([day.start_s, day.end_s], dtype=np.int64))
+            children, leaves = placed.at(self.topology.resource_id, 0)
+            rows = day.rows(self.topology.resource_id, self.interval_s, self.q, children, leaves, self._is_parent)
             if len(rows):
                 yield rows
 
@@ -198,8 +242,9 @@ class Roller:
         pieces: Ints,
         days: list[DayAccumulator],
         sinks: dict[int, _SlotSums],
-        source: _SlotSums | None,
+        source: tuple[_SlotSums, _Placed] | None,
     ) -> Rows:
+        """Rows of one level's ``series``; ``source`` is the parent level's sums and the placements, if any."""
         stats = bucket_stats(series, hours)
         rows = self._hourly(series, stats, hours, source)
         by_piece = stats if len(pieces) == len(hours) else bucket_stats(series, pieces)
@@ -209,7 +254,9 @@ class Roller:
         self._scatter(series, days, sinks)
         return rows
 
-    def _hourly(self, series: Series, stats: BucketStats, hours: Ints, source: _SlotSums | None) -> Rows:
+    def _hourly(
+        self, series: Series, stats: BucketStats, hours: Ints, source: tuple[_SlotSums, _Placed] | None
+    ) -> Rows:
         n = len(stats)
         p95 = np.empty(stats.sum.shape)
         kernels.segment_percentile(series.values, stats.starts, stats.count, self.q, p95)
@@ -219,13 +266,12 @@ class Roller:
         if source is None:
             expected, children, with_data = np.full(n, slots, np.int64), np.full(n, -1), np.full(n, -1)
         else:
-            relation = "project" if source.code == _PROJECT else "parent"
-            parent, bucket, _ = self.topology.placed_children(relation, hours)
-            keys = stats.resource_id.astype(np.int64) * source.hours + stats.bucket
-            children = _lookup(_count_table(parent * source.hours + bucket), keys)
-            pairs = np.concatenate(source.hour_pairs) if source.hour_pairs else np.zeros(0, np.int64)
+            sums, placed = source
+            children, leaves = placed.at(stats.resource_id, stats.bucket)
+            pairs = np.concatenate(sums.hour_pairs) if sums.hour_pairs else np.zeros(0, np.int64)
+            keys = stats.resource_id.astype(np.int64) * sums.hours + stats.bucket
             with_data = _lookup(_count_table(np.unique(pairs) >> 32), keys)
-            expected = children * slots
+            expected = leaves * slots
         return Rows(
             tz=None,
             resource_id=stats.resource_id,

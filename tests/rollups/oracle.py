@@ -20,7 +20,9 @@ docstrings state them:
   what the parent passes up and what its ``vcpus`` / ``memory_bytes`` columns show.
 - ``child_count`` = distinct children with a period under the parent overlapping the bucket,
   ``children_with_data`` = distinct children with at least one row placed under the parent in the bucket
-  (by the child row's own ts), ``expected_count`` = ``child_count * (width // interval_s)``; for leaves
+  (by the child row's own ts), ``expected_count`` = ``leaves * (width // interval_s)``, where ``leaves`` counts
+  the leaves beneath the parent in the bucket: each such child counts 1 if it is a leaf, else its own leaves
+  in the bucket (so a VM under two hosts of a cluster in one bucket counts twice for the cluster); for leaves
   ``child_count`` = ``children_with_data`` = -1 and ``expected_count`` = ``width // interval_s``.
 - Projects collect their VMs (``project_id`` of the VM's period) but never add into any other level; the
   ``parent_id`` relation takes children of any kind but ``project``.
@@ -275,13 +277,9 @@ class Oracle:
                 avg[j], low[j], high[j], p95[j], max_ts[j] = stats.avg, stats.min, stats.max, stats.p95, stats.max_ts
         slots = (hi - lo) // self.interval_s
         if self.is_parent(rid):
-            children = {
-                p.resource
-                for p in self._child_periods(rid)
-                if p.valid_from < hi and p.valid_to > lo and p.valid_from < p.valid_to
-            }
             with_data = {child for child, point in self.placed[rid] if lo <= point.ts < hi}
-            child_count, children_with_data, expected = len(children), len(with_data), len(children) * slots
+            child_count, children_with_data = len(self.children_in(rid, lo, hi)), len(with_data)
+            expected = self.leaves_in(rid, lo, hi) * slots
         else:
             child_count, children_with_data, expected = -1, -1, slots
         vcpus = [p.capacity[0] for p in points if not math.isnan(p.capacity[0])]
@@ -301,6 +299,21 @@ class Oracle:
             child_count=child_count,
             children_with_data=children_with_data,
         )
+
+    def children_in(self, parent: int, lo: int, hi: int) -> set[int]:
+        """Distinct children with a (non-empty) period under ``parent`` overlapping ``[lo, hi)``."""
+        return {
+            p.resource
+            for p in self._child_periods(parent)
+            if p.valid_from < hi and p.valid_to > lo and p.valid_from < p.valid_to
+        }
+
+    def leaves_in(self, parent: int, lo: int, hi: int) -> int:
+        """Leaves beneath ``parent`` in ``[lo, hi)``: 1 per leaf child, a parent child's own leaves in the bucket."""
+        total = 0
+        for child in self.children_in(parent, lo, hi):
+            total += self.leaves_in(child, lo, hi) if self.is_parent(child) else 1
+        return total
 
     def _child_periods(self, parent: int) -> list[Period]:
         return [

@@ -496,3 +496,49 @@ def test_vms_without_any_placement_period() -> None:
     got, want = engine_rows(s, ZONES), oracle_rows(s, ZONES)
     problems = differences(got, want, s.kinds)
     assert not problems, "\n".join(problems)
+
+
+def five_levels() -> Scenario:
+    """Region 1 > provider 2 > clusters 3, 4 > hosts 5, 6 (cluster 3) and 7 (cluster 4) > VMs 8-11, project 12.
+
+    VM 8 stays on host 5 and VM 9 on host 6; VM 10 live-migrates from host 5 to host 7 (so from cluster 3 to 4)
+    at 10:30 UTC; VM 11 sits on host 7 and sends nothing. VMs 8-10 send every 5 minutes for the whole UTC day.
+    """
+    day, moved = ANCHORS[2], ANCHORS[2] + 10 * HOUR + 30 * 60
+    since = day - FAR
+    periods = (
+        Period(1, since, OPEN_END),
+        Period(2, since, OPEN_END, parent=1),
+        Period(3, since, OPEN_END, parent=2),
+        Period(4, since, OPEN_END, parent=2),
+        Period(5, since, OPEN_END, parent=3),
+        Period(6, since, OPEN_END, parent=3),
+        Period(7, since, OPEN_END, parent=4),
+        Period(8, since, OPEN_END, parent=5, project=12),
+        Period(9, since, OPEN_END, parent=6, project=12),
+        Period(10, since, moved, parent=5, project=12),
+        Period(10, moved, OPEN_END, parent=7, project=12),
+        Period(11, since, OPEN_END, parent=7),
+    )
+    kinds = {1: "region", 2: "provider", 3: "cluster", 4: "cluster", 12: "project"}
+    kinds |= {5: "host", 6: "host", 7: "host"} | {vm: "vm" for vm in (8, 9, 10, 11)}
+    grid = np.arange(day, day + DAY, 300, dtype=np.int64)
+    rid = np.repeat(np.array([8, 9, 10], np.int32), len(grid))
+    ts = np.tile(grid, 3)
+    return Scenario(kinds, periods, 300, day, day + DAY, rid, ts, np.ones((len(ts), len(METRICS))))
+
+
+def test_expected_count_counts_the_vms_beneath_every_level() -> None:
+    """A parent expects the samples of the VMs placed beneath it (one per host it was under), not of its direct
+    children: coverage = sample_count / expected_count never exceeds 1 at any level."""
+    s = five_levels()
+    got = engine_rows(s, ("UTC",))
+    hour = s.start_s + 10 * HOUR  # VM 10 on host 5 until 10:30, then on host 7: under both clusters
+    want_hourly = {8: 12, 9: 12, 10: 12, 5: 24, 6: 12, 7: 24, 3: 36, 4: 24, 2: 60, 1: 60, 12: 36}
+    assert {rid: got[(None, rid, hour)].expected_count for rid in want_hourly} == want_hourly
+    want_daily = {8: 288, 9: 288, 10: 288, 5: 576, 6: 288, 7: 576, 3: 864, 4: 576, 2: 1440, 1: 1440, 12: 864}
+    assert {rid: got[("UTC", rid, s.start_s)].expected_count for rid in want_daily} == want_daily
+    assert got[("UTC", 3, s.start_s)].sample_count == 288 + 288 + 126  # VMs 8, 9 and VM 10 until 10:30
+    assert got[(None, 2, hour)].child_count == 2  # direct children keep their meaning
+    assert [key for key, row in got.items() if row.sample_count > row.expected_count] == []
+    assert {s.kinds[rid] for _, rid, _ in got} == {"vm", "host", "cluster", "provider", "region", "project"}
