@@ -36,7 +36,7 @@ def placement_hours(start: int, end: int, moved: int | None, grid: list[int], in
 
 def coverage(frame: pl.DataFrame) -> float:
     covered = sample_coverage(frame)
-    return float(covered["samples"].sum() / covered["expected"].sum())
+    return float(covered["samples"].sum()) / float(covered["expected"].sum())
 
 
 @st.composite
