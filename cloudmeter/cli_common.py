@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
+import psycopg
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -34,12 +35,18 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 
 @contextmanager
 def handled_errors() -> Iterator[None]:
+    """Expected failures as one line: bad input exits 2, a failing source or database 1 (no traceback)."""
     try:
         yield
     except ConfigError as exc:
         raise fail(str(exc), 2) from None
     except CloudmeterError as exc:
         raise fail(str(exc)) from None
+    except psycopg.Error as exc:  # a database that changed or went away under a command
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise fail(
+            f"PostgreSQL: {first} (SQLSTATE {exc.sqlstate or 'none'}); `cloudmeter status` shows the database"
+        ) from None
 
 
 def read_settings(config: Path | None) -> Settings:

@@ -110,3 +110,15 @@ def test_a_report_on_a_database_without_schema_says_what_to_do(dsn: str, tmp_pat
     assert result.exit_code == 1
     assert result.stderr.startswith("error: no cloudmeter data in ") and "run `cloudmeter demo`" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_database_error_is_one_line(cloud: Database, dsn: str, tmp_path: Path) -> None:
+    with cloud.connection() as conn:
+        conn.execute("DROP TABLE resource_history")  # the schema changed under the command
+    env = {"CLOUDMETER_DSN": dsn, "CLOUDMETER_DATA_DIR": str(tmp_path), "COLUMNS": "80"}
+    result = CliRunner().invoke(app, list(REPORTS["rightsize"]), env=env)
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (
+        'error: PostgreSQL: relation "resource_history" does not exist (SQLSTATE 42P01); `cloudmeter status` shows '
+        "the database"
+    )
