@@ -37,6 +37,7 @@ from cloudmeter.scheduler.pipeline import StreamRollup
 from cloudmeter.scheduler.windows import CapturePlan, next_window
 from cloudmeter.storage import managers, partitions
 from cloudmeter.storage.database import Database
+from cloudmeter.storage.dsn import scrub
 from cloudmeter.storage.leases import Leases
 
 log = logging.getLogger(__name__)
@@ -110,7 +111,7 @@ class Daemon:
         try:
             self._rebalance()
         except psycopg.OperationalError as exc:  # the session, and with it every lock, is gone
-            log.warning("lost the lease connection (%s); dropping all managers until it is back", exc)
+            log.warning("lost the lease connection (%s); dropping all managers until it is back", scrub(str(exc)))
             for name in list(self._leased):
                 self._drop(name, release=False)
             self._leases = None
@@ -210,7 +211,8 @@ class Daemon:
     def _failed(self, leased: _Leased, job: str, exc: Exception) -> None:
         name = leased.name
         leased.stream = None  # in-stream state may be ahead of storage: resume from storage next time
-        message = str(exc) if isinstance(exc, CloudmeterError) else f"{type(exc).__name__}: {exc}"
+        # stored in managers.last_error and logged: never a DSN a library quoted
+        message = scrub(str(exc) if isinstance(exc, CloudmeterError) else f"{type(exc).__name__}: {exc}")
         schedule = self.settings.schedule
         with self.db.connection() as conn:
             retry_at = managers.mark_failed(

@@ -22,8 +22,13 @@ import psycopg
 import pytest
 
 from cloudmeter.collectors.registry import build_collector, parse_manager_config
+from cloudmeter.collectors.simulator import SimulatorCollector, SimulatorConfig
+from cloudmeter.config import load_settings
 from cloudmeter.model import METRICS, Window
+from cloudmeter.scheduler.daemon import Daemon, _Leased
 from cloudmeter.scheduler.windows import CapturePlan, next_window
+from cloudmeter.storage import managers
+from cloudmeter.storage.database import Database
 from cloudmeter.storage.leases import MANAGER
 from tests.loopback import free_port
 
@@ -263,3 +268,23 @@ def test_a_daemon_with_nothing_to_run_says_so_once(daemons: Callable[[str], Daem
     wait_for(lambda: "no enabled managers" in run.log(0), 30, "the daemon to say it has nothing to run")
     time.sleep(3)  # three more sweeps at lease_interval_s = 1
     assert run.log(0).count("no enabled managers (0 configured)") == 1
+
+
+def test_a_failure_quoting_a_dsn_is_stored_and_logged_without_its_password(
+    db: Database, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with db.connection() as conn:
+        manager_id = managers.add_manager(conn, "lab", "simulator", {"kind": "simulator"})
+    collector = SimulatorCollector("lab", SimulatorConfig(kind="simulator"))
+    config = tmp_path / "c.toml"
+    config.write_text("")
+    daemon = Daemon(db, load_settings(config))
+    leak = RuntimeError("could not reach postgresql://meter:hunter2@db.example/cm")
+    daemon._failed(_Leased("lab", manager_id, collector), "capture", leak)
+    with db.connection() as conn:
+        row = managers.get_manager(conn, "lab")
+    assert (
+        row is not None
+        and row.last_error == "capture: RuntimeError: could not reach postgresql://meter:********@db.example/cm"
+    )
+    assert "hunter2" not in caplog.text and "********" in caplog.text
