@@ -7,6 +7,7 @@
     │   ├── SourceUnavailable       transient: endpoint unreachable or failing
     │   │   └── Throttled           transient: the source asked us to slow down (retry_after)
     │   └── BadPayload              the source answered something we cannot parse
+    ├── PayloadError                a pure parser's BadPayload before the collector names the manager
     └── StorageError
         ├── StorageUnavailable      the database cannot be reached or started
         └── SchemaError             the database schema is missing or newer than this program
@@ -15,6 +16,10 @@ Messages name what is wrong and how to fix it; secrets never appear in them.
 """
 
 from __future__ import annotations
+
+from typing import TypeVar
+
+_T = TypeVar("_T")
 
 
 class CloudmeterError(Exception):
@@ -51,6 +56,35 @@ class Throttled(SourceUnavailable):
 
 class BadPayload(CollectorError):
     """The source answered with something that does not follow its documented format."""
+
+
+class PayloadError(CloudmeterError):
+    """An answer does not follow its documented format, as a pure parser (which knows no manager) finds it.
+
+    ``where`` locates the value in the answer, e.g. ``Reservations[0].Instances[2].LaunchTime``; the collector
+    re-raises it with ``bad_payload``.
+    """
+
+    def __init__(self, where: str, problem: str) -> None:
+        super().__init__(f"{where} {problem}")
+        self.where = where
+
+    @classmethod
+    def unexpected(cls, where: str, value: object, expected: str) -> PayloadError:
+        """``where`` holds ``value`` (quoted short) instead of ``expected``."""
+        shown = "missing or null" if value is None else repr(value)
+        return cls(where, f"is {shown if len(shown) <= 60 else shown[:57] + '...'}, expected {expected}")
+
+    @classmethod
+    def expect(cls, value: object, kind: type[_T], where: str, expected: str) -> _T:
+        """``value``, which the documented shape says is a ``kind`` (``expected`` in words)."""
+        if not isinstance(value, kind):
+            raise cls.unexpected(where, value, expected)
+        return value
+
+    def bad_payload(self, manager: str, source: str) -> BadPayload:
+        """This error as the BadPayload of ``manager``, whose ``source`` (an API call) answered it."""
+        return BadPayload(manager, f"{source} answered a malformed result: {self}")
 
 
 class StorageError(CloudmeterError):

@@ -6,6 +6,10 @@ Topology (``model.KINDS``): ``vm`` (instance id) -> ``host`` (dedicated host id,
 -> ``cluster`` -> ``provider`` (the manager) -> ``region``. An instance's cluster is the value of the configured
 ``cluster_tag`` when it carries that tag (ems_ref ``TAG=VALUE``), otherwise its availability zone (ems_ref the
 zone's name); a dedicated host's cluster is always its zone. The project is the owning account.
+
+An answer that does not follow the documented shapes raises ``PayloadError`` naming the place (the collector
+adds the manager); an instance type whose vCPUs or memory are outside what the resources table holds is left out
+(its instances' allocation is unknown).
 """
 
 from __future__ import annotations
@@ -14,14 +18,15 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Final
+from typing import Any, Final
 
+from cloudmeter.errors import PayloadError
 from cloudmeter.model import Inventory, InventoryItem, ResourceRef, as_utc
 
-if TYPE_CHECKING:
-    from mypy_boto3_ec2.type_defs import InstanceTypeDef, InstanceTypeInfoTypeDef, ReservationTypeDef
-
 MIB: Final = 1 << 20
+#: The largest allocations the resources table holds (vcpus integer, memory_bytes bigint).
+MAX_VCPUS: Final = 2**31 - 1
+MAX_MEMORY_MIB: Final = 2**42
 #: The time EC2 writes into ``StateTransitionReason``, e.g. "User initiated (2024-05-01 10:00:00 GMT)".
 _TRANSITION_TIME: Final = re.compile(r"\((\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}) (?:GMT|UTC)\)")
 #: States whose ``StateTransitionReason`` time is when the instance stopped running.
@@ -62,53 +67,117 @@ class Instance:
         return self.started_at < end and (self.ended_at is None or self.ended_at > start)
 
 
-def parse_instance_types(infos: Iterable[InstanceTypeInfoTypeDef]) -> dict[str, InstanceType]:
+def expect_object(value: Any, where: str) -> dict[str, Any]:
+    """``value``, which the documented shape says is an object (a structure)."""
+    return PayloadError.expect(value, dict, where, "an object")
+
+
+def expect_text(item: Mapping[str, Any], key: str, where: str) -> str | None:
+    """``item[key]``: a string, or None when it is absent."""
+    value = item.get(key)
+    return None if value is None else PayloadError.expect(value, str, f"{where}.{key}", "a string")
+
+
+def _list(value: Any, where: str) -> list[Any]:
+    return PayloadError.expect(value, list, where, "a list")
+
+
+def expect_pairs(value: Any, where: str, name: str) -> list[tuple[str, str]]:
+    """The ``(name, Value)`` of a list of tags or dimensions (``name``: Key or Name); incomplete ones are left out."""
+    pairs: list[tuple[str, str]] = []
+    for k, entry in enumerate(_list(value, where)):
+        item = expect_object(entry, f"{where}[{k}]")
+        key, text = expect_text(item, name, f"{where}[{k}]"), expect_text(item, "Value", f"{where}[{k}]")
+        if key is not None and text is not None:
+            pairs.append((key, text))
+    return pairs
+
+
+def _time(value: Any, where: str) -> datetime:
+    if not isinstance(value, datetime) or value.tzinfo is None:
+        raise PayloadError.unexpected(where, value, "a time with a time zone")
+    try:
+        return as_utc(value)
+    except OverflowError as exc:
+        raise PayloadError.unexpected(where, value, "a time after year 1") from exc
+
+
+def _count(item: Mapping[str, Any], key: str, where: str, most: int) -> int | None:
+    """``item[key]``, a whole number; None when absent or not from 1 to ``most``."""
+    value = item.get(key)
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+        raise PayloadError.unexpected(f"{where}.{key}", value, "a whole number")
+    return value if value is not None and 1 <= value <= most else None
+
+
+def parse_instance_types(infos: Iterable[Any]) -> dict[str, InstanceType]:
     """vCPUs and memory by instance type name, from ``describe_instance_types``."""
-    return {
-        info["InstanceType"]: InstanceType(info["VCpuInfo"]["DefaultVCpus"], info["MemoryInfo"]["SizeInMiB"] * MIB)
-        for info in infos
-        if "InstanceType" in info and "VCpuInfo" in info and "MemoryInfo" in info
-    }
+    found: dict[str, InstanceType] = {}
+    for k, value in enumerate(infos):
+        where = f"InstanceTypes[{k}]"
+        info = expect_object(value, where)
+        name = expect_text(info, "InstanceType", where)
+        cpu, memory = (expect_object(info.get(key, {}), f"{where}.{key}") for key in ("VCpuInfo", "MemoryInfo"))
+        vcpus = _count(cpu, "DefaultVCpus", f"{where}.VCpuInfo", MAX_VCPUS)
+        memory_mib = _count(memory, "SizeInMiB", f"{where}.MemoryInfo", MAX_MEMORY_MIB)
+        if name and vcpus and memory_mib:
+            found[name] = InstanceType(vcpus, memory_mib * MIB)
+    return found
 
 
-def parse_instances(reservations: Iterable[ReservationTypeDef]) -> list[Instance]:
+def parse_instances(reservations: Iterable[Any]) -> list[Instance]:
     """Every instance of ``describe_instances`` reservations (pending, running, stopped, recently terminated)."""
-    return [
-        _instance(instance, reservation.get("OwnerId", ""))
-        for reservation in reservations
-        for instance in reservation.get("Instances", [])
-    ]
+    found: list[Instance] = []
+    for r, value in enumerate(reservations):
+        where = f"Reservations[{r}]"
+        reservation = expect_object(value, where)
+        owner = expect_text(reservation, "OwnerId", where) or ""
+        for i, instance in enumerate(_list(reservation.get("Instances", []), f"{where}.Instances")):
+            found.append(_instance(instance, owner, f"{where}.Instances[{i}]"))
+    return found
 
 
-def _instance(instance: InstanceTypeDef, owner: str) -> Instance:
-    tags = {tag["Key"]: tag["Value"] for tag in instance.get("Tags", []) if "Key" in tag and "Value" in tag}
-    placement = instance.get("Placement", {})
-    state = instance.get("State", {}).get("Name", "")
-    launched = as_utc(instance["LaunchTime"])
-    root = instance.get("RootDeviceName")
-    attached = [
-        as_utc(mapping["Ebs"]["AttachTime"])
-        for mapping in instance.get("BlockDeviceMappings", [])
-        if mapping.get("DeviceName") == root and "AttachTime" in mapping.get("Ebs", {})
-    ]
+def _instance(value: Any, owner: str, where: str) -> Instance:
+    instance = expect_object(value, where)
+    instance_id = expect_text(instance, "InstanceId", where)
+    if not instance_id:
+        raise PayloadError.unexpected(f"{where}.InstanceId", instance_id, "an instance id")
+    tags = dict(expect_pairs(instance.get("Tags", []), f"{where}.Tags", "Key"))
+    placement = expect_object(instance.get("Placement", {}), f"{where}.Placement")
+    state = expect_text(expect_object(instance.get("State", {}), f"{where}.State"), "Name", f"{where}.State")
+    monitoring = expect_object(instance.get("Monitoring", {}), f"{where}.Monitoring")
+    launched = _time(instance.get("LaunchTime"), f"{where}.LaunchTime")
+    root = expect_text(instance, "RootDeviceName", where)
+    attached: list[datetime] = []
+    for m, entry in enumerate(_list(instance.get("BlockDeviceMappings", []), f"{where}.BlockDeviceMappings")):
+        at = f"{where}.BlockDeviceMappings[{m}]"
+        mapping = expect_object(entry, at)
+        ebs = expect_object(mapping.get("Ebs", {}), f"{at}.Ebs")
+        if expect_text(mapping, "DeviceName", at) == root and "AttachTime" in ebs:
+            attached.append(_time(ebs["AttachTime"], f"{at}.Ebs.AttachTime"))
+    reason = expect_text(instance, "StateTransitionReason", where) or ""
     return Instance(
-        ref=ResourceRef("vm", instance["InstanceId"]),
-        name=tags.get("Name") or instance["InstanceId"],
-        instance_type=instance.get("InstanceType", ""),
-        zone=placement.get("AvailabilityZone", ""),
-        host_id=placement.get("HostId") or None,
+        ref=ResourceRef("vm", instance_id),
+        name=tags.get("Name") or instance_id,
+        instance_type=expect_text(instance, "InstanceType", where) or "",
+        zone=expect_text(placement, "AvailabilityZone", f"{where}.Placement") or "",
+        host_id=expect_text(placement, "HostId", f"{where}.Placement") or None,
         owner=owner,
         tags=tags,
-        detailed_monitoring=instance.get("Monitoring", {}).get("State") == "enabled",
+        detailed_monitoring=expect_text(monitoring, "State", f"{where}.Monitoring") == "enabled",
         started_at=min([launched, *attached]),
-        ended_at=_transition_time(instance.get("StateTransitionReason", "")) if state in _ENDED_STATES else None,
+        ended_at=_transition_time(reason) if state in _ENDED_STATES else None,
         terminated=state == "terminated",
     )
 
 
 def _transition_time(reason: str) -> datetime | None:
+    """The time in a ``StateTransitionReason``; None when it gives none (or an impossible one)."""
     match = _TRANSITION_TIME.search(reason)
-    return datetime.fromisoformat(match[1]).replace(tzinfo=UTC) if match else None
+    try:
+        return datetime.fromisoformat(match[1]).replace(tzinfo=UTC) if match else None
+    except ValueError:
+        return None
 
 
 @dataclass

@@ -12,28 +12,27 @@ Pure functions over the documented request and response shapes; the API calls li
     net_rx_bps       AWS/EC2 NetworkIn, Sum / period
     net_tx_bps       AWS/EC2 NetworkOut, Sum / period
 
-A period with no datapoint for a metric is NaN, never 0.
+A period with no datapoint for a metric is NaN, never 0, and so is a statistic that is not finite or a result
+too large for a double. An answer that does not follow the documented shapes raises ``PayloadError`` naming the
+place (the collector adds the manager).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 import numpy.typing as npt
 
+from cloudmeter.collectors.aws_inventory import expect_object, expect_pairs
+from cloudmeter.errors import PayloadError
 from cloudmeter.model import METRICS, ResourceRef, SampleBatch
 
 if TYPE_CHECKING:
-    from mypy_boto3_cloudwatch.type_defs import (
-        DimensionTypeDef,
-        MetricDataQueryTypeDef,
-        MetricDataResultTypeDef,
-        MetricOutputTypeDef,
-        MetricStatTypeDef,
-    )
+    from mypy_boto3_cloudwatch.type_defs import DimensionTypeDef, MetricDataQueryTypeDef, MetricStatTypeDef
 
 DAY_S: Final = 86400
 #: Most queries one GetMetricData request may hold.
@@ -94,16 +93,19 @@ def time_slices(start_s: int, end_s: int, period: int) -> list[tuple[int, int]]:
     return [(lo, min(lo + step, last)) for lo in range(first, last, step)]
 
 
-def memory_dimensions(metrics: Iterable[MetricOutputTypeDef]) -> dict[str, list[DimensionTypeDef]]:
+def memory_dimensions(metrics: Iterable[Any]) -> dict[str, list[DimensionTypeDef]]:
     """The dimension set of each instance's agent memory metric, from ``list_metrics``.
 
     The agent's dimensions depend on its config (InstanceId alone, or with ImageId, InstanceType, ...) and
     GetMetricData matches them exactly; when an instance has several sets, the smallest is used.
     """
     found: dict[str, list[DimensionTypeDef]] = {}
-    for metric in metrics:
+    for k, value in enumerate(metrics):
+        where = f"Metrics[{k}]"
+        metric = expect_object(value, where)
         dimensions: list[DimensionTypeDef] = [
-            {"Name": d["Name"], "Value": d["Value"]} for d in metric.get("Dimensions", []) if "Value" in d
+            {"Name": name, "Value": text}
+            for name, text in expect_pairs(metric.get("Dimensions", []), f"{where}.Dimensions", "Name")
         ]
         instance = next((d["Value"] for d in dimensions if d["Name"] == "InstanceId"), None)
         if instance is not None and (instance not in found or _smaller(dimensions, found[instance])):
@@ -178,20 +180,33 @@ class Datapoints:
 
     def __init__(self, request: Request) -> None:
         self.request = request
+        self._queries = {query["Id"]: k for k, query in enumerate(request.queries)}
         self._parts: list[tuple[int, npt.NDArray[np.int64], npt.NDArray[np.float64]]] = []
 
-    def add(self, results: Iterable[MetricDataResultTypeDef]) -> None:
-        """Keep one page's results; raises ValueError on an unknown Id or unequal Timestamps and Values."""
-        for result in results:
-            query_id = result.get("Id", "")
-            stamps, values = result.get("Timestamps", []), result.get("Values", [])
-            k = int(query_id[1:]) if query_id[:1] == "q" and query_id[1:].isdigit() else -1
-            if not 0 <= k < len(self.request.queries):
-                raise ValueError(f"result {query_id!r} answers no query of the request")
+    def add(self, results: Iterable[Any]) -> None:
+        """Keep one page's results; PayloadError on a malformed one (an unknown Id, unequal Timestamps and
+        Values, a timestamp that is no time or a value that is no number)."""
+        for position, value in enumerate(results):
+            where = f"MetricDataResults[{position}]"
+            result = expect_object(value, where)
+            query_id = result.get("Id")
+            k = self._queries.get(query_id, -1) if isinstance(query_id, str) else -1
+            if k < 0:
+                raise PayloadError.unexpected(
+                    f"{where}.Id", query_id, f"one of the request's {len(self._queries)} query Ids"
+                )
+            stamps = PayloadError.expect(result.get("Timestamps", []), list, f"{where}.Timestamps", "a list")
+            values = PayloadError.expect(result.get("Values", []), list, f"{where}.Values", "a list")
             if len(stamps) != len(values):
-                raise ValueError(f"result {query_id!r} has {len(stamps)} timestamps but {len(values)} values")
-            ts = np.fromiter((stamp.timestamp() for stamp in stamps), np.float64, len(stamps))
-            self._parts.append((k, np.rint(ts).astype(np.int64), np.asarray(values, np.float64)))
+                raise PayloadError(f"result {query_id!r}", f"has {len(stamps)} timestamps but {len(values)} values")
+            try:
+                ts = np.fromiter((stamp.timestamp() for stamp in stamps), np.float64, len(stamps))
+                readings = np.asarray(values, np.float64)
+            except (AttributeError, TypeError, ValueError, OverflowError) as exc:
+                raise _malformed(where, stamps, values) from exc
+            if readings.ndim != 1:
+                raise _malformed(where, stamps, values)
+            self._parts.append((k, np.rint(ts).astype(np.int64), readings))
 
     def batch(
         self,
@@ -228,22 +243,42 @@ class Datapoints:
         )
 
 
+def _malformed(where: str, stamps: list[Any], values: list[Any]) -> PayloadError:
+    """What is wrong with the first timestamp that is no time, or else the first value that is no number."""
+    for j, stamp in enumerate(stamps):
+        if not isinstance(stamp, datetime) or stamp.tzinfo is None:
+            return PayloadError.unexpected(f"{where}.Timestamps[{j}]", stamp, "a time with a time zone")
+    for j, value in enumerate(values):
+        try:
+            float(0.0 if value is None else value)
+        except (TypeError, ValueError, OverflowError):
+            return PayloadError.unexpected(f"{where}.Values[{j}]", value, "a number a double holds")
+    return PayloadError(where, "has Timestamps or Values that cannot be read")
+
+
 def to_metrics(
     raw: npt.NDArray[np.float64], vcpus: npt.NDArray[np.float64], memory_bytes: npt.NDArray[np.float64], period: int
 ) -> npt.NDArray[np.float64]:
-    """``METRICS`` columns from raw statistics (columns as in ``SERIES``), with each row's allocations."""
+    """``METRICS`` columns from raw statistics (columns as in ``SERIES``), with each row's allocations.
+
+    A statistic that is not finite is missing, and so is a result too large for a double.
+    """
+    raw = np.where(np.isfinite(raw), raw, np.nan)
     cpu, memory = raw[:, _CPU], raw[:, _MEMORY]
-    columns = {
-        "cpu_usage_pct": cpu,
-        "cpu_used_cores": cpu / 100.0 * vcpus,
-        "mem_used_bytes": memory / 100.0 * memory_bytes,
-        "mem_usage_pct": memory,
-        "disk_read_bps": _sum_present(raw[:, _DISK_READ], raw[:, _EBS_READ]) / period,
-        "disk_write_bps": _sum_present(raw[:, _DISK_WRITE], raw[:, _EBS_WRITE]) / period,
-        "net_rx_bps": raw[:, _NET_IN] / period,
-        "net_tx_bps": raw[:, _NET_OUT] / period,
-    }
-    return np.column_stack([columns[metric] for metric in METRICS])
+    with np.errstate(over="ignore"):
+        columns = {
+            "cpu_usage_pct": cpu,
+            "cpu_used_cores": cpu / 100.0 * vcpus,
+            "mem_used_bytes": memory / 100.0 * memory_bytes,
+            "mem_usage_pct": memory,
+            "disk_read_bps": _sum_present(raw[:, _DISK_READ], raw[:, _EBS_READ]) / period,
+            "disk_write_bps": _sum_present(raw[:, _DISK_WRITE], raw[:, _EBS_WRITE]) / period,
+            "net_rx_bps": raw[:, _NET_IN] / period,
+            "net_tx_bps": raw[:, _NET_OUT] / period,
+        }
+    out = np.column_stack([columns[metric] for metric in METRICS])
+    out[~np.isfinite(out)] = np.nan
+    return out
 
 
 def _sum_present(a: npt.NDArray[np.float64], b: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:

@@ -10,6 +10,7 @@ exponential backoff and turns botocore's exceptions into cloudmeter's:
     connection failures, HTTP 5xx, unparsable answers                   -> SourceUnavailable, or ConfigError
                                                                            when botocore knows no such region
     any other refusal                                                   -> CollectorError
+    an answer that does not follow its documented shape (PayloadError)  -> BadPayload
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal, TypeVar, cast
@@ -64,11 +66,11 @@ from cloudmeter.collectors.aws_metrics import (
 )
 from cloudmeter.collectors.base import ManagerConfig, Secret
 from cloudmeter.errors import (
-    BadPayload,
     CloudmeterError,
     CollectorAuthError,
     CollectorError,
     ConfigError,
+    PayloadError,
     SourceUnavailable,
     Throttled,
 )
@@ -383,10 +385,8 @@ class CloudWatchCollector:
             tally.metrics += len(request.queries)
             results = page.get("MetricDataResults", [])
             self._check_statuses(results)
-            try:
+            with self._parsing("GetMetricData"):
                 points.add(results)
-            except ValueError as exc:
-                raise BadPayload(self.name, f"GetMetricData answered a malformed result: {exc}") from exc
         return points
 
     def _check_statuses(self, results: list[MetricDataResultTypeDef]) -> None:
@@ -402,7 +402,8 @@ class CloudWatchCollector:
 
     def _instances(self) -> list[Instance]:
         pages = self._pages("ec2:DescribeInstances", lambda token, c: c.ec2.describe_instances(**token))
-        return parse_instances(r for page in pages for r in page.get("Reservations", []))
+        with self._parsing("DescribeInstances"):
+            return parse_instances(r for page in pages for r in page.get("Reservations", []))
 
     def _instance_types(self, names: set[str]) -> dict[str, InstanceType]:
         """vCPUs and memory of instance types ``names``; each type is asked for once per collector."""
@@ -418,7 +419,8 @@ class CloudWatchCollector:
                 InstanceTypes=cast("list[InstanceTypeType]", names), **token
             ),
         )
-        return parse_instance_types(info for page in pages for info in page.get("InstanceTypes", []))
+        with self._parsing("DescribeInstanceTypes"):
+            return parse_instance_types(info for page in pages for info in page.get("InstanceTypes", []))
 
     def _memory_dimensions(self) -> dict[str, list[DimensionTypeDef]]:
         pages = self._pages(
@@ -427,7 +429,16 @@ class CloudWatchCollector:
                 Namespace=AGENT_NAMESPACE, MetricName=AGENT_MEMORY_METRIC, Dimensions=[{"Name": "InstanceId"}], **token
             ),
         )
-        return memory_dimensions(m for page in pages for m in page.get("Metrics", []))
+        with self._parsing("ListMetrics"):
+            return memory_dimensions(m for page in pages for m in page.get("Metrics", []))
+
+    @contextmanager
+    def _parsing(self, call: str) -> Iterator[None]:
+        """A parser's PayloadError about ``call``'s answer as this manager's BadPayload."""
+        try:
+            yield
+        except PayloadError as exc:
+            raise exc.bad_payload(self.name, call) from exc
 
     @property
     def clients(self) -> AwsClients:

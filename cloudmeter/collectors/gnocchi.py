@@ -7,7 +7,6 @@ Gnocchi's own basic auth for deployments without Keystone. Fetching happens here
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Final, Literal
@@ -28,10 +27,11 @@ from cloudmeter.collectors.gnocchi_parse import (
     latest_allocations,
     layout,
     parse_measures,
-    vm_item,
+    resource_ids,
+    vm_items,
 )
 from cloudmeter.collectors.keystone import KeystoneAuth, PasswordCredentials
-from cloudmeter.errors import CollectorError, ConfigError
+from cloudmeter.errors import CollectorError, ConfigError, PayloadError
 from cloudmeter.model import Inventory, ResourceRef, SampleBatch, Window
 
 Floats = npt.NDArray[np.float64]
@@ -174,22 +174,16 @@ class GnocchiCollector:
         current = list(
             self.api.search("instance", _alive_since(now - timedelta(days=self.config.retired_lookback_days)))
         )
-        revisions: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for chunk in _batched([r["id"] for r in current], IDS_PER_SEARCH):
-            for revision in self.api.search("instance", {"in": {"id": chunk}}, history=True):
-                revisions[revision["id"]].append(revision)
-        group = layout(current, ())
-        vcpus, memory = self._current_allocations(group, now)
-        vms = [
-            vm_item(
-                sorted(revisions[r["id"]] or [r], key=lambda rev: str(rev["revision_start"])),
-                (vcpus[i], memory[i]),
-                self._flavors,
-            )
-            for i, r in enumerate(current)
-        ]
-        every_revision = [rev for revs in revisions.values() for rev in revs]
-        return Inventory(now, (*infrastructure(vms, every_revision, self._topology), *vms))
+        try:
+            history = [
+                revision
+                for chunk in _batched(resource_ids(current, "instance"), IDS_PER_SEARCH)
+                for revision in self.api.search("instance", {"in": {"id": chunk}}, history=True)
+            ]
+            vms = vm_items(current, history, self._current_allocations(layout(current, {}), now), self._flavors)
+            return Inventory(now, (*infrastructure(vms, history, self._topology), *vms))
+        except PayloadError as exc:
+            raise exc.bad_payload(self.name, "Gnocchi") from exc
 
     def _current_allocations(self, group: Layout, now: datetime) -> tuple[Floats, Floats]:
         """The latest ``vcpus``/``memory`` readings of the last day (or the configured flavors)."""
@@ -199,34 +193,41 @@ class GnocchiCollector:
         for part in wanted.groups(METRICS_PER_REQUEST):
             ids = [m.metric_id for m in part.metrics]
             measures.update(self.api.measures(ids, now - timedelta(days=1), now, self.config.granularity_s))
-        return latest_allocations(wanted, measures, self._flavors, self.name)
+        return latest_allocations(wanted, measures, self._flavors)
 
     def capture(self, window: Window) -> Iterator[SampleBatch]:
         """Counter rates and gauges of every VM alive in ``window``, one batch per group of VMs and day."""
         config = self.config
         lookback = timedelta(seconds=config.max_span_s)
-        groups = self._layout(window.start - lookback).groups(METRICS_PER_REQUEST)
-        for chunk in window.split(CHUNK_S):
-            for group in groups:
-                measures = self.api.measures(
-                    [m.metric_id for m in group.metrics], chunk.start - lookback, chunk.end, config.granularity_s
-                )
-                yield parse_measures(
-                    group,
-                    measures,
-                    chunk,
-                    max_span_s=config.max_span_s,
-                    interval_s=config.interval_s,
-                    flavors=self._flavors,
-                    manager=self.name,
-                )
+        try:
+            groups = self._layout(window.start - lookback).groups(METRICS_PER_REQUEST)
+            for chunk in window.split(CHUNK_S):
+                for group in groups:
+                    measures = self.api.measures(
+                        [m.metric_id for m in group.metrics], chunk.start - lookback, chunk.end, config.granularity_s
+                    )
+                    yield parse_measures(
+                        group,
+                        measures,
+                        chunk,
+                        max_span_s=config.max_span_s,
+                        interval_s=config.interval_s,
+                        flavors=self._flavors,
+                    )
+        except PayloadError as exc:
+            raise exc.bad_payload(self.name, "Gnocchi") from exc
 
     def _layout(self, start: datetime) -> Layout:
         instances = list(self.api.search("instance", _alive_since(start)))
-        devices: list[dict[str, Any]] = []
-        for kind in ("instance_disk", "instance_network_interface"):
-            for chunk in _batched([i["id"] for i in instances], IDS_PER_SEARCH):
-                devices.extend(self.api.search(kind, {"in": {"instance_id": chunk}}))
+        ids = resource_ids(instances, "instance")
+        devices = {
+            kind: [
+                device
+                for chunk in _batched(ids, IDS_PER_SEARCH)
+                for device in self.api.search(kind, {"in": {"instance_id": chunk}})
+            ]
+            for kind in ("instance_disk", "instance_network_interface")
+        }
         return layout(instances, devices)
 
 

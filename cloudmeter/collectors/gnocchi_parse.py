@@ -11,6 +11,10 @@ Ceilometer's meters and how they become ``METRICS``:
     disk.device.write.bytes    instance_disk     cumulative bytes  -> disk_write_bps
     network.incoming.bytes     instance_nic      cumulative bytes  -> net_rx_bps, summed over the VM's NICs
     network.outgoing.bytes     instance_nic      cumulative bytes  -> net_tx_bps
+
+An answer that does not follow Gnocchi's documented shapes raises ``PayloadError`` naming the place (the
+collector adds the manager). A reading that is not finite is missing (NaN, stored as NULL), and so is a result
+too large for a double; a ``vcpus``/``memory`` reading outside what the resources table holds is no allocation.
 """
 
 from __future__ import annotations
@@ -20,17 +24,20 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import IntEnum
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
 from cloudmeter.collectors.counters import counter_rates
-from cloudmeter.errors import BadPayload
+from cloudmeter.errors import PayloadError
 from cloudmeter.model import METRICS, InventoryItem, Placement, ResourceRef, SampleBatch, Window, as_utc, epoch_s
 
 MIB: Final = 1 << 20
 NS_PER_S: Final = 1e9
+#: The largest allocations the resources table holds (vcpus integer, memory_bytes bigint).
+MAX_VCPUS: Final = 2**31 - 1
+MAX_MEMORY_MIB: Final = 2**42
 
 
 class Role(IntEnum):
@@ -106,31 +113,68 @@ class Layout:
         return groups
 
 
-def vm_ref(instance: Mapping[str, Any]) -> ResourceRef:
-    """The reference of a Ceilometer ``instance`` resource."""
-    return ResourceRef("vm", str(instance["id"]))
+def _text(resource: Mapping[str, Any], key: str, where: str) -> str | None:
+    """``resource[key]``: a string, or None when it is absent, null or empty."""
+    value = resource.get(key)
+    return None if value is None else PayloadError.expect(value, str, f"{where} {key}", "a string") or None
 
 
-def layout(instances: Iterable[Mapping[str, Any]], devices: Iterable[Mapping[str, Any]]) -> Layout:
-    """The capture layout of ``instances`` and their disks and NICs (``devices``, each with ``instance_id``)."""
+def _moment(resource: Mapping[str, Any], key: str, where: str) -> datetime | None:
+    """``resource[key]``: an ISO 8601 time with a time zone, or None when it is absent, null or empty."""
+    text = _text(resource, key, where)
+    try:
+        return None if text is None else as_utc(datetime.fromisoformat(text))
+    except (ValueError, OverflowError) as exc:
+        raise PayloadError.unexpected(f"{where} {key}", text, "an ISO 8601 time with a time zone") from exc
+
+
+def _found(kind: str, position: int) -> str:
+    """Where a search's answer holds its ``position``-th resource."""
+    return f"/v1/search/resource/{kind}[{position}]"
+
+
+def _resource(value: Any, where: str) -> tuple[str, Mapping[str, Any]]:
+    """The id and attributes of the resource ``where`` names."""
+    resource = PayloadError.expect(value, dict, where, "an object")
+    found = resource.get("id")
+    if not isinstance(found, str) or not found:
+        raise PayloadError.unexpected(f"{where} id", found, "a resource id")
+    return found, resource
+
+
+def resource_ids(resources: Iterable[Any], kind: str) -> list[str]:
+    """The ids of the resources a search of type ``kind`` answered."""
+    return [_resource(resource, _found(kind, k))[0] for k, resource in enumerate(resources)]
+
+
+def layout(instances: Iterable[Any], devices: Mapping[str, Iterable[Any]]) -> Layout:
+    """The capture layout of ``instances`` and their disks and NICs (``devices``: resource type -> what a search of
+    it answered, each with ``instance_id``)."""
     result = Layout()
     index: dict[str, int] = {}
-    for instance in instances:
-        index[str(instance["id"])] = len(result.refs)
-        result.refs.append(vm_ref(instance))
-        result.flavor_names.append(str(instance.get("flavor_name") or ""))
-        _add_metrics(result, index[str(instance["id"])], instance, METERS["instance"])
-    for device in devices:
-        vm = index.get(str(device.get("instance_id")))
-        if vm is not None:
-            _add_metrics(result, vm, device, METERS[str(device["type"])])
+    for k, value in enumerate(instances):
+        instance_id, instance = _resource(value, _found("instance", k))
+        index[instance_id] = vm = len(result.refs)
+        result.refs.append(ResourceRef("vm", instance_id))
+        result.flavor_names.append(_text(instance, "flavor_name", f"instance {instance_id}") or "")
+        _add_metrics(result, vm, instance, METERS["instance"], f"instance {instance_id}")
+    for kind, found in devices.items():
+        for k, value in enumerate(found):
+            device_id, device = _resource(value, _found(kind, k))
+            owner = index.get(_text(device, "instance_id", f"{kind} {device_id}") or "")
+            if owner is not None:
+                _add_metrics(result, owner, device, METERS[kind], f"{kind} {device_id}")
     return result
 
 
-def _add_metrics(result: Layout, vm: int, resource: Mapping[str, Any], meters: Mapping[str, Role]) -> None:
-    for name, metric_id in (resource.get("metrics") or {}).items():
+def _add_metrics(result: Layout, vm: int, resource: Mapping[str, Any], meters: Mapping[str, Role], where: str) -> None:
+    for name, metric_id in PayloadError.expect(
+        resource.get("metrics") or {}, dict, f"{where} metrics", "an object"
+    ).items():
         if name in meters:
-            result.metrics.append(MetricRef(str(metric_id), vm, meters[name]))
+            if not isinstance(metric_id, str) or not metric_id:
+                raise PayloadError.unexpected(f"{where} metrics.{name}", metric_id, "a metric id")
+            result.metrics.append(MetricRef(metric_id, vm, meters[name]))
 
 
 class _Timestamps:
@@ -156,20 +200,21 @@ class _Series:
     starts: npt.NDArray[np.int64]
 
 
-def _series(
-    metrics: Sequence[MetricRef], measures: Mapping[str, Sequence[Sequence[Any]]], parse: _Timestamps, manager: str
-) -> dict[Role, _Series]:
+def _series(metrics: Sequence[MetricRef], measures: Mapping[str, Any], parse: _Timestamps) -> dict[Role, _Series]:
     collected: dict[Role, tuple[list[int], list[int], list[float], list[int]]] = {}
     for metric in metrics:
         vms, times, values, starts = collected.setdefault(metric.role, ([], [], [], [0]))
-        points = measures.get(metric.metric_id, ())
+        points = measures.get(metric.metric_id, [])
+        where = f"/v1/aggregates metric {metric.metric_id}"
+        if not isinstance(points, list):
+            raise PayloadError.unexpected(f"{where} measures", points, "a list of [timestamp, granularity, value]")
         try:
             if points:
                 stamps, _granularities, readings = zip(*points, strict=True)
                 times.extend(map(parse, stamps))
                 values.extend(np.nan if value is None else float(value) for value in readings)
-        except (TypeError, ValueError) as exc:
-            raise BadPayload(manager, f"metric {metric.metric_id} has a malformed measure: {exc}") from exc
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise _malformed(where, points, parse) from exc
         vms.extend([metric.vm] * (len(times) - len(vms)))
         starts.append(len(times))
     return {
@@ -183,12 +228,30 @@ def _series(
     }
 
 
-def _latest(series: _Series | None, n_vms: int) -> npt.NDArray[np.float64]:
-    """Each VM's last known (non-NaN) reading in ``series``, NaN if none."""
+def _malformed(where: str, points: list[Any], parse: _Timestamps) -> PayloadError:
+    """What is wrong with the first measure of ``points`` that is not ``[ISO 8601 time, granularity, number]``."""
+    for k, point in enumerate(points):
+        at = f"{where} measures[{k}]"
+        if not isinstance(point, list) or len(point) != 3:
+            return PayloadError.unexpected(at, point, "[timestamp, granularity, value]")
+        stamp, _granularity, value = point
+        try:
+            parse(stamp)
+        except (TypeError, ValueError, OverflowError):
+            return PayloadError.unexpected(f"{at} timestamp", stamp, "an ISO 8601 time with a time zone")
+        try:
+            float(0.0 if value is None else value)
+        except (TypeError, ValueError, OverflowError):
+            return PayloadError.unexpected(f"{at} value", value, "a number a double holds, or null")
+    return PayloadError(where, "has measures that cannot be read")
+
+
+def _latest(series: _Series | None, n_vms: int, most: float) -> npt.NDArray[np.float64]:
+    """Each VM's last reading in ``series`` from 1 to ``most`` (others are no allocation), NaN if none."""
     latest = np.full(n_vms, np.nan)
     if series is None:
         return latest
-    known = ~np.isnan(series.values)
+    known = (series.values >= 1) & (series.values <= most)
     order = np.lexsort((series.ts[known], series.vm[known]))
     vms, values = series.vm[known][order], series.values[known][order]
     latest[vms] = values  # later readings of a VM overwrite earlier ones
@@ -199,8 +262,8 @@ def allocations(
     group: Layout, series: Mapping[Role, _Series], flavors: Mapping[str, Flavor]
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """vCPUs and memory (MiB) per VM: the latest ``vcpus``/``memory`` reading, else the configured flavor."""
-    vcpus = _latest(series.get(Role.VCPUS), len(group.refs))
-    memory = _latest(series.get(Role.MEMORY), len(group.refs))
+    vcpus = _latest(series.get(Role.VCPUS), len(group.refs), MAX_VCPUS)
+    memory = _latest(series.get(Role.MEMORY), len(group.refs), MAX_MEMORY_MIB)
     for vm, name in enumerate(group.flavor_names):
         flavor = flavors.get(name)
         if flavor is not None:
@@ -210,31 +273,27 @@ def allocations(
 
 
 def latest_allocations(
-    group: Layout,
-    measures: Mapping[str, Sequence[Sequence[Any]]],
-    flavors: Mapping[str, Flavor],
-    manager: str,
+    group: Layout, measures: Mapping[str, Any], flavors: Mapping[str, Flavor]
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """``allocations`` straight from an aggregates payload."""
-    return allocations(group, _series(group.metrics, measures, _Timestamps(), manager), flavors)
+    return allocations(group, _series(group.metrics, measures, _Timestamps()), flavors)
 
 
 def parse_measures(
     group: Layout,
-    measures: Mapping[str, Sequence[Sequence[Any]]],
+    measures: Mapping[str, Any],
     window: Window,
     *,
     max_span_s: int,
     interval_s: int,
     flavors: Mapping[str, Flavor],
-    manager: str,
 ) -> SampleBatch:
     """One SampleBatch of the VMs of ``group`` with timestamps in ``window``.
 
     ``measures`` (metric id -> ``[[timestamp, granularity, mean]]``, as ``/v1/aggregates`` answers) may start
     before the window: earlier readings only serve as the predecessors of the first counter readings inside it.
     """
-    series = _series(group.metrics, measures, _Timestamps(), manager)
+    series = _series(group.metrics, measures, _Timestamps())
     vcpus, memory_mib = allocations(group, series, flavors)
     columns: dict[Role, tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64]]] = {}
     for role in _ROW_ROLES:
@@ -256,20 +315,22 @@ def parse_measures(
     keys, rows = np.unique(all_vm * span + (all_ts - base), return_inverse=True)
     out = np.full((len(keys), len(METRICS)), np.nan)
     offset = 0
-    for role, (vm, _ts, values) in columns.items():
-        where = rows[offset : offset + len(vm)]
-        offset += len(vm)
-        if role == Role.CPU:
-            cores = values / NS_PER_S
-            out[where, METRICS.index("cpu_used_cores")] = cores
-            out[where, METRICS.index("cpu_usage_pct")] = 100.0 * cores / vcpus[vm]
-        elif role == Role.MEM_USAGE:
-            out[where, METRICS.index("mem_used_bytes")] = values * MIB
-            out[where, METRICS.index("mem_usage_pct")] = 100.0 * values / memory_mib[vm]
-        else:  # a sum over devices: unknown as soon as one device present at that time is unknown
-            column = _RATE_COLUMNS[role]
-            out[where, column] = 0.0
-            np.add.at(out[:, column], where, values)
+    with np.errstate(over="ignore"):  # a result too large for a double is missing, like a non-finite reading
+        for role, (vm, _ts, values) in columns.items():
+            where = rows[offset : offset + len(vm)]
+            offset += len(vm)
+            if role == Role.CPU:
+                cores = values / NS_PER_S
+                out[where, METRICS.index("cpu_used_cores")] = cores
+                out[where, METRICS.index("cpu_usage_pct")] = 100.0 * cores / vcpus[vm]
+            elif role == Role.MEM_USAGE:
+                out[where, METRICS.index("mem_used_bytes")] = values * MIB
+                out[where, METRICS.index("mem_usage_pct")] = 100.0 * values / memory_mib[vm]
+            else:  # a sum over devices: unknown as soon as one device present at that time is unknown
+                column = _RATE_COLUMNS[role]
+                out[where, column] = 0.0
+                np.add.at(out[:, column], where, values)
+    out[~np.isfinite(out)] = np.nan
     vm_index = (keys // span).astype(np.int32)
     return SampleBatch(tuple(group.refs), vm_index, keys % span + base, out, interval_s)
 
@@ -293,63 +354,101 @@ class Topology:
     host_clusters: Mapping[str, str]
 
 
-def _moment(value: Any) -> datetime | None:
-    return as_utc(datetime.fromisoformat(str(value))) if value else None
+class _Revision(NamedTuple):
+    """One revision of an instance: when it began and its attributes."""
+
+    start: datetime
+    instance_id: str
+    attributes: Mapping[str, Any]
+
+    @property
+    def where(self) -> str:
+        return f"instance {self.instance_id}"
+
+
+def _revision(value: Any, where: str) -> _Revision:
+    instance_id, attributes = _resource(value, where)
+    start = _moment(attributes, "revision_start", f"instance {instance_id}")
+    if start is None:
+        raise PayloadError.unexpected(f"instance {instance_id} revision_start", None, "an ISO 8601 time")
+    return _Revision(start, instance_id, attributes)
 
 
 def _allocation(
-    revision: Mapping[str, Any], current_flavor: str, current: tuple[float, float], flavors: Mapping[str, Flavor]
+    revision: _Revision, current_flavor: str | None, current: tuple[float, float], flavors: Mapping[str, Flavor]
 ) -> tuple[int | None, int | None]:
     """vCPUs and memory bytes of one revision: its flavor's from configuration, else the measured current ones."""
-    flavor = flavors.get(str(revision.get("flavor_name") or ""))
+    flavor = flavors.get(_text(revision.attributes, "flavor_name", revision.where) or "")
     if flavor is not None:
         return flavor.vcpus, flavor.memory_mib * MIB
-    if str(revision.get("flavor_id")) != current_flavor:
+    if _text(revision.attributes, "flavor_id", revision.where) != current_flavor:
         return None, None  # resized since: the measured allocation belongs to another flavor
     vcpus, memory_mib = current
     return (None if np.isnan(vcpus) else int(vcpus)), (None if np.isnan(memory_mib) else int(memory_mib * MIB))
 
 
+def vm_items(
+    instances: Sequence[Any],
+    history: Iterable[Any],
+    current: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]],
+    flavors: Mapping[str, Flavor],
+) -> list[InventoryItem]:
+    """The VMs of a search of ``instances``, from the revisions a search of them with history answered (in any
+    order; an instance without any from itself) and ``current`` (their ``allocations``)."""
+    revisions: dict[str, list[Any]] = defaultdict(list)
+    for k, revision in enumerate(history):
+        revisions[_resource(revision, f"{_found('instance', k)} (history)")[0]].append(revision)
+    vcpus, memory_mib = current
+    return [
+        vm_item(revisions.get(instance_id) or [instances[i]], (vcpus[i], memory_mib[i]), flavors)
+        for i, instance_id in enumerate(resource_ids(instances, "instance"))
+    ]
+
+
 def vm_item(
-    revisions: Sequence[Mapping[str, Any]],
+    revisions: Sequence[Any],
     current: tuple[float, float],
     flavors: Mapping[str, Flavor],
 ) -> InventoryItem:
-    """One VM from its Gnocchi revisions (oldest first): a placement per revision whose host, flavor or project
-    differs from the previous one, from its ``revision_start`` (the first from the instance's start)."""
-    latest = revisions[-1]
-    created = _moment(latest.get("created_at")) or _moment(latest["started_at"])
-    assert created is not None
+    """One VM from its Gnocchi revisions (at least one, in any order): a placement per revision whose host, flavor
+    or project differs from the previous one, from its ``revision_start`` (the first from the instance's start)."""
+    checked = (_revision(value, f"instance revision [{k}]") for k, value in enumerate(revisions))
+    ordered = sorted(checked, key=lambda revision: revision.start)
+    latest, where = ordered[-1].attributes, ordered[-1].where
+    instance_id = ordered[-1].instance_id
+    created = _moment(latest, "created_at", where) or _moment(latest, "started_at", where)
+    if created is None:
+        raise PayloadError.unexpected(f"{where} started_at", None, "an ISO 8601 time (or created_at)")
+    current_flavor = _text(latest, "flavor_id", where)
     placements: list[Placement] = []
-    for revision in revisions:
-        host = revision.get("host")
-        parent = ResourceRef("host", str(host)) if host else None
-        vcpus, memory = _allocation(revision, str(latest.get("flavor_id")), current, flavors)
+    for revision in ordered:
+        host = _text(revision.attributes, "host", revision.where)
+        vcpus, memory = _allocation(revision, current_flavor, current, flavors)
         placement = Placement(
-            created if not placements else _moment(revision["revision_start"]) or created,
-            parent,
+            revision.start if placements else created,
+            ResourceRef("host", host) if host else None,
             vcpus,
             memory,
-            revision.get("project_id"),
+            _text(revision.attributes, "project_id", revision.where),
         )
         if not placements or _state(placements[-1]) != _state(placement):
             placements.append(placement)
     last = placements[-1]
     tags = {
-        key: str(latest[key])
+        key: value
         for key in ("flavor_name", "flavor_id", "image_ref", "availability_zone", "server_group")
-        if latest.get(key)
+        if (value := _text(latest, key, where))
     }
     return InventoryItem(
-        vm_ref(latest),
-        str(latest.get("display_name") or latest["id"]),
+        ResourceRef("vm", instance_id),
+        _text(latest, "display_name", where) or instance_id,
         parent=last.parent,
         vcpus=last.vcpus,
         memory_bytes=last.memory_bytes,
         project=last.project,
         tags=tags,
         created_at=created,
-        retired_at=_moment(latest.get("ended_at")) or _moment(latest.get("deleted_at")),
+        retired_at=_moment(latest, "ended_at", where) or _moment(latest, "deleted_at", where),
         history=tuple(placements),
     )
 
@@ -358,9 +457,7 @@ def _state(placement: Placement) -> tuple[Any, ...]:
     return (placement.parent, placement.vcpus, placement.memory_bytes, placement.project)
 
 
-def infrastructure(
-    vms: Sequence[InventoryItem], revisions: Iterable[Mapping[str, Any]], topology: Topology
-) -> list[InventoryItem]:
+def infrastructure(vms: Sequence[InventoryItem], revisions: Iterable[Any], topology: Topology) -> list[InventoryItem]:
     """The region, the provider, the clusters and the hosts the VMs were ever placed on.
 
     A host's cluster is its entry in ``host_clusters``, else the availability zone last seen on an instance on
@@ -373,9 +470,12 @@ def infrastructure(
             if placement.parent is not None:
                 host = placement.parent.ems_ref
                 first_seen[host] = min(first_seen.get(host, placement.valid_from), placement.valid_from)
-    for revision in revisions:
-        if revision.get("host") and revision.get("availability_zone"):
-            zones[str(revision["host"])] = str(revision["availability_zone"])
+    for k, value in enumerate(revisions):
+        where = f"{_found('instance', k)} (history)"
+        revision = PayloadError.expect(value, dict, where, "an object")
+        placed_on, zone = _text(revision, "host", where), _text(revision, "availability_zone", where)
+        if placed_on and zone:
+            zones[placed_on] = zone
     start = min(first_seen.values(), default=min((vm.created_at for vm in vms if vm.created_at), default=None))
     items = [
         InventoryItem(topology.region, topology.region.ems_ref, created_at=start),

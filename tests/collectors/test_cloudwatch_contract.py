@@ -8,6 +8,8 @@ conversion against a plain reference) and the config schema.
 from __future__ import annotations
 
 import logging
+import math
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -200,16 +202,57 @@ def test_failed_results_raise(status: StatusCodeType, error: type[Exception], sa
 @pytest.mark.parametrize(
     ("answer", "says"),
     [
-        ({"Id": "q7", "Timestamps": [at(R0)], "Values": [1.0]}, "result 'q7' answers no query of the request"),
-        ({"Id": "cpu", "Timestamps": [at(R0)], "Values": [1.0]}, "result 'cpu' answers no query of the request"),
+        ({"Id": "q7", "Timestamps": [at(R0)], "Values": [1.0]}, "MetricDataResults[0].Id is 'q7', expected one"),
+        ({"Id": "cpu", "Timestamps": [at(R0)], "Values": [1.0]}, "MetricDataResults[0].Id is 'cpu', expected one"),
         ({"Id": "q0", "Timestamps": [at(R0)], "Values": []}, "result 'q0' has 1 timestamps but 0 values"),
+        # botocore's Stubber lets a timestamp through as text (its parser would have made it a datetime)
+        (
+            {"Id": "q0", "Timestamps": ["2026-03-01"], "Values": [1.0]},
+            "MetricDataResults[0].Timestamps[0] is '2026-03-01'",
+        ),
     ],
 )
 def test_malformed_results_are_bad_payloads(answer: dict[str, Any], says: str) -> None:
     with stubbed(ONE) as stub:
         stub.answer({"MetricDataResults": [answer]})
-        with pytest.raises(BadPayload, match=f"manager 'lab': GetMetricData answered a malformed result: {says}"):
+        with pytest.raises(
+            BadPayload, match=re.escape(f"manager 'lab': GetMetricData answered a malformed result: {says}")
+        ):
             stub.capture()
+
+
+def test_a_malformed_instance_is_a_bad_payload() -> None:
+    broken = instance("i-1", launched=LAUNCHED)
+    del broken["LaunchTime"]
+    clients = stub_clients()
+    with Stubber(clients.ec2) as ec2:
+        ec2.add_response("describe_instances", reservations([broken]))
+        lab = CloudWatchCollector("lab", AwsConfig(region="us-east-1"), clients=clients, clock=lambda: NOW)
+        with pytest.raises(BadPayload) as caught:
+            lab.inventory()
+    assert str(caught.value) == (
+        "manager 'lab': DescribeInstances answered a malformed result: Reservations[0].Instances[0].LaunchTime is "
+        "missing or null, expected a time with a time zone"
+    )
+
+
+def test_an_infinite_statistic_is_null() -> None:
+    with stubbed(ONE) as stub:
+        stub.answer(
+            {
+                "MetricDataResults": [
+                    result("q0", [(R0, math.inf), (R0 + 60, 12.0)]),  # CPUUtilization
+                    result("q1", [(R0, -math.inf)]),  # NetworkIn
+                    result("q3", [(R0, math.inf)]),  # DiskReadBytes, beside EBSReadBytes
+                    result("q4", [(R0, 600.0)]),
+                ]
+            }
+        )
+        got = samples(stub.capture())
+    nan = math.nan
+    assert_samples(
+        got, {("i-1", R0): [nan, nan, nan, nan, 10.0, nan, nan, nan], ("i-1", R0 + 60): [12.0, 0.24, *[nan] * 6]}
+    )
 
 
 def test_access_denied_names_the_action() -> None:
