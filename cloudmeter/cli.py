@@ -15,6 +15,7 @@ import typer
 
 from cloudmeter.cli_common import (
     ConfigOption,
+    check_span,
     console,
     fail,
     handled_errors,
@@ -61,6 +62,7 @@ def _between(start: datetime, end: datetime) -> Window:
     """The window from ``start`` to ``end``, or a one-line error when it is empty."""
     if end <= start:
         raise fail(f"--until {end.isoformat()} is not after --since {start.isoformat()}; swap them", 2)
+    check_span(start, end, "--since", "--until")
     return Window(start, end)
 
 

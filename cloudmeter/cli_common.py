@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 from zoneinfo import ZoneInfo
@@ -21,6 +21,9 @@ from cloudmeter.storage.dsn import scrub
 
 console = Console()
 err_console = Console(stderr=True)
+
+#: Times the CLI accepts, and the longest window a command reads (ten years).
+EARLIEST_YEAR, LATEST_YEAR, MAX_WINDOW_DAYS = 1970, 2200, 3660
 
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", "-c", help="TOML config file (default: $CLOUDMETER_CONFIG).")
@@ -73,4 +76,12 @@ def parse_time(value: str | None, name: str, tz: str = "UTC") -> datetime | None
         raise fail(
             f"{name} {value!r} is not an ISO 8601 date or time; use e.g. 2026-11-01 or 2026-11-01T06:00Z", 2
         ) from None
+    if not EARLIEST_YEAR <= moment.year <= LATEST_YEAR:
+        raise fail(f"{name} {value!r} is out of range; give a time between {EARLIEST_YEAR} and {LATEST_YEAR}", 2)
     return moment if moment.tzinfo else moment.replace(tzinfo=ZoneInfo(tz))
+
+
+def check_span(start: datetime, end: datetime, first: str, last: str) -> None:
+    """Refuse a window longer than ``MAX_WINDOW_DAYS`` (a report or capture of centuries would run for hours)."""
+    if end - start > timedelta(days=MAX_WINDOW_DAYS):
+        raise fail(f"{first} to {last} spans more than {MAX_WINDOW_DAYS} days; give a shorter window", 2)

@@ -12,7 +12,17 @@ import polars as pl
 import psycopg
 import typer
 
-from cloudmeter.cli_common import ConfigOption, console, fail, handled_errors, open_database, parse_time, read_settings
+from cloudmeter.cli_common import (
+    MAX_WINDOW_DAYS,
+    ConfigOption,
+    check_span,
+    console,
+    fail,
+    handled_errors,
+    open_database,
+    parse_time,
+    read_settings,
+)
 from cloudmeter.cli_output import (
     JsonOption,
     Output,
@@ -59,6 +69,7 @@ def _window(start: str | None, end: str | None, days: int, tz: str) -> Window:
     begin = parse_time(start, "--from", tz) or stop - timedelta(days=days)
     if stop <= begin:
         raise fail(f"--to {stop.isoformat()} is not after --from {begin.isoformat()}; swap them or widen the window", 2)
+    check_span(begin, stop, "--from", "--to")
     return Window(begin, stop)
 
 
@@ -136,7 +147,7 @@ def utilization_command(
     level: Annotated[str, typer.Option(help="host, cluster or provider.")] = "cluster",
     start: FromOption = None,
     end: ToOption = None,
-    days: Annotated[int, typer.Option(min=1, help="Window length when --from is not given.")] = 7,
+    days: Annotated[int, typer.Option(min=1, max=MAX_WINDOW_DAYS, help="Window length when --from is not given.")] = 7,
     tz: TzOption = "UTC",
     plot: PlotOption = None,
     config: ConfigOption = None,
@@ -174,7 +185,7 @@ def headroom_command(
     mem_ratio: Annotated[float, typer.Option("--mem-allocation-ratio", help="Allowed memory overcommit.")] = 1.0,
     start: FromOption = None,
     end: ToOption = None,
-    days: Annotated[int, typer.Option(min=1, help="Lookback when --from is not given.")] = 14,
+    days: Annotated[int, typer.Option(min=1, max=MAX_WINDOW_DAYS, help="Lookback when --from is not given.")] = 14,
     tz: TzOption = "UTC",
     config: ConfigOption = None,
     output: OutputOption = Output.table,
@@ -199,7 +210,7 @@ def forecast_command(
     limit: Annotated[float, typer.Option(help="Exhaustion at this % of capacity.")] = 90.0,
     start: FromOption = None,
     end: ToOption = None,
-    days: Annotated[int, typer.Option(min=3, help="History when --from is not given.")] = 28,
+    days: Annotated[int, typer.Option(min=3, max=MAX_WINDOW_DAYS, help="History when --from is not given.")] = 28,
     tz: TzOption = "UTC",
     plot: PlotOption = None,
     config: ConfigOption = None,
@@ -234,7 +245,7 @@ def rightsize_command(
     rates: RatesOption = None,
     start: FromOption = None,
     end: ToOption = None,
-    days: Annotated[int, typer.Option(min=1, help="Lookback when --from is not given.")] = 14,
+    days: Annotated[int, typer.Option(min=1, max=MAX_WINDOW_DAYS, help="Lookback when --from is not given.")] = 14,
     tz: TzOption = "UTC",
     config: ConfigOption = None,
     output: OutputOption = Output.table,
@@ -270,7 +281,7 @@ IntervalOption = Annotated[str, typer.Option("--interval", help="daily, weekly o
 def show_command(
     start: FromOption = None,
     end: ToOption = None,
-    days: Annotated[int, typer.Option(min=1, help="Window when --from is not given.")] = 7,
+    days: Annotated[int, typer.Option(min=1, max=MAX_WINDOW_DAYS, help="Window when --from is not given.")] = 7,
     group_by: GroupOption = "project",
     interval: IntervalOption = "monthly",
     rates: RatesOption = None,

@@ -11,7 +11,6 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
@@ -26,10 +25,12 @@ from pydantic_settings import (
 from cloudmeter.collectors.base import ManagerConfig
 from cloudmeter.collectors.registry import parse_manager_config
 from cloudmeter.errors import ConfigError
+from cloudmeter.model import is_time_zone
 from cloudmeter.storage.dsn import MASK, dsn_problem, mask_dsn
 from cloudmeter.storage.writer import WriteMethod
 
 CONFIG_ENV = "CLOUDMETER_CONFIG"
+HOUR, DAY = 3600, 86400  # upper bounds: a duration of 10^15 s would pass validation and then overflow or spin
 
 
 class Schedule(BaseModel):
@@ -37,17 +38,19 @@ class Schedule(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    refresh_interval_s: int = Field(900, ge=10, description="inventory refresh")
-    capture_interval_s: int = Field(300, ge=10, description="metrics capture")
-    capture_overlap_s: int = Field(600, ge=0, description="re-read this much before the last captured time")
-    maintenance_interval_s: int = Field(86400, ge=60, description="partitions and retention")
-    lease_interval_s: int = Field(15, ge=1, description="how often daemons rebalance and take over managers")
-    jitter_s: int = Field(10, ge=0, description="random delay added to each job's runs")
+    refresh_interval_s: int = Field(900, ge=10, le=7 * DAY, description="inventory refresh")
+    capture_interval_s: int = Field(300, ge=10, le=DAY, description="metrics capture")
+    capture_overlap_s: int = Field(600, ge=0, le=7 * DAY, description="re-read this much before the last captured time")
+    maintenance_interval_s: int = Field(86400, ge=60, le=7 * DAY, description="partitions and retention")
+    lease_interval_s: int = Field(15, ge=1, le=HOUR, description="how often daemons rebalance and take over managers")
+    jitter_s: int = Field(10, ge=0, le=HOUR, description="random delay added to each job's runs")
     max_concurrent_jobs: int = Field(4, ge=1, le=64, description="jobs running at once in one daemon")
-    initial_capture_s: int = Field(3600, ge=60, description="how far back a never-captured manager starts")
-    max_window_s: int = Field(21600, ge=60, description="longest window one capture step reads")
-    backoff_initial_s: int = Field(60, ge=1, description="wait after a manager's first failure (then doubled)")
-    backoff_max_s: int = Field(3600, ge=1, description="longest wait between a failing manager's attempts")
+    initial_capture_s: int = Field(
+        3600, ge=60, le=400 * DAY, description="how far back a never-captured manager starts"
+    )
+    max_window_s: int = Field(21600, ge=60, le=7 * DAY, description="longest window one capture step reads")
+    backoff_initial_s: int = Field(60, ge=1, le=DAY, description="wait after a manager's first failure (then doubled)")
+    backoff_max_s: int = Field(3600, ge=1, le=7 * DAY, description="longest wait between a failing manager's attempts")
 
     @model_validator(mode="after")
     def _window_longer_than_overlap(self) -> Schedule:
@@ -64,9 +67,9 @@ class Retention(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    raw_days: int = Field(14, ge=1)
-    hourly_days: int = Field(400, ge=1)
-    daily_days: int = Field(1830, ge=1)
+    raw_days: int = Field(14, ge=1, le=3660)
+    hourly_days: int = Field(400, ge=1, le=36600)
+    daily_days: int = Field(1830, ge=1, le=36600)
 
 
 def default_data_dir() -> Path:
@@ -103,10 +106,8 @@ class Settings(BaseSettings):
     @classmethod
     def _known_zones(cls, zones: tuple[str, ...]) -> tuple[str, ...]:
         for zone in zones:
-            try:
-                ZoneInfo(zone)
-            except (ZoneInfoNotFoundError, ValueError) as exc:
-                raise ValueError(f"{zone!r} is not an IANA time zone (e.g. 'Europe/Berlin')") from exc
+            if not is_time_zone(zone):
+                raise ValueError(f"{zone!r} is not an IANA time zone (e.g. 'Europe/Berlin')")
         return ("UTC", *(z for z in dict.fromkeys(zones) if z != "UTC"))
 
     @field_validator("managers", mode="before")
@@ -114,6 +115,12 @@ class Settings(BaseSettings):
     def _manager_kinds(cls, raw: Any) -> Any:
         if not isinstance(raw, Mapping):
             return raw
+        for name, table in raw.items():
+            if not isinstance(table, Mapping):
+                kind = type(table).__name__  # never the value: it may be a secret
+                raise ValueError(
+                    f"managers.{name} must be a table ([managers.{name}] with kind = ...), not a value of type {kind}"
+                )
         return {name: parse_manager_config(str(name), table) for name, table in raw.items()}
 
     @classmethod
@@ -163,12 +170,21 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
+    if path.is_dir():
+        raise ConfigError(f"config file {path} is a directory; name the TOML file in it")
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist; fix {CONFIG_ENV} or create the file")
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"config file {path} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+            "save it as UTF-8"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
 
 
 #: How alike an unknown ``CLOUDMETER_*`` variable must be to a setting to count as its typo (pydantic-settings

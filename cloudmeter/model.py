@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Final, NamedTuple
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 import numpy.typing as npt
@@ -29,6 +30,15 @@ METRICS: Final[tuple[str, ...]] = (
 
 #: Resource kinds, from the bottom of the topology to the top.
 KINDS: Final[tuple[str, ...]] = ("vm", "host", "cluster", "provider", "region", "project")
+
+
+def is_time_zone(name: str) -> bool:
+    """Whether ``name`` is an IANA time zone (``Europe/Berlin``; not ``America``, a directory of them)."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # IsADirectoryError for a region's folder
+        return False
+    return True
 
 
 def as_utc(moment: datetime) -> datetime:

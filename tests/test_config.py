@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -172,3 +173,28 @@ def test_effective_config_masks_every_secret_of_the_dsn(monkeypatch: pytest.Monk
     monkeypatch.setenv("CLOUDMETER_DSN", "host=db user=meter password='s3cr3t pw' sslpassword=k3y-pw dbname=cm")
     shown = effective_config(load_settings())
     assert shown["dsn"] == "host=db user=meter password=******** sslpassword=******** dbname=cm"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (b"pool_size = 4\n# caf\xe9\n", "is not UTF-8 text (byte 0xe9 at offset 19); save it as UTF-8"),
+        (b'time_zones = ["America"]\n', "'America' is not an IANA time zone"),
+        (
+            b"[managers]\nlab = 5\n",
+            "managers.lab must be a table ([managers.lab] with kind = ...), not a value of type int",
+        ),
+        (b"[schedule]\ncapture_interval_s = 1000000000000000\n", "less than or equal to 86400"),
+        (b"[retention]\nraw_days = 1000000000000000\n", "less than or equal to 3660"),
+    ],
+)
+def test_inputs_that_crashed_are_config_errors(tmp_path: Path, text: bytes, message: str) -> None:
+    path = tmp_path / "cloudmeter.toml"
+    path.write_bytes(text)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_settings(path)
+
+
+def test_a_directory_as_the_config_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="is a directory; name the TOML file in it"):
+        load_settings(tmp_path)

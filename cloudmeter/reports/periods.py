@@ -4,11 +4,11 @@ month in Europe/Berlin starts at 23:00 or 22:00 UTC and its DST days have 23 or 
 from __future__ import annotations
 
 from typing import Final, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import polars as pl
 
 from cloudmeter.errors import ConfigError
+from cloudmeter.model import is_time_zone
 
 Interval = Literal["daily", "weekly", "monthly"]
 INTERVALS: Final[tuple[str, ...]] = ("daily", "weekly", "monthly")
@@ -17,10 +17,8 @@ _OFFSET: Final = {"hourly": "1h", "daily": "1d", "weekly": "1w", "monthly": "1mo
 
 def check_zone(tz: str) -> str:
     """``tz`` if it is an IANA time zone, else a ConfigError saying so."""
-    try:
-        ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(f"time zone {tz!r} is not an IANA name; use e.g. UTC or Europe/Berlin") from None
+    if not is_time_zone(tz):
+        raise ConfigError(f"time zone {tz!r} is not an IANA name; use e.g. UTC or Europe/Berlin")
     return tz
 
 
