@@ -198,3 +198,17 @@ def test_inputs_that_crashed_are_config_errors(tmp_path: Path, text: bytes, mess
 def test_a_directory_as_the_config_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="is a directory; name the TOML file in it"):
         load_settings(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "table",
+    [
+        'kind = "simulator"\nvms = 1000000000000000',
+        'kind = "simulator"\nhorizon_days = 1000000000000000',
+        'kind = "openstack"\nauth_mode = "basic"\ngnocchi_url = "http://g"\nusername = "u"\npassword = "p"\n'
+        "granularity_s = 1000000000000000",
+    ],
+)
+def test_manager_sizes_and_durations_are_bounded(tmp_path: Path, table: str) -> None:
+    with pytest.raises(ConfigError, match="less than or equal to"):
+        load_settings(_write(tmp_path, f"[managers.lab]\n{table}\n"))

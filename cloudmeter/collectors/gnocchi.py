@@ -68,10 +68,10 @@ class OpenStackConfig(ManagerConfig):
     gnocchi_url: str | None = Field(None, description="overrides the catalog; required with basic auth")
     host_clusters: dict[str, str] = Field(default_factory=dict, description="compute host -> cluster (aggregate/AZ)")
     flavors: dict[str, FlavorConfig] = Field(default_factory=dict, description="flavor name -> vcpus, memory_mib")
-    granularity_s: int = Field(300, ge=1, description="the archive-policy granularity to read")
-    polling_interval_s: int = Field(300, ge=1, description="Ceilometer's polling interval")
-    retired_lookback_days: int = Field(30, ge=1, description="keep listing instances deleted this recently")
-    timeout_s: float = Field(30.0, gt=0)
+    granularity_s: int = Field(300, ge=1, le=86400, description="the archive-policy granularity to read")
+    polling_interval_s: int = Field(300, ge=1, le=86400, description="Ceilometer's polling interval")
+    retired_lookback_days: int = Field(30, ge=1, le=3660, description="keep listing instances deleted this recently")
+    timeout_s: float = Field(30.0, gt=0, le=3600)
     verify_tls: bool = True
 
     @model_validator(mode="after")

@@ -104,14 +104,14 @@ class SimulatorConfig(ManagerConfig):
     """A seeded synthetic cloud; ``fail`` makes every call fail the way a broken manager would."""
 
     kind: Literal["simulator"] = "simulator"
-    seed: int = Field(default=42, ge=0)
+    seed: int = Field(default=42, ge=0, le=2**63 - 1)
     region: str = "sim-region-1"
-    clusters: int = Field(default=2, ge=1)
-    hosts_per_cluster: int = Field(default=4, ge=1)
-    vms: int = Field(default=40, ge=0)
+    clusters: int = Field(default=2, ge=1, le=1000)
+    hosts_per_cluster: int = Field(default=4, ge=1, le=10_000)
+    vms: int = Field(default=40, ge=0, le=1_000_000)
     interval_s: int = Field(default=60, ge=1, le=3600)
     start: AwareDatetime = datetime(2026, 1, 1, tzinfo=UTC)
-    horizon_days: int = Field(default=30, ge=1)
+    horizon_days: int = Field(default=30, ge=1, le=3660)
     fail: Literal["auth", "unavailable"] | None = None
 
     @field_validator("interval_s")
