@@ -3,8 +3,10 @@
 In-stream: each captured batch is written raw and kept in memory while its hour is open; when capture
 passes an hour's end, that hour's rows (every level) and the rows of any local day that ended with it are
 computed from memory and written in one transaction with the manager's ``rolled_until`` mark. Nothing just
-written is read back. A new process resumes from storage once: the open hours' samples, and the closed
-hours of the still-open local days (to restore the days' partials).
+written is read back. A new process resumes from storage once, wherever the last one died (``rolled_until``
+NULL or not, samples stored past its marks or not): the closed hours of the still-open local days are replayed
+to restore the days' partials, hours captured but not rolled up yet are rolled up from storage, and every
+later stored sample goes into the open hours.
 
 Rebuild: stored samples are read with binary COPY in chunks of at most ``CHUNK_ROWS`` rows (whole
 resources, one UTC day at a time) and go through the same engine, so both paths write the same bits.
@@ -15,7 +17,7 @@ just those hours and their days.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -206,8 +208,8 @@ class StreamRollup:
         """Keep a stored batch's samples for their open hours."""
         if self._roller is None:
             self._resume(interval_s, int(ts_s.min()) if len(ts_s) else None)
-        assert self._open is not None
-        self._open.add(resource_id, ts_s, values)
+        if self._open is not None:  # still None: nothing stored, captured or given to start from
+            self._open.add(resource_id, ts_s, values)
 
     def advance(self, until_s: int) -> None:
         """Roll up and write every open hour that ends at or before ``until_s``."""
@@ -216,31 +218,50 @@ class StreamRollup:
         roller, open_hours = self._roller, self._open
         for hour in range(open_hours.start_s, _floor_hour(until_s), HOUR_S):
             rid, ts, values = open_hours.pop(hour)
-            leaves = [leaf_series(roller.topology, rid, ts, values)] if len(ts) else []
-            rows = [*roller.roll(hour, hour + HOUR_S, leaves), *roller.close(hour + HOUR_S)]
-            _write(self.db, rows, self.counts, (self.manager_id, hour + HOUR_S))
+            self._roll(roller, hour, hour + HOUR_S, [leaf_series(roller.topology, rid, ts, values)] if len(ts) else [])
         _warn_dropped(roller, self.manager_id)
 
+    def _roll(self, roller: Roller, start_s: int, end_s: int, leaves: Iterable[Series]) -> None:
+        """Write the rows of the whole hours ``[start_s, end_s)`` and of the days ended by then, with the mark."""
+        rows = [*roller.roll(start_s, end_s, leaves), *roller.close(end_s)]
+        _write(self.db, rows, self.counts, (self.manager_id, end_s))
+
     def _resume(self, interval_s: int, first_s: int | None) -> None:
+        """Take up where the last process left off, from what is stored (it may have died at any point).
+
+        Everything before ``rolled_until`` is rolled up: the stored hours of the still-open local days are
+        replayed (no writes) to restore those days' partials. Every stored sample from ``rolled_until`` on is
+        taken in: the hours that closed before ``captured_until`` are rolled up from storage and written now,
+        the rest is kept open. With ``rolled_until`` NULL (nothing rolled up yet), the same from the hour of
+        the earliest sample stored or arriving.
+        """
         with self.db.connection() as conn:
             row = managers.manager_by_id(conn, self.manager_id)
             topology = readers.read_topology(conn, self.manager_id)
+            span = readers.sample_span(conn, topology.resource_id.tolist(), row.rolled_until)
         roller = Roller(topology, row.sample_interval_s or interval_s, self.time_zones)
-        if row.rolled_until is None:
-            start = _floor_hour(first_s if first_s is not None else epoch_s(row.captured_until or from_epoch_s(0)))
-            self._roller, self._open = roller, OpenHours(start)
-            return
-        rolled = epoch_s(row.rolled_until)
-        replay_from = day_span(self.time_zones, rolled, rolled + 1)[0]  # the start of the earliest open day
-        for a in range(replay_from, rolled, DAY_S):
-            b = min(a + DAY_S, rolled)
-            for _ in roller.roll(a, b, stored_leaves(self.db, topology, a, b)):
-                pass  # these hours are stored; replaying them restores the open days' partials
-        roller.forget(rolled)
-        open_hours = OpenHours(rolled)
-        captured = epoch_s(row.captured_until) if row.captured_until else rolled
-        if captured > rolled:
-            for leaves in stored_leaves(self.db, topology, rolled, _ceil_hour(captured)):
+        captured = epoch_s(row.captured_until) if row.captured_until else None
+        if row.rolled_until is not None:
+            rolled = epoch_s(row.rolled_until)
+            replay_from = day_span(self.time_zones, rolled, rolled + 1)[0]  # the start of the earliest open day
+            for a in range(replay_from, rolled, DAY_S):
+                b = min(a + DAY_S, rolled)
+                for _ in roller.roll(a, b, stored_leaves(self.db, topology, a, b)):
+                    pass  # these hours are stored; replaying them restores the open days' partials
+            roller.forget(rolled)
+        else:
+            known = [s for s in (first_s, captured, epoch_s(span[0]) if span else None) if s is not None]
+            if not known:
+                return
+            rolled = _floor_hour(min(known))
+        closed = max(rolled, _floor_hour(captured or rolled))
+        for a in range(rolled, closed, DAY_S):
+            b = min(a + DAY_S, closed)
+            self._roll(roller, a, b, stored_leaves(self.db, topology, a, b))
+        open_hours = OpenHours(closed)
+        if span is not None and epoch_s(span[1]) >= closed:
+            for leaves in stored_leaves(self.db, topology, closed, _ceil_hour(epoch_s(span[1]) + 1)):
                 open_hours.add(leaves.resource_id, leaves.ts_s, leaves.values)
-        log.info("resumed rollups of manager %d from %s", self.manager_id, row.rolled_until)
+        _warn_dropped(roller, self.manager_id)
+        log.info("resumed rollups of manager %d from %s", self.manager_id, from_epoch_s(rolled))
         self._roller, self._open = roller, open_hours

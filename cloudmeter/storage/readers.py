@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal
 
 import numpy as np
@@ -88,6 +89,16 @@ def sample_arrays(conn: psycopg.Connection, window: Window, resource_ids: Sequen
         sql.SQL(", ").join(sql.Identifier(name) for name, _ in SAMPLE_KINDS), where
     )
     return read_arrays(conn, query, [window.start, window.end, *extra], SAMPLE_KINDS)
+
+
+def sample_span(
+    conn: psycopg.Connection, resource_ids: Sequence[int], since: datetime | None = None
+) -> tuple[datetime, datetime] | None:
+    """The first and last ``ts`` of the stored samples of ``resource_ids`` (at or after ``since``), or None."""
+    after = sql.SQL(" AND ts >= %s") if since is not None else sql.SQL("")
+    query = sql.SQL("SELECT min(ts), max(ts) FROM metric_samples WHERE resource_id = ANY(%s){}").format(after)
+    row = conn.execute(query, [list(resource_ids), *([since] if since is not None else [])]).fetchone()
+    return (row[0], row[1]) if row is not None and row[0] is not None else None
 
 
 def read_samples(conn: psycopg.Connection, window: Window, resource_ids: Sequence[int] | None = None) -> pl.DataFrame:
