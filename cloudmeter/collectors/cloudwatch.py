@@ -75,6 +75,7 @@ from cloudmeter.errors import (
     Throttled,
 )
 from cloudmeter.model import Inventory, SampleBatch, Window, as_utc, epoch_s, from_epoch_s
+from cloudmeter.redact import mask_logs, relay
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudwatch import CloudWatchClient
@@ -84,6 +85,9 @@ if TYPE_CHECKING:
     from mypy_boto3_sts import STSClient
 
 log = logging.getLogger(__name__)
+# botocore logs at DEBUG the headers it sends (X-Amz-Security-Token), what it signs and every answer (AssumeRole's
+# temporary credentials)
+mask_logs("botocore.endpoint", "botocore.auth", "botocore.parsers")
 
 _T = TypeVar("_T")
 _Page = TypeVar("_Page", bound=Mapping[str, Any])
@@ -504,7 +508,9 @@ class CloudWatchCollector:
         )
 
     def _translate(self, exc: BotoCoreError | ClientError | ResponseParserError, action: str) -> CloudmeterError:
-        """The cloudmeter error for a botocore failure of ``action`` (see the module docstring)."""
+        """The cloudmeter error for a botocore failure of ``action`` (see the module docstring); what AWS or
+        botocore said is relayed without the secret key (nor any other long opaque token)."""
+        known = [self.config.secret_access_key.get_secret_value()] if self.config.secret_access_key else []
         if isinstance(exc, NoCredentialsError | PartialCredentialsError):
             return CollectorAuthError(
                 self.name,
@@ -536,10 +542,9 @@ class CloudWatchCollector:
                     THROTTLED_RETRY_AFTER_S,
                 )
             if status < 500:
-                return CollectorError(
-                    self.name, f"AWS refused {action}: {code}: {exc.response.get('Error', {}).get('Message', '')}"
-                )
-        failure = "its answer could not be parsed" if isinstance(exc, ResponseParserError) else str(exc)
+                said = f"{code}: {exc.response.get('Error', {}).get('Message', '')}"
+                return CollectorError(self.name, f"AWS refused {action}: {relay(said, known)}")
+        failure = "its answer could not be parsed" if isinstance(exc, ResponseParserError) else relay(str(exc), known)
         if self.config.region not in known_regions():
             return self._unknown_region(f"{action} failed: {failure}")
         return SourceUnavailable(

@@ -8,6 +8,9 @@
     HTTP 5xx                                  -> SourceUnavailable
     other HTTP 4xx, a body that is not JSON   -> BadPayload
 
+What a body says is relayed in the message without the credentials the request carried (a server may quote the
+request back), cut to one short line.
+
 Searches use ``POST /v1/search/resource/TYPE`` (``GET ?filter=`` is silently ignored by Gnocchi) and page with
 ``limit`` and the ``marker`` of the ``Link: <...>; rel="next"`` header Gnocchi sends while pages are full.
 Measures are read in bulk through ``POST /v1/aggregates`` by metric id.
@@ -15,14 +18,18 @@ Measures are read in bulk through ``POST /v1/aggregates`` by metric id.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import contextlib
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final
 
 import httpx
 
 from cloudmeter.errors import BadPayload, CollectorAuthError, SourceUnavailable, Throttled
+from cloudmeter.redact import relay
 
 #: Gnocchi's default ``[api] max_limit``: the largest page it serves.
 PAGE_SIZE: Final = 1000
@@ -64,7 +71,8 @@ class GnocchiAPI:
         try:
             return response.json()
         except json.JSONDecodeError as exc:
-            raise BadPayload(self.manager, f"Gnocchi {what} answered non-JSON: {response.text[:200]!r}") from exc
+            shown = relay(response.text, _sent_credentials(response.request), limit=200)
+            raise BadPayload(self.manager, f"Gnocchi {what} answered non-JSON: {shown!r}") from exc
 
     def search(self, resource_type: str, query: Mapping[str, Any], *, history: bool = False) -> Iterator[JsonObject]:
         """Every resource of ``resource_type`` matching ``query`` (every revision with ``history``), paged."""
@@ -99,12 +107,13 @@ class GnocchiAPI:
             raise BadPayload(self.manager, f"/v1/aggregates answered without measures for {exc}") from exc
 
 
-def raise_for_status(manager: str, response: httpx.Response, what: str) -> None:
-    """Translate an error status into cloudmeter's error tree (the body's description included, never auth)."""
+def raise_for_status(manager: str, response: httpx.Response, what: str, secrets: Iterable[str] = ()) -> None:
+    """Translate an error status into cloudmeter's error tree: the body's description included, without
+    ``secrets`` (what the request's body carried) and the credentials of its headers."""
     status = response.status_code
     if status < 400:
         return
-    detail = _description(response)
+    detail = relay(_description(response), [*secrets, *_sent_credentials(response.request)])
     if status == 401:
         raise CollectorAuthError(
             manager, f"invalid credentials: {what} was refused (401 {detail}); check username, password and auth_mode"
@@ -129,8 +138,19 @@ def _description(response: httpx.Response) -> str:
         inner = body.get("description") or body.get("error") or body
         if isinstance(inner, dict):
             inner = inner.get("message") or inner.get("cause") or inner
-        return str(inner)[:300]
-    return str(body)[:300]
+        return str(inner)
+    return str(body)
+
+
+def _sent_credentials(request: httpx.Request) -> list[str]:
+    """The credentials in ``request``'s headers: a Keystone token, the Authorization value (and the password of
+    basic auth in it)."""
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    found = [request.headers.get("X-Auth-Token", ""), value]
+    if scheme.lower() == "basic":
+        with contextlib.suppress(binascii.Error, UnicodeDecodeError):
+            found.append(base64.b64decode(value, validate=True).decode().partition(":")[2])
+    return found
 
 
 def _seconds(value: str) -> float:

@@ -17,9 +17,12 @@ import httpx
 
 from cloudmeter.collectors.gnocchi_api import raise_for_status
 from cloudmeter.errors import BadPayload, SourceUnavailable
+from cloudmeter.redact import mask_logs
 
 #: Renew a token this long before Keystone says it expires.
 RENEW_BEFORE: Final = timedelta(minutes=5)
+
+mask_logs("httpcore.http11", "httpcore.http2")  # they log response headers at DEBUG, X-Subject-Token among them
 
 
 @dataclass(frozen=True)
@@ -115,7 +118,8 @@ class KeystoneAuth(httpx.Auth):
             raise SourceUnavailable(self.manager, f"Keystone at {url} is unreachable ({exc}); check auth_url") from exc
         except httpx.TransportError as exc:
             raise SourceUnavailable(self.manager, f"Keystone at {url} failed: {exc}") from exc
-        raise_for_status(self.manager, response, f"Keystone token request for user {self.credentials.username!r}")
+        what = f"Keystone token request for user {self.credentials.username!r}"
+        raise_for_status(self.manager, response, what, [self.credentials.password])  # a 400 may quote the request
         try:
             token = response.json()["token"]
             return Token(

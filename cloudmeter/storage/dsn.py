@@ -9,33 +9,24 @@ from __future__ import annotations
 import difflib
 import re
 from typing import Final
-from urllib.parse import unquote
 
 import psycopg
 
-MASK: Final = "********"
+from cloudmeter.redact import MASK, dsn_secrets, mask
+
+__all__ = ["MASK", "SCHEMES", "SECRET_KEYS", "dsn_problem", "mask_dsn", "scrub"]
+
 SCHEMES: Final = ("postgresql://", "postgres://")
 #: libpq keywords whose values are secrets.
 SECRET_KEYS: Final = frozenset({"password", "sslpassword", "oauth_client_secret"})
-
-_SECRET_KEY = r"(?:ssl)?password|oauth_client_secret"
-_MASKED = re.escape(MASK) + r"""(?![^\s)\]}"',;&#])"""
-#: ``user:password@`` (after ``scheme://``, or alone as in a mistyped ``postgres//user:pw@host``) up to the last
-#: ``@`` before whitespace; ``password=value`` in a URI query (to ``&``) or in key=value pairs (quoted or to
-#: whitespace). A value already masked stays as it is, so what follows it survives scrubbing twice.
-_SECRETS_IN_TEXT: Final = re.compile(
-    rf"""(?P<userinfo>\b[A-Za-z][A-Za-z0-9+.-]*:/+[^\s:/@"']*:|(?<![^\s"'(=,/])[^\s:/@"']*:(?!/))\S+@
-    |(?P<query>[?&](?:{_SECRET_KEY})=)(?:{_MASKED}|[^&\s#]*)
-    |(?P<pair>\b(?:{_SECRET_KEY})\s*=\s*)(?:'(?:[^'\\]|\\.)*'?|{_MASKED}|\S*)""",
-    re.VERBOSE | re.IGNORECASE,
-)
+#: The start of libpq key=value pairs: a keyword and '=', spaces allowed around both.
+_FIRST_PAIR: Final = re.compile(r"[ \t\n\r\f\v]*[A-Za-z_][A-Za-z0-9_]*[ \t\n\r\f\v]*=")
 
 
 def dsn_problem(dsn: str) -> str | None:
     """What is wrong with ``dsn`` and how to fix it, without quoting it; None when libpq parses it sensibly."""
     uri = dsn.startswith(SCHEMES)
-    first_key = dsn.split(maxsplit=1)[0].split("=", 1) if dsn.strip() else ["", ""]
-    if not uri and (len(first_key) == 1 or "://" in first_key[0]):
+    if not uri and dsn.strip() and not _FIRST_PAIR.match(dsn):
         return "scheme must be postgresql:// or postgres:// (lower case), or use key=value pairs"
     if "\x00" in dsn:
         return "a NUL character is not allowed"
@@ -66,11 +57,15 @@ def _libpq_problem(message: str, uri: bool) -> str:
         return "a '%' must start a %XX escape (write '%' itself as %25)"
     if "URI query parameter" in message:
         return "the part after '?' must be key=value pairs joined by '&' (write '&' or '=' in a value as %26, %3D)"
+    if 'matching "]"' in message:
+        return "an IPv6 host must be closed with ']' (e.g. [::1]:5432)"
+    if "IPv6 host address may not be empty" in message:
+        return "an IPv6 host in [brackets] must not be empty"
     if uri:
-        return "host or port is malformed (postgresql://user:password@host:5432/dbname; an IPv6 host in [brackets])"
+        return "host or port is malformed: write host:5432, an IPv6 host as [::1]:5432"
     if "unterminated quoted string" in message:
         return "a quoted value is not closed (inside quotes write ' and \\ as \\' and \\\\)"
-    return "every item must be key=value; quote a value with spaces or quotes, e.g. password='a b'"
+    return "every item must be key=value; quote a value with spaces or quotes, e.g. dbname='my db'"
 
 
 def _keywords() -> list[str]:
@@ -84,25 +79,14 @@ def mask_dsn(dsn: str) -> str:
 
 def scrub(text: str, dsn: str | None = None) -> str:
     """``text`` with anything DSN-shaped masked, and the passwords of ``dsn`` (if given) wherever they appear."""
-    text = _SECRETS_IN_TEXT.sub(_mask_match, text)
-    for secret in sorted(_secrets(dsn), key=len, reverse=True) if dsn else ():
-        text = text.replace(secret, MASK)
-    return text
-
-
-def _mask_match(match: re.Match[str]) -> str:
-    return (match["userinfo"] or match["query"] or match["pair"]) + MASK + ("@" if match["userinfo"] else "")
+    return mask(text, _secrets(dsn) if dsn else ())
 
 
 def _secrets(dsn: str) -> set[str]:
     """The secrets of ``dsn`` as written and as libpq reads them (percent-decoded, unquoted)."""
-    found: set[str] = set()
+    found = dsn_secrets(dsn)
     if "://" in dsn and "@" in dsn:  # the password as meant, even if spaces or '@' keep libpq or the regex from it
-        userinfo = dsn.split("://", 1)[1].rsplit("@", 1)[0]
-        found.add(userinfo.partition(":")[2])
-    for match in _SECRETS_IN_TEXT.finditer(dsn):
-        value = match[0][len(match["userinfo"] or match["query"] or match["pair"]) :].removesuffix("@")
-        found |= {value, unquote(value), value.strip("'").replace("\\'", "'").replace("\\\\", "\\")}
+        found.add(dsn.split("://", 1)[1].rsplit("@", 1)[0].partition(":")[2])
     try:
         params = psycopg.conninfo.conninfo_to_dict(dsn)
     except (psycopg.ProgrammingError, UnicodeError):

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import re
 import string
 from pathlib import Path
 from urllib.parse import quote
 
+import psycopg
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -43,6 +45,10 @@ PASSWORD = "S3cret-Pw9"
         (f"host=db port=5x password={PASSWORD}", "port must be a number"),
         (f"postgresql://meter:{PASSWORD}%80@db/cm", "must be UTF-8"),
         (f"host=db\x00 password={PASSWORD}", "a NUL character is not allowed"),
+        (f"postgresql://meter:{PASSWORD}@[::1:5432/cm", "an IPv6 host must be closed with ']'"),
+        (f"postgresql://meter:{PASSWORD}@[::1", "an IPv6 host must be closed with ']'"),
+        (f"postgresql://meter:{PASSWORD}@[]:5432/cm", "an IPv6 host in [brackets] must not be empty"),
+        (f"postgresql://meter:{PASSWORD}@[::1]x/cm", "host or port is malformed: write host:5432"),
     ],
 )
 def test_a_malformed_dsn_is_named_without_quoting_it(dsn: str, problem: str) -> None:
@@ -62,6 +68,9 @@ def test_a_malformed_dsn_is_named_without_quoting_it(dsn: str, problem: str) -> 
         f"host=db user=meter password='a b\\'c' dbname=cm sslpassword={PASSWORD}",
         "postgresql://meter@db/cm",
         "",
+        f"password = {PASSWORD} host = db",
+        f" \thost =db\npassword=\t{PASSWORD}",
+        "postgresql://meter@[::1]:5432/cm",
     ],
 )
 def test_a_good_dsn_passes(dsn: str) -> None:
@@ -85,6 +94,12 @@ def test_a_good_dsn_passes(dsn: str) -> None:
         (f"postgresql://meter:{PASSWORD}@Pass@127.0.0.1:1/cm", "postgresql://meter:********@127.0.0.1:1/cm"),
         (f"postgresql://meter:{PASSWORD} x@db/cm", "postgresql://meter:********@db/cm"),
         ("postgresql://meter@db/cm", "postgresql://meter@db/cm"),
+        (f"host=db password = {PASSWORD} dbname=cm", f"host=db password = {MASK} dbname=cm"),
+        (f"host=db password\t=\n'{PASSWORD} x' dbname=cm", f"host=db password\t=\n{MASK} dbname=cm"),
+        (f"host=db password=a\\ {PASSWORD} dbname=cm", f"host=db password={MASK} dbname=cm"),
+        (f"host=db password=a\xa0{PASSWORD} dbname=cm", f"host=db password={MASK} dbname=cm"),
+        (f"host=db password='a'{PASSWORD} dbname=cm", f"host=db password={MASK} dbname=cm"),
+        (f"postgresql://meter:{PASSWORD}@[::1:5432/cm", f"postgresql://meter:{MASK}@[::1:5432/cm"),
     ],
 )
 def test_mask_dsn(dsn: str, shown: str) -> None:
@@ -110,18 +125,25 @@ def test_scrub_leaves_ordinary_text_alone() -> None:
     assert scrub(text) == text
 
 
+def _passwords(specials: str) -> st.SearchStrategy[str]:
+    """Letters and digits around one to four of ``specials``."""
+    plain = st.text(string.ascii_letters + string.digits, min_size=4, max_size=10)
+    return st.builds(
+        lambda head, special, tail: head + special + tail, plain, st.text(specials, min_size=1, max_size=4), plain
+    )
+
+
 #: Passwords with the characters that break a DSN written by hand ('*' is the mask's own character).
-passwords = st.builds(
-    lambda head, special, tail: head + special + tail,
-    st.text(string.ascii_letters + string.digits, min_size=4, max_size=10),
-    st.text(" @:/?#&='\"\\%+,;[]$!~é", min_size=1, max_size=4),
-    st.text(string.ascii_letters + string.digits, min_size=4, max_size=10),
-)
+passwords = _passwords(" @:/?#&='\"\\%+,;[]$!~é")
+
+
+def _quoted(password: str) -> str:
+    """``password`` as a quoted libpq value."""
+    return "'" + password.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def _key_value(password: str) -> str:
-    escaped = password.replace("\\", "\\\\").replace("'", "\\'")
-    return f"host=db.example port=5432 user=meter password='{escaped}' dbname=cm"
+    return f"host=db.example port=5432 user=meter password={_quoted(password)} dbname=cm"
 
 
 def _outputs(dsn: str, password: str) -> list[str]:
@@ -152,6 +174,27 @@ def test_scrub_alone_masks_well_formed_dsns(password: str) -> None:
         shown = scrub(f"connecting to {dsn} failed")
         assert encoded not in shown
         assert password not in shown
+
+
+#: What libpq skips around '=' and between pairs.
+spacing = st.text(" \t\n\r\f\v", max_size=3)
+
+
+def _escaped(password: str) -> str:
+    """``password`` as an unquoted libpq value: libpq's whitespace, quotes and backslashes escaped with a backslash
+    (a no-break space is a character of the value)."""
+    return re.sub(r"([ \t\n\r\f\v'\\])", r"\\\1", password)
+
+
+@given(password=_passwords(" \t\n\xa0\u2028'\"\\="), spaces=st.lists(spacing, min_size=5, max_size=5))
+def test_any_spacing_and_quoting_of_key_value_pairs_is_masked(password: str, spaces: list[str]) -> None:
+    for value in (_quoted(password), _escaped(password)):
+        a, b, c, d, e = spaces
+        dsn = f"{a}host{b}={c}db {d}password{e}={a}{value}{b} dbname=cm{c}"
+        assert psycopg.conninfo.conninfo_to_dict(dsn)["password"] == password
+        assert dsn_problem(dsn) is None
+        for output in [*_outputs(dsn, password), scrub(f"connecting to {dsn} failed")]:
+            assert password not in output, (dsn, output)
 
 
 def _open(dsn: str, tmp_path: Path) -> str:
