@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,6 +12,7 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from cloudmeter.errors import ConfigError, StorageUnavailable
+from cloudmeter.redact import mask_logs
 from cloudmeter.storage import schema
 from cloudmeter.storage.dsn import dsn_problem, mask_dsn, scrub
 from cloudmeter.storage.embedded import EmbeddedPostgres
@@ -23,16 +23,7 @@ from cloudmeter.storage.writer import WriteMethod, WriteTarget
 CONNECT_TIMEOUT_S = 10
 
 
-class _ScrubLogs(logging.Filter):
-    """Masks DSN-shaped text in the records of psycopg's loggers (they log libpq's messages)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.msg, record.args = scrub(record.getMessage()), None
-        return True
-
-
-for _name in ("psycopg", "psycopg.pool"):
-    logging.getLogger(_name).addFilter(_ScrubLogs())
+mask_logs("psycopg", "psycopg.pool")  # they log libpq's messages, which may quote the DSN
 
 
 class Database:
