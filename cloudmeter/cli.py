@@ -15,13 +15,13 @@ import typer
 
 from cloudmeter.cli_common import (
     ConfigOption,
-    check_span,
     console,
     fail,
     handled_errors,
     open_database,
     parse_time,
     read_settings,
+    window_between,
 )
 from cloudmeter.cli_output import JsonOption, Output, OutputOption, View, show, view
 from cloudmeter.cli_reports import capacity_app, chargeback_app
@@ -55,15 +55,7 @@ def _window(since: str, until: str | None) -> Window:
     """``--since`` to ``--until`` (default: now), or a clear error."""
     start = parse_time(since, "--since")
     assert start is not None
-    return _between(start, parse_time(until, "--until") or datetime.now(UTC))
-
-
-def _between(start: datetime, end: datetime) -> Window:
-    """The window from ``start`` to ``end``, or a one-line error when it is empty."""
-    if end <= start:
-        raise fail(f"--until {end.isoformat()} is not after --since {start.isoformat()}; swap them", 2)
-    check_span(start, end, "--since", "--until")
-    return Window(start, end)
+    return window_between(start, parse_time(until, "--until") or datetime.now(UTC), "--since", "--until")
 
 
 def _captured(
@@ -421,18 +413,18 @@ def capture(
     """Capture a manager's metrics for a window (idempotent: re-capturing rewrites nothing)."""
     settings = read_settings(config)
     start, end = parse_time(since, "--since"), parse_time(until, "--until") or datetime.now(UTC)
-    if start is not None:
-        _between(start, end)
+    window = window_between(start, end, "--since", "--until") if start is not None else None
     with open_database(settings) as db:
         manager_id, collector = _manager(db, settings, manager)
-        if start is None:
+        if window is None:
             with db.connection() as conn:
                 row = managers.get_manager(conn, manager)
             mark = row.captured_until if row else None
             if mark is None:
                 raise fail(f"manager {manager!r} has never been captured; give --since", 2)
-            start = mark - timedelta(seconds=settings.schedule.capture_overlap_s)
-        (result,) = _captured(db, settings, manager_id, collector, [_between(start, end)])
+            overlap = timedelta(seconds=settings.schedule.capture_overlap_s)
+            window = window_between(mark - overlap, end, "--since", "--until")
+        (result,) = _captured(db, settings, manager_id, collector, [window])
     console.print(
         f"{manager}: {result.rows:,} samples in {result.batches} batches for {result.window}", highlight=False
     )

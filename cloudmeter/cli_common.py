@@ -16,6 +16,7 @@ from rich.markup import escape
 
 from cloudmeter.config import Settings, load_settings
 from cloudmeter.errors import CloudmeterError, ConfigError
+from cloudmeter.model import Window
 from cloudmeter.storage.database import Database
 from cloudmeter.storage.dsn import scrub
 
@@ -81,7 +82,11 @@ def parse_time(value: str | None, name: str, tz: str = "UTC") -> datetime | None
     return moment if moment.tzinfo else moment.replace(tzinfo=ZoneInfo(tz))
 
 
-def check_span(start: datetime, end: datetime, first: str, last: str) -> None:
-    """Refuse a window longer than ``MAX_WINDOW_DAYS`` (a report or capture of centuries would run for hours)."""
+def window_between(start: datetime, end: datetime, first: str, last: str, fix: str = "swap them") -> Window:
+    """The window from option ``first``'s ``start`` to option ``last``'s ``end``, or a one-line error (exit 2)
+    when it is empty or longer than ``MAX_WINDOW_DAYS`` (a report or capture of centuries would run for hours)."""
+    if end <= start:
+        raise fail(f"{last} {end.isoformat()} is not after {first} {start.isoformat()}; {fix}", 2)
     if end - start > timedelta(days=MAX_WINDOW_DAYS):
         raise fail(f"{first} to {last} spans more than {MAX_WINDOW_DAYS} days; give a shorter window", 2)
+    return Window(start, end)

@@ -15,13 +15,13 @@ import typer
 from cloudmeter.cli_common import (
     MAX_WINDOW_DAYS,
     ConfigOption,
-    check_span,
     console,
     fail,
     handled_errors,
     open_database,
     parse_time,
     read_settings,
+    window_between,
 )
 from cloudmeter.cli_output import (
     JsonOption,
@@ -67,10 +67,7 @@ def _window(start: str | None, end: str | None, days: int, tz: str) -> Window:
         check_zone(tz)
     stop = parse_time(end, "--to", tz) or datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     begin = parse_time(start, "--from", tz) or stop - timedelta(days=days)
-    if stop <= begin:
-        raise fail(f"--to {stop.isoformat()} is not after --from {begin.isoformat()}; swap them or widen the window", 2)
-    check_span(begin, stop, "--from", "--to")
-    return Window(begin, stop)
+    return window_between(begin, stop, "--from", "--to", "swap them or widen the window")
 
 
 #: Columns a table shows first (the rest follow in the report's order, as the terminal's width allows).
