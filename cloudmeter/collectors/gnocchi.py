@@ -7,6 +7,7 @@ Gnocchi's own basic auth for deployments without Keystone. Fetching happens here
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Final, Literal
@@ -18,17 +19,36 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from cloudmeter.collectors.base import ManagerConfig, Secret
 from cloudmeter.collectors.gnocchi_api import GnocchiAPI
-from cloudmeter.collectors.gnocchi_parse import (
-    Flavor,
-    Layout,
-    Role,
+from cloudmeter.collectors.gnocchi_inventory import (
+    Allocation,
+    Revision,
     Topology,
+    allocation,
     infrastructure,
-    latest_allocations,
+    last_reading,
+    revisions,
+    vm_items,
+)
+from cloudmeter.collectors.gnocchi_parse import (
+    MAX_MEMORY_MIB,
+    MAX_VCPUS,
+    METERS,
+    Flavor,
+    Flavors,
+    Layout,
+    Polling,
+    Role,
     layout,
     parse_measures,
+    readings,
     resource_ids,
-    vm_items,
+)
+from cloudmeter.collectors.gnocchi_policy import (
+    ArchivePolicy,
+    NoCommonGranularity,
+    archive_policies,
+    choose_granularity,
+    metric_policies,
 )
 from cloudmeter.collectors.keystone import KeystoneAuth, PasswordCredentials
 from cloudmeter.errors import CollectorError, ConfigError, PayloadError
@@ -68,8 +88,12 @@ class OpenStackConfig(ManagerConfig):
     gnocchi_url: str | None = Field(None, description="overrides the catalog; required with basic auth")
     host_clusters: dict[str, str] = Field(default_factory=dict, description="compute host -> cluster (aggregate/AZ)")
     flavors: dict[str, FlavorConfig] = Field(default_factory=dict, description="flavor name -> vcpus, memory_mib")
-    granularity_s: int = Field(300, ge=1, le=86400, description="the archive-policy granularity to read")
-    polling_interval_s: int = Field(300, ge=1, le=86400, description="Ceilometer's polling interval")
+    granularity_s: int | None = Field(
+        None, ge=1, le=86400, description="the archive-policy granularity to read (default: the finest kept)"
+    )
+    polling_interval_s: int | None = Field(
+        None, ge=1, le=86400, description="Ceilometer's polling interval (default: what the readings show)"
+    )
     retired_lookback_days: int = Field(30, ge=1, le=3660, description="keep listing instances deleted this recently")
     timeout_s: float = Field(30.0, gt=0, le=3600)
     verify_tls: bool = True
@@ -84,15 +108,15 @@ class OpenStackConfig(ManagerConfig):
                 raise ValueError(f"auth_mode 'keystone' needs {', '.join(missing)} (or set auth_mode = 'basic')")
         return self
 
-    @property
-    def interval_s(self) -> int:
-        """How often a VM gets a reading: the polling interval, at least one archive bucket."""
-        return max(self.polling_interval_s, self.granularity_s)
 
-    @property
-    def max_span_s(self) -> int:
-        """The longest time between two counter readings that still gives a rate (one missed poll)."""
-        return 2 * self.interval_s
+#: Metrics of unknown archive policy looked up one by one; beyond this, metrics are listed by meter name.
+LOOKUPS_ONE_BY_ONE: Final = 50
+#: Ceilometer's default polling interval: assumed until the readings show another.
+DEFAULT_POLLING_S: Final = 300
+#: The coarsest granularity allocations are read at (fewer points; a resize is still seen within it).
+ALLOCATION_GRANULARITY_S: Final = 3600
+DAY: Final = timedelta(days=1)
+_METER_NAMES: Final = {role: name for meters in METERS.values() for name, role in meters.items()}
 
 
 class GnocchiCollector:
@@ -107,9 +131,12 @@ class GnocchiCollector:
         self.config = config
         self._transport = transport
         self._api: GnocchiAPI | None = None
-        self._flavors = {name: Flavor(f.vcpus, f.memory_mib) for name, f in config.flavors.items()}
+        self._flavors = Flavors(by_name={name: Flavor(f.vcpus, f.memory_mib) for name, f in config.flavors.items()})
         region = config.region or "RegionOne"
         self._topology = Topology(ResourceRef("provider", name), ResourceRef("region", region), config.host_clusters)
+        self._policies: dict[str, ArchivePolicy] = {}
+        self._metric_policy: dict[str, str] = {}
+        self._polling_s = config.polling_interval_s or DEFAULT_POLLING_S
 
     @property
     def api(self) -> GnocchiAPI:
@@ -168,8 +195,8 @@ class GnocchiCollector:
             )
 
     def inventory(self) -> Inventory:
-        """Instances alive or deleted within ``retired_lookback_days``, with their host history; their hosts,
-        clusters, the provider and the region."""
+        """Instances alive or deleted within ``retired_lookback_days``, with their host history and each
+        revision's allocation; their hosts, clusters, the provider and the region."""
         now = datetime.now(UTC)
         current = list(
             self.api.search("instance", _alive_since(now - timedelta(days=self.config.retired_lookback_days)))
@@ -180,40 +207,70 @@ class GnocchiCollector:
                 for chunk in _batched(resource_ids(current, "instance"), IDS_PER_SEARCH)
                 for revision in self.api.search("instance", {"in": {"id": chunk}}, history=True)
             ]
-            vms = vm_items(current, history, self._current_allocations(layout(current, {}), now), self._flavors)
+            by_instance = revisions(current, history)
+            vms = vm_items(by_instance, self._allocations(current, by_instance, now))
             return Inventory(now, (*infrastructure(vms, history, self._topology), *vms))
         except PayloadError as exc:
             raise exc.bad_payload(self.name, "Gnocchi") from exc
 
-    def _current_allocations(self, group: Layout, now: datetime) -> tuple[Floats, Floats]:
-        """The latest ``vcpus``/``memory`` readings of the last day (or the configured flavors)."""
-        gauges = [m for m in group.metrics if m.role in (Role.VCPUS, Role.MEMORY)]
-        wanted = Layout(group.refs, group.flavor_names, gauges)
-        measures: dict[str, list[list[Any]]] = {}
-        for part in wanted.groups(METRICS_PER_REQUEST):
-            ids = [m.metric_id for m in part.metrics]
-            measures.update(self.api.measures(ids, now - timedelta(days=1), now, self.config.granularity_s))
-        return latest_allocations(wanted, measures, self._flavors)
+    def _allocations(
+        self, current: list[Any], by_instance: dict[str, list[Revision]], now: datetime
+    ) -> dict[tuple[str, datetime], Allocation]:
+        """Each revision's allocation: its known flavor's, else its ``vcpus``/``memory`` readings of the day before
+        it ended (or of the last day, while current); one read per such day for all revisions ending in it."""
+        found: dict[tuple[str, datetime], Allocation] = {}
+        wanting: dict[Window, list[Revision]] = defaultdict(list)
+        for revision in (r for listed in by_instance.values() for r in listed):
+            if self._flavors.find(revision.attributes, revision.where) is None:
+                wanting[_reading_window(revision, now)].append(revision)
+            else:
+                found[revision.instance_id, revision.start] = allocation(revision, self._flavors)
+        if not wanting:
+            return found
+        whole = layout(current, {}, self._flavors)
+        gauges = Layout(whole.refs, whole.flavors, [m for m in whole.metrics if m.role in (Role.VCPUS, Role.MEMORY)])
+        self._learn_policies(gauges)
+        index = {ref.ems_ref: vm for vm, ref in enumerate(gauges.refs)}
+        metrics = {vm: {m.role: m.metric_id for m in listed} for vm, listed in gauges.by_vm().items()}
+        for window, ending in wanting.items():
+            vms = {index[r.instance_id] for r in ending}
+            back_s = int((now - window.start).total_seconds())
+            measures: dict[str, list[list[Any]]] = {}
+            read_at: dict[int, int] = {}
+            for granularity, members in self._by_granularity(gauges, back_s, vms, ALLOCATION_GRANULARITY_S).items():
+                for group in gauges.groups(METRICS_PER_REQUEST, members):
+                    ids = [m.metric_id for m in group.metrics]
+                    measures.update(self.api.measures(ids, window.start, window.end, granularity))
+                read_at.update(dict.fromkeys(members, granularity))
+            for revision in ending:
+                vm = index[revision.instance_id]
+                vcpus, memory = (
+                    _reading(measures, metrics.get(vm, {}).get(role), read_at.get(vm), revision, most)
+                    for role, most in ((Role.VCPUS, MAX_VCPUS), (Role.MEMORY, MAX_MEMORY_MIB))
+                )
+                found[revision.instance_id, revision.start] = allocation(revision, self._flavors, vcpus, memory)
+        return found
 
     def capture(self, window: Window) -> Iterator[SampleBatch]:
-        """Counter rates and gauges of every VM alive in ``window``, one batch per group of VMs and day."""
+        """Counter rates and gauges of every VM alive in ``window``, one batch per group of VMs (of one
+        granularity) and day."""
         config = self.config
-        lookback = timedelta(seconds=config.max_span_s)
+        now = datetime.now(UTC)
         try:
-            groups = self._layout(window.start - lookback).groups(METRICS_PER_REQUEST)
+            whole = self._layout(window.start - timedelta(seconds=2 * self._polling_s))
+            self._learn_policies(whole)
             for chunk in window.split(CHUNK_S):
-                for group in groups:
-                    measures = self.api.measures(
-                        [m.metric_id for m in group.metrics], chunk.start - lookback, chunk.end, config.granularity_s
-                    )
-                    yield parse_measures(
-                        group,
-                        measures,
-                        chunk,
-                        max_span_s=config.max_span_s,
-                        interval_s=config.interval_s,
-                        flavors=self._flavors,
-                    )
+                lookback_s = 2 * self._polling_s
+                back_s = int((now - chunk.start).total_seconds()) + lookback_s
+                for granularity, vms in self._by_granularity(whole, back_s).items():
+                    polling = Polling(granularity, config.polling_interval_s, self._polling_s)
+                    start = chunk.start - timedelta(seconds=max(lookback_s, 2 * granularity))
+                    for group in whole.groups(METRICS_PER_REQUEST, vms):
+                        ids = [m.metric_id for m in group.metrics]
+                        measures = self.api.measures(ids, start, chunk.end, granularity)
+                        batch = parse_measures(group, measures, chunk, polling)
+                        self._polling_s = batch.interval_s if config.polling_interval_s is None else self._polling_s
+                        yield batch
         except PayloadError as exc:
             raise exc.bad_payload(self.name, "Gnocchi") from exc
 
@@ -228,7 +285,70 @@ class GnocchiCollector:
             ]
             for kind in ("instance_disk", "instance_network_interface")
         }
-        return layout(instances, devices)
+        return layout(instances, devices, self._flavors)
+
+    def _learn_policies(self, found: Layout) -> None:
+        """Learn the archive policy of every metric of ``found`` not known yet (a metric never changes policy)."""
+        unknown = [m for m in found.metrics if m.metric_id not in self._metric_policy]
+        if not unknown:
+            return
+        if len(unknown) <= LOOKUPS_ONE_BY_ONE:
+            for metric in unknown:
+                body = self.api.find(f"/v1/metric/{metric.metric_id}")  # None: deleted since the search
+                self._metric_policy |= metric_policies([body] if body else [], f"/v1/metric/{metric.metric_id}")
+        else:
+            for name in sorted({_METER_NAMES[m.role] for m in unknown}):
+                self._metric_policy |= metric_policies(self.api.metrics_named(name), f"/v1/metric?name={name}")
+        if not set(self._metric_policy.values()) <= self._policies.keys():
+            self._policies = archive_policies(self.api.request("GET", "/v1/archive_policy"))
+
+    def _by_granularity(
+        self, found: Layout, back_s: int, vms: set[int] | None = None, coarsest_up_to: int | None = None
+    ) -> dict[int, list[int]]:
+        """The VMs of ``found`` (all, or ``vms``) by the granularity to read them at, ``back_s`` back from now:
+        one every metric of the VM keeps (VMs whose metrics all vanished are left out)."""
+        by_policies: dict[frozenset[str], list[int]] = defaultdict(list)
+        for vm, metrics in found.by_vm().items():
+            names = frozenset(self._metric_policy[m.metric_id] for m in metrics if m.metric_id in self._metric_policy)
+            if names and (vms is None or vm in vms):
+                by_policies[names].append(vm)
+        result: dict[int, list[int]] = defaultdict(list)
+        for names, members in by_policies.items():
+            policies = [self._policies[name] for name in sorted(names) if name in self._policies]
+            configured = None if coarsest_up_to else self.config.granularity_s
+            try:
+                granularity = choose_granularity(policies, back_s, configured, coarsest_up_to=coarsest_up_to)
+            except NoCommonGranularity as exc:
+                if configured is None:
+                    raise CollectorError(self.name, f"{exc}; give those meters one archive policy") from exc
+                raise ConfigError(
+                    f"manager {self.name!r}: {exc}; set granularity_s to one they all keep, or remove it to read the "
+                    "finest each metric keeps"
+                ) from exc
+            result[granularity].extend(members)
+        return dict(result)
+
+
+def _reading_window(revision: Revision, now: datetime) -> Window:
+    """Where a revision's last allocation reading is: the last day while current, else the UTC day it ended and
+    the one before (so revisions ending the same day share one read)."""
+    if revision.end is None:
+        return Window(now - DAY, now)
+    day = revision.end.replace(hour=0, minute=0, second=0, microsecond=0)
+    return Window(day - DAY, min(day + DAY, now))
+
+
+def _reading(
+    measures: dict[str, list[list[Any]]],
+    metric_id: str | None,
+    granularity_s: int | None,
+    revision: Revision,
+    most: float,
+) -> float:
+    if metric_id is None or granularity_s is None:
+        return np.nan
+    ts, values = readings(measures, metric_id)
+    return last_reading(ts, values, granularity_s, revision, most)
 
 
 def _alive_since(moment: datetime) -> dict[str, Any]:

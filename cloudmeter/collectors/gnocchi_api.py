@@ -13,7 +13,8 @@ request back), cut to one short line.
 
 Searches use ``POST /v1/search/resource/TYPE`` (``GET ?filter=`` is silently ignored by Gnocchi) and page with
 ``limit`` and the ``marker`` of the ``Link: <...>; rel="next"`` header Gnocchi sends while pages are full.
-Measures are read in bulk through ``POST /v1/aggregates`` by metric id.
+Measures are read in bulk through ``POST /v1/aggregates`` by metric id; metrics are listed with ``GET /v1/metric``
+(each with its archive policy, paged the same way).
 """
 
 from __future__ import annotations
@@ -76,11 +77,17 @@ class GnocchiAPI:
 
     def search(self, resource_type: str, query: Mapping[str, Any], *, history: bool = False) -> Iterator[JsonObject]:
         """Every resource of ``resource_type`` matching ``query`` (every revision with ``history``), paged."""
-        path = f"/v1/search/resource/{resource_type}"
         params: dict[str, Any] = {"limit": PAGE_SIZE, **({"history": "true"} if history else {})}
+        return self._pages("POST", f"/v1/search/resource/{resource_type}", params, json=dict(query))
+
+    def metrics_named(self, name: str) -> Iterator[JsonObject]:
+        """Every metric called ``name`` (each with its archive policy), paged."""
+        return self._pages("GET", "/v1/metric", {"limit": PAGE_SIZE, "name": name})
+
+    def _pages(self, method: str, path: str, params: dict[str, Any], **kwargs: Any) -> Iterator[JsonObject]:
         while True:
-            response = self._send("POST", path, params=params, json=dict(query))
-            page = self._decode(response, f"POST {path}")
+            response = self._send(method, path, params=params, **kwargs)
+            page = self._decode(response, f"{method} {path}")
             if not isinstance(page, list):
                 raise BadPayload(self.manager, f"{path} answered {type(page).__name__}, expected a list")
             yield from page

@@ -24,14 +24,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import IntEnum
-from typing import Any, Final, NamedTuple
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
 
 from cloudmeter.collectors.counters import counter_rates
+from cloudmeter.collectors.gnocchi_policy import polling_interval
 from cloudmeter.errors import PayloadError
-from cloudmeter.model import METRICS, InventoryItem, Placement, ResourceRef, SampleBatch, Window, as_utc, epoch_s
+from cloudmeter.model import METRICS, ResourceRef, SampleBatch, Window, as_utc, epoch_s
 
 MIB: Final = 1 << 20
 NS_PER_S: Final = 1e9
@@ -70,10 +71,23 @@ _ROW_ROLES: Final = (Role.CPU, Role.MEM_USAGE, *_RATE_COLUMNS)
 
 @dataclass(frozen=True)
 class Flavor:
-    """A flavor's allocation, from configuration."""
+    """A flavor's allocation."""
 
     vcpus: int
     memory_mib: int
+
+
+@dataclass(frozen=True)
+class Flavors:
+    """Known flavors: the configuration's by name (an override), then Nova's by id."""
+
+    by_name: Mapping[str, Flavor] = field(default_factory=dict)
+    by_id: Mapping[str, Flavor] = field(default_factory=dict)
+
+    def find(self, attributes: Mapping[str, Any], where: str) -> Flavor | None:
+        """The flavor an instance (or one of its revisions) names, if known."""
+        name = attribute_text(attributes, "flavor_name", where) or ""
+        return self.by_name.get(name) or self.by_id.get(attribute_text(attributes, "flavor_id", where) or "")
 
 
 @dataclass(frozen=True)
@@ -90,50 +104,56 @@ class Layout:
     """The VMs of a capture and their metrics, from a search of instances and their disks and NICs."""
 
     refs: list[ResourceRef] = field(default_factory=list)
-    flavor_names: list[str] = field(default_factory=list)
+    flavors: list[Flavor | None] = field(default_factory=list)
     metrics: list[MetricRef] = field(default_factory=list)
 
-    def groups(self, max_metrics: int) -> list[Layout]:
-        """Sub-layouts of whole VMs with at most ``max_metrics`` metrics each (one request each)."""
-        by_vm: dict[int, list[MetricRef]] = defaultdict(list)
+    def by_vm(self) -> dict[int, list[MetricRef]]:
+        """Each VM's metrics, VMs in order."""
+        found: dict[int, list[MetricRef]] = defaultdict(list)
         for metric in self.metrics:
-            by_vm[metric.vm].append(metric)
+            found[metric.vm].append(metric)
+        return dict(sorted(found.items()))
+
+    def groups(self, max_metrics: int, vms: Iterable[int] | None = None) -> list[Layout]:
+        """Sub-layouts of whole VMs (all, or ``vms``) with at most ``max_metrics`` metrics each (one request each)."""
+        by_vm = self.by_vm()
         groups: list[Layout] = []
         current = Layout()
-        for vm, metrics in sorted(by_vm.items()):
+        for vm in by_vm if vms is None else sorted(set(vms) & by_vm.keys()):
+            metrics = by_vm[vm]
             if current.metrics and len(current.metrics) + len(metrics) > max_metrics:
                 groups.append(current)
                 current = Layout()
             index = len(current.refs)
             current.refs.append(self.refs[vm])
-            current.flavor_names.append(self.flavor_names[vm])
+            current.flavors.append(self.flavors[vm])
             current.metrics.extend(MetricRef(m.metric_id, index, m.role) for m in metrics)
         if current.metrics:
             groups.append(current)
         return groups
 
 
-def _text(resource: Mapping[str, Any], key: str, where: str) -> str | None:
+def attribute_text(resource: Mapping[str, Any], key: str, where: str) -> str | None:
     """``resource[key]``: a string, or None when it is absent, null or empty."""
     value = resource.get(key)
     return None if value is None else PayloadError.expect(value, str, f"{where} {key}", "a string") or None
 
 
-def _moment(resource: Mapping[str, Any], key: str, where: str) -> datetime | None:
+def attribute_time(resource: Mapping[str, Any], key: str, where: str) -> datetime | None:
     """``resource[key]``: an ISO 8601 time with a time zone, or None when it is absent, null or empty."""
-    text = _text(resource, key, where)
+    text = attribute_text(resource, key, where)
     try:
         return None if text is None else as_utc(datetime.fromisoformat(text))
     except (ValueError, OverflowError) as exc:
         raise PayloadError.unexpected(f"{where} {key}", text, "an ISO 8601 time with a time zone") from exc
 
 
-def _found(kind: str, position: int) -> str:
+def found_at(kind: str, position: int) -> str:
     """Where a search's answer holds its ``position``-th resource."""
     return f"/v1/search/resource/{kind}[{position}]"
 
 
-def _resource(value: Any, where: str) -> tuple[str, Mapping[str, Any]]:
+def resource_of(value: Any, where: str) -> tuple[str, Mapping[str, Any]]:
     """The id and attributes of the resource ``where`` names."""
     resource = PayloadError.expect(value, dict, where, "an object")
     found = resource.get("id")
@@ -144,24 +164,24 @@ def _resource(value: Any, where: str) -> tuple[str, Mapping[str, Any]]:
 
 def resource_ids(resources: Iterable[Any], kind: str) -> list[str]:
     """The ids of the resources a search of type ``kind`` answered."""
-    return [_resource(resource, _found(kind, k))[0] for k, resource in enumerate(resources)]
+    return [resource_of(resource, found_at(kind, k))[0] for k, resource in enumerate(resources)]
 
 
-def layout(instances: Iterable[Any], devices: Mapping[str, Iterable[Any]]) -> Layout:
+def layout(instances: Iterable[Any], devices: Mapping[str, Iterable[Any]], flavors: Flavors) -> Layout:
     """The capture layout of ``instances`` and their disks and NICs (``devices``: resource type -> what a search of
-    it answered, each with ``instance_id``)."""
+    it answered, each with ``instance_id``), with the flavors known of them."""
     result = Layout()
     index: dict[str, int] = {}
     for k, value in enumerate(instances):
-        instance_id, instance = _resource(value, _found("instance", k))
+        instance_id, instance = resource_of(value, found_at("instance", k))
         index[instance_id] = vm = len(result.refs)
         result.refs.append(ResourceRef("vm", instance_id))
-        result.flavor_names.append(_text(instance, "flavor_name", f"instance {instance_id}") or "")
+        result.flavors.append(flavors.find(instance, f"instance {instance_id}"))
         _add_metrics(result, vm, instance, METERS["instance"], f"instance {instance_id}")
     for kind, found in devices.items():
         for k, value in enumerate(found):
-            device_id, device = _resource(value, _found(kind, k))
-            owner = index.get(_text(device, "instance_id", f"{kind} {device_id}") or "")
+            device_id, device = resource_of(value, found_at(kind, k))
+            owner = index.get(attribute_text(device, "instance_id", f"{kind} {device_id}") or "")
             if owner is not None:
                 _add_metrics(result, owner, device, METERS[kind], f"{kind} {device_id}")
     return result
@@ -259,42 +279,53 @@ def _latest(series: _Series | None, n_vms: int, most: float) -> npt.NDArray[np.f
 
 
 def allocations(
-    group: Layout, series: Mapping[Role, _Series], flavors: Mapping[str, Flavor]
+    group: Layout, series: Mapping[Role, _Series]
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    """vCPUs and memory (MiB) per VM: the latest ``vcpus``/``memory`` reading, else the configured flavor."""
+    """vCPUs and memory (MiB) per VM: its known flavor's, else its latest ``vcpus``/``memory`` reading."""
     vcpus = _latest(series.get(Role.VCPUS), len(group.refs), MAX_VCPUS)
     memory = _latest(series.get(Role.MEMORY), len(group.refs), MAX_MEMORY_MIB)
-    for vm, name in enumerate(group.flavor_names):
-        flavor = flavors.get(name)
+    for vm, flavor in enumerate(group.flavors):
         if flavor is not None:
-            vcpus[vm] = flavor.vcpus if np.isnan(vcpus[vm]) else vcpus[vm]
-            memory[vm] = flavor.memory_mib if np.isnan(memory[vm]) else memory[vm]
+            vcpus[vm], memory[vm] = flavor.vcpus, flavor.memory_mib
     return vcpus, memory
 
 
-def latest_allocations(
-    group: Layout, measures: Mapping[str, Any], flavors: Mapping[str, Flavor]
-) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    """``allocations`` straight from an aggregates payload."""
-    return allocations(group, _series(group.metrics, measures, _Timestamps()), flavors)
+def readings(measures: Mapping[str, Any], metric_id: str) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    """One metric's buckets in an aggregates payload: their starts (epoch seconds) and means (NaN if null)."""
+    found = _series([MetricRef(metric_id, 0, Role.VCPUS)], measures, _Timestamps()).get(Role.VCPUS)
+    return (found.ts, found.values) if found is not None else (np.empty(0, np.int64), np.empty(0))
 
 
-def parse_measures(
-    group: Layout,
-    measures: Mapping[str, Any],
-    window: Window,
-    *,
-    max_span_s: int,
-    interval_s: int,
-    flavors: Mapping[str, Flavor],
-) -> SampleBatch:
-    """One SampleBatch of the VMs of ``group`` with timestamps in ``window``.
+@dataclass(frozen=True)
+class Polling:
+    """How to read a group's readings: the granularity read, the polling interval when configured, and the
+    interval to assume when the readings do not show it (fewer than two in a row)."""
+
+    granularity_s: int
+    configured_s: int | None = None
+    fallback_s: int = 300
+
+    def interval_s(self, series: _Series | None) -> int:
+        """The configured polling interval, else the one ``series`` shows, else the fallback; at least one
+        granularity."""
+        found = self.configured_s
+        if found is None and series is not None:
+            found = polling_interval(series.starts, series.ts, self.granularity_s)
+        return max(found or self.fallback_s, self.granularity_s)
+
+
+def parse_measures(group: Layout, measures: Mapping[str, Any], window: Window, polling: Polling) -> SampleBatch:
+    """One SampleBatch of the VMs of ``group`` with timestamps in ``window``; its ``interval_s`` is the shortest
+    polling interval of its meters (``polling`` says how each is found).
 
     ``measures`` (metric id -> ``[[timestamp, granularity, mean]]``, as ``/v1/aggregates`` answers) may start
     before the window: earlier readings only serve as the predecessors of the first counter readings inside it.
+    A counter's rate needs its previous reading at most two of its polling intervals before (one missed poll).
     """
     series = _series(group.metrics, measures, _Timestamps())
-    vcpus, memory_mib = allocations(group, series, flavors)
+    intervals = {role: polling.interval_s(series.get(role)) for role in _ROW_ROLES if role in series}
+    interval_s = min(intervals.values(), default=polling.interval_s(None))
+    vcpus, memory_mib = allocations(group, series)
     columns: dict[Role, tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64]]] = {}
     for role in _ROW_ROLES:
         found = series.get(role)
@@ -302,7 +333,7 @@ def parse_measures(
             continue
         values = found.values
         if role != Role.MEM_USAGE:
-            values = counter_rates(found.starts, found.ts, found.values, max_span_s)
+            values = counter_rates(found.starts, found.ts, found.values, 2 * intervals[role])
         inside = (found.ts >= window.start_s) & (found.ts < window.end_s)
         if inside.any():
             columns[role] = (found.vm[inside], found.ts[inside], values[inside])
@@ -343,153 +374,3 @@ def _empty(group: Layout, interval_s: int) -> SampleBatch:
         np.empty((0, len(METRICS))),
         interval_s,
     )
-
-
-@dataclass(frozen=True)
-class Topology:
-    """Where hosts sit: the configured host -> cluster map, the provider and the region."""
-
-    provider: ResourceRef
-    region: ResourceRef
-    host_clusters: Mapping[str, str]
-
-
-class _Revision(NamedTuple):
-    """One revision of an instance: when it began and its attributes."""
-
-    start: datetime
-    instance_id: str
-    attributes: Mapping[str, Any]
-
-    @property
-    def where(self) -> str:
-        return f"instance {self.instance_id}"
-
-
-def _revision(value: Any, where: str) -> _Revision:
-    instance_id, attributes = _resource(value, where)
-    start = _moment(attributes, "revision_start", f"instance {instance_id}")
-    if start is None:
-        raise PayloadError.unexpected(f"instance {instance_id} revision_start", None, "an ISO 8601 time")
-    return _Revision(start, instance_id, attributes)
-
-
-def _allocation(
-    revision: _Revision, current_flavor: str | None, current: tuple[float, float], flavors: Mapping[str, Flavor]
-) -> tuple[int | None, int | None]:
-    """vCPUs and memory bytes of one revision: its flavor's from configuration, else the measured current ones."""
-    flavor = flavors.get(_text(revision.attributes, "flavor_name", revision.where) or "")
-    if flavor is not None:
-        return flavor.vcpus, flavor.memory_mib * MIB
-    if _text(revision.attributes, "flavor_id", revision.where) != current_flavor:
-        return None, None  # resized since: the measured allocation belongs to another flavor
-    vcpus, memory_mib = current
-    return (None if np.isnan(vcpus) else int(vcpus)), (None if np.isnan(memory_mib) else int(memory_mib * MIB))
-
-
-def vm_items(
-    instances: Sequence[Any],
-    history: Iterable[Any],
-    current: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]],
-    flavors: Mapping[str, Flavor],
-) -> list[InventoryItem]:
-    """The VMs of a search of ``instances``, from the revisions a search of them with history answered (in any
-    order; an instance without any from itself) and ``current`` (their ``allocations``)."""
-    revisions: dict[str, list[Any]] = defaultdict(list)
-    for k, revision in enumerate(history):
-        revisions[_resource(revision, f"{_found('instance', k)} (history)")[0]].append(revision)
-    vcpus, memory_mib = current
-    return [
-        vm_item(revisions.get(instance_id) or [instances[i]], (vcpus[i], memory_mib[i]), flavors)
-        for i, instance_id in enumerate(resource_ids(instances, "instance"))
-    ]
-
-
-def vm_item(
-    revisions: Sequence[Any],
-    current: tuple[float, float],
-    flavors: Mapping[str, Flavor],
-) -> InventoryItem:
-    """One VM from its Gnocchi revisions (at least one, in any order): a placement per revision whose host, flavor
-    or project differs from the previous one, from its ``revision_start`` (the first from the instance's start)."""
-    checked = (_revision(value, f"instance revision [{k}]") for k, value in enumerate(revisions))
-    ordered = sorted(checked, key=lambda revision: revision.start)
-    latest, where = ordered[-1].attributes, ordered[-1].where
-    instance_id = ordered[-1].instance_id
-    created = _moment(latest, "created_at", where) or _moment(latest, "started_at", where)
-    if created is None:
-        raise PayloadError.unexpected(f"{where} started_at", None, "an ISO 8601 time (or created_at)")
-    current_flavor = _text(latest, "flavor_id", where)
-    placements: list[Placement] = []
-    for revision in ordered:
-        host = _text(revision.attributes, "host", revision.where)
-        vcpus, memory = _allocation(revision, current_flavor, current, flavors)
-        placement = Placement(
-            revision.start if placements else created,
-            ResourceRef("host", host) if host else None,
-            vcpus,
-            memory,
-            _text(revision.attributes, "project_id", revision.where),
-        )
-        if not placements or _state(placements[-1]) != _state(placement):
-            placements.append(placement)
-    last = placements[-1]
-    tags = {
-        key: value
-        for key in ("flavor_name", "flavor_id", "image_ref", "availability_zone", "server_group")
-        if (value := _text(latest, key, where))
-    }
-    return InventoryItem(
-        ResourceRef("vm", instance_id),
-        _text(latest, "display_name", where) or instance_id,
-        parent=last.parent,
-        vcpus=last.vcpus,
-        memory_bytes=last.memory_bytes,
-        project=last.project,
-        tags=tags,
-        created_at=created,
-        retired_at=_moment(latest, "ended_at", where) or _moment(latest, "deleted_at", where),
-        history=tuple(placements),
-    )
-
-
-def _state(placement: Placement) -> tuple[Any, ...]:
-    return (placement.parent, placement.vcpus, placement.memory_bytes, placement.project)
-
-
-def infrastructure(vms: Sequence[InventoryItem], revisions: Iterable[Any], topology: Topology) -> list[InventoryItem]:
-    """The region, the provider, the clusters and the hosts the VMs were ever placed on.
-
-    A host's cluster is its entry in ``host_clusters``, else the availability zone last seen on an instance on
-    it, else none (the host sits right under the provider).
-    """
-    first_seen: dict[str, datetime] = {}
-    zones: dict[str, str] = {}
-    for vm in vms:
-        for placement in vm.history:
-            if placement.parent is not None:
-                host = placement.parent.ems_ref
-                first_seen[host] = min(first_seen.get(host, placement.valid_from), placement.valid_from)
-    for k, value in enumerate(revisions):
-        where = f"{_found('instance', k)} (history)"
-        revision = PayloadError.expect(value, dict, where, "an object")
-        placed_on, zone = _text(revision, "host", where), _text(revision, "availability_zone", where)
-        if placed_on and zone:
-            zones[placed_on] = zone
-    start = min(first_seen.values(), default=min((vm.created_at for vm in vms if vm.created_at), default=None))
-    items = [
-        InventoryItem(topology.region, topology.region.ems_ref, created_at=start),
-        InventoryItem(topology.provider, topology.provider.ems_ref, parent=topology.region, created_at=start),
-    ]
-    clusters: dict[str, datetime] = {}
-    for host, since in sorted(first_seen.items()):
-        cluster = topology.host_clusters.get(host) or zones.get(host)
-        parent = ResourceRef("cluster", cluster) if cluster else topology.provider
-        if cluster:
-            clusters[cluster] = min(clusters.get(cluster, since), since)
-        items.append(InventoryItem(ResourceRef("host", host), host, parent=parent, created_at=since))
-    items.extend(
-        InventoryItem(ResourceRef("cluster", name), name, parent=topology.provider, created_at=since)
-        for name, since in sorted(clusters.items())
-    )
-    return items

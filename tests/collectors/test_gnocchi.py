@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from cloudmeter.collectors.gnocchi import GnocchiCollector, OpenStackConfig
-from cloudmeter.collectors.gnocchi_parse import Topology, infrastructure, vm_item
+from cloudmeter.collectors.gnocchi_inventory import Topology, infrastructure, revisions, vm_item
 from cloudmeter.collectors.registry import parse_manager_config
 from cloudmeter.errors import CollectorError, ConfigError, SourceUnavailable
 from cloudmeter.model import METRICS, ResourceRef, SampleBatch, Window
@@ -214,7 +214,7 @@ def test_zones_place_hosts_when_no_cluster_is_configured(loaded: GnocchiServer) 
 
 def test_a_host_without_cluster_or_zone_sits_under_the_provider() -> None:
     revision = {"id": "vm-1", "started_at": T0.isoformat(), "revision_start": T0.isoformat(), "host": "lonely"}
-    vm = vm_item([revision], (NAN, NAN), {})
+    vm = vm_item(revisions([revision], [])["vm-1"], {})
     topology = Topology(ResourceRef("provider", "os"), ResourceRef("region", "r"), {})
 
     parents = {item.ref: item.parent for item in infrastructure([vm], [revision], topology)}

@@ -22,7 +22,6 @@ from typing import Any, TypeVar
 
 import httpx
 import numpy as np
-import numpy.typing as npt
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -31,16 +30,17 @@ from cloudmeter.collectors.aws_inventory import InstanceType, build_inventory, p
 from cloudmeter.collectors.aws_metrics import Datapoints, memory_dimensions, plan_requests
 from cloudmeter.collectors.gnocchi import GnocchiCollector, OpenStackConfig
 from cloudmeter.collectors.gnocchi_api import GnocchiAPI
-from cloudmeter.collectors.gnocchi_parse import (
-    Flavor,
+from cloudmeter.collectors.gnocchi_inventory import (
+    Revision,
     Topology,
+    allocation,
     infrastructure,
-    latest_allocations,
-    layout,
-    parse_measures,
-    resource_ids,
+    last_reading,
+    revisions,
     vm_items,
 )
+from cloudmeter.collectors.gnocchi_parse import Flavor, Flavors, Polling, layout, parse_measures, readings, resource_ids
+from cloudmeter.collectors.gnocchi_policy import archive_policies, metric_policies
 from cloudmeter.errors import BadPayload, CloudmeterError
 from cloudmeter.model import KINDS, METRICS, InventoryItem, Placement, ResourceRef, SampleBatch, Window, epoch_s
 from tests.collectors import aws_fixtures as aws
@@ -293,10 +293,29 @@ AGGREGATES = {
         for metric_id, points in _readings(vm).items()
     }
 }
+# GET /v1/archive_policy and GET /v1/metric as Gnocchi 4.7.1 answers them (Ceilometer's ceilometer-high)
+HIGH = {
+    "name": "ceilometer-high",
+    "back_window": 0,
+    "definition": [
+        {"timespan": "1:00:00", "granularity": "0:00:01", "points": 3600},
+        {"timespan": "1 day, 0:00:00", "granularity": "0:01:00", "points": 1440},
+        {"timespan": "365 days, 0:00:00", "granularity": "1:00:00", "points": 8760},
+    ],
+    "aggregation_methods": ["mean"],
+}
+LOW = {**HIGH, "name": "ceilometer-low", "definition": [{"granularity": "0:05:00", "points": 8640}]}
+POLICIES = [HIGH, LOW]
+METRIC_LIST = [
+    {"id": str(uuid.uuid4()), "name": "cpu", "unit": None, "resource_id": cloud.WEB.id, "archive_policy": HIGH},
+    {"id": str(uuid.uuid4()), "name": "vcpus", "archive_policy_name": "ceilometer-low"},
+]
+GNOCCHI_FLAVORS = Flavors(by_name={name: Flavor(**fields) for name, fields in cloud.FLAVORS.items()})
 GNOCCHI_LAYOUT = layout(
-    SEARCHES["instance"], {kind: SEARCHES[kind] for kind in ("instance_disk", "instance_network_interface")}
+    SEARCHES["instance"],
+    {kind: SEARCHES[kind] for kind in ("instance_disk", "instance_network_interface")},
+    GNOCCHI_FLAVORS,
 )
-GNOCCHI_FLAVORS = {name: Flavor(**fields) for name, fields in cloud.FLAVORS.items()}
 
 
 def gnocchi_api(answer: Callable[[httpx.Request], Any]) -> GnocchiAPI:
@@ -314,11 +333,13 @@ def gnocchi_api(answer: Callable[[httpx.Request], Any]) -> GnocchiAPI:
 def test_gnocchi_resource_searches(answers: dict[str, list[Any]]) -> None:
     ids = parsed(lambda: resource_ids(answers["instance"], "instance"))
     found = parsed(
-        lambda: layout(answers["instance"], {kind: answers[kind] for kind in SEARCHES if kind != "instance"})
+        lambda: layout(
+            answers["instance"], {kind: answers[kind] for kind in SEARCHES if kind != "instance"}, GNOCCHI_FLAVORS
+        )
     )
     if found is None or ids is None:
         return
-    assert [ref.ems_ref for ref in found.refs] == ids and len(found.flavor_names) == len(ids)
+    assert [ref.ems_ref for ref in found.refs] == ids and len(found.flavors) == len(ids)
     assert all(isinstance(m.metric_id, str) and 0 <= m.vm < len(ids) for m in found.metrics)
 
 
@@ -326,9 +347,18 @@ def test_gnocchi_resource_searches(answers: dict[str, list[Any]]) -> None:
 @given(mutated({"instance": SEARCHES["instance"], "history": HISTORY}, JSON_VALUES, fixed=2))
 def test_gnocchi_instance_history(answers: dict[str, list[Any]]) -> None:
     instances, history = answers["instance"], answers["history"]
-    allocations = (np.full(len(instances), 2.0), np.full(len(instances), 2048.0))
     topology = Topology(ResourceRef("provider", "os"), ResourceRef("region", "r"), cloud.HOST_CLUSTERS)
-    vms = parsed(lambda: vm_items(instances, history, allocations, GNOCCHI_FLAVORS))
+
+    def parse() -> list[InventoryItem]:
+        by_instance = revisions(instances, history)
+        found = {
+            (r.instance_id, r.start): allocation(r, GNOCCHI_FLAVORS, 2.0, 2048.0)
+            for listed in by_instance.values()
+            for r in listed
+        }
+        return vm_items(by_instance, found)
+
+    vms = parsed(parse)
     if vms is None:
         return
     assert len(vms) == len(instances)
@@ -336,28 +366,39 @@ def test_gnocchi_instance_history(answers: dict[str, list[Any]]) -> None:
         check_item(item)
 
 
+GNOCCHI_REVISION = Revision(cloud.T0, cloud.DELETED_AT, cloud.WEB.id, {})
+
+
 @FUZZ
 @given(mutated(AGGREGATES, JSON_VALUES, fixed=0))
 def test_gnocchi_aggregates(body: dict[str, Any]) -> None:
     api = gnocchi_api(lambda _: body)
 
-    def parse() -> tuple[SampleBatch, tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]]:
+    def parse() -> tuple[SampleBatch, list[float]]:
         measures = api.measures([m.metric_id for m in GNOCCHI_LAYOUT.metrics], cloud.at(9), cloud.at(18), 300)
-        batch = parse_measures(
-            GNOCCHI_LAYOUT, measures, GNOCCHI_WINDOW, max_span_s=600, interval_s=300, flavors=GNOCCHI_FLAVORS
-        )
-        return batch, latest_allocations(GNOCCHI_LAYOUT, measures, GNOCCHI_FLAVORS)
+        batch = parse_measures(GNOCCHI_LAYOUT, measures, GNOCCHI_WINDOW, Polling(300))
+        found = [readings(measures, m.metric_id) for m in GNOCCHI_LAYOUT.metrics]  # as inventory reads allocations
+        return batch, [last_reading(ts, values, 300, GNOCCHI_REVISION, 2**31 - 1) for ts, values in found]
 
     found = parsed(parse)
     if found is None:
         return
-    batch, (vcpus, memory_mib) = found
+    batch, allocations = found
     check_batch(batch, tuple(GNOCCHI_LAYOUT.refs), GNOCCHI_WINDOW)
     counted = [METRICS.index(name) for name in METRICS if name.endswith("_bps") or name.startswith("cpu_")]
     assert not (batch.values[:, counted] < 0).any(), "a negative rate from counters"
-    for allocation, most in ((vcpus, 2**31 - 1), (memory_mib, 2**42)):
-        known = allocation[~np.isnan(allocation)]
-        assert ((known >= 1) & (known <= most)).all()
+    known = [a for a in allocations if not math.isnan(a)]
+    assert all(1 <= a <= 2**31 - 1 and a == round(a) for a in known)
+
+
+@FUZZ
+@given(mutated({"policies": POLICIES, "metrics": METRIC_LIST}, JSON_VALUES, fixed=2))
+def test_gnocchi_archive_policies(answers: dict[str, Any]) -> None:
+    policies = parsed(lambda: archive_policies(answers["policies"]))
+    for policy in (policies or {}).values():
+        assert policy.keeps and all(k.granularity_s >= 1 and k.points >= 1 for k in policy.keeps)
+    named = parsed(lambda: metric_policies(answers["metrics"], "/v1/metric"))
+    assert named is None or all(isinstance(v, str) and v for v in named.values())
 
 
 # ---- AWS: aws_fixtures' documented shapes ----------------------------------------------------------------
@@ -444,7 +485,12 @@ def _collector(answers: dict[str, Any]) -> GnocchiCollector:
         key = "aggregates" if path == "/v1/aggregates" else path.rsplit("/", 1)[1]
         if request.url.params.get("history") == "true":
             key = "history"
-        body = json.dumps(answers[key]).encode()  # NaN and Infinity as Python (so Gnocchi) writes them
+        if path.startswith("/v1/metric"):  # every metric on the policy the scenario's Gnocchi gives them all
+            answer: Any = [{"id": metric_id, "archive_policy": LOW} for metric_id in METRIC_IDS.values()]
+            answer = answer if path == "/v1/metric" else {"id": key, "archive_policy": LOW}
+        else:
+            answer = [LOW] if path == "/v1/archive_policy" else answers[key]
+        body = json.dumps(answer).encode()  # NaN and Infinity as Python (so Gnocchi) writes them
         return httpx.Response(200, content=body, headers={"Content-Type": "application/json"})
 
     config = OpenStackConfig(auth_mode="basic", gnocchi_url="http://gnocchi.test", flavors=cloud.FLAVORS)
