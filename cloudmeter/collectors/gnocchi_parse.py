@@ -266,27 +266,43 @@ def _malformed(where: str, points: list[Any], parse: _Timestamps) -> PayloadErro
     return PayloadError(where, "has measures that cannot be read")
 
 
-def _latest(series: _Series | None, n_vms: int, most: float) -> npt.NDArray[np.float64]:
-    """Each VM's last reading in ``series`` from 1 to ``most`` (others are no allocation), NaN if none."""
-    latest = np.full(n_vms, np.nan)
-    if series is None:
-        return latest
+def _as_of(
+    series: _Series | None, vm: npt.NDArray[np.int64], ts: npt.NDArray[np.int64], most: float
+) -> npt.NDArray[np.float64]:
+    """Each (``vm``, ``ts``)'s reading in ``series`` from 1 to ``most`` (others are no allocation): the last one at
+    or before ``ts``, else the VM's first after it; NaN if the VM has none."""
+    found = np.full(len(vm), np.nan)
+    if series is None or not len(vm):
+        return found
     known = (series.values >= 1) & (series.values <= most)
-    order = np.lexsort((series.ts[known], series.vm[known]))
-    vms, values = series.vm[known][order], series.values[known][order]
-    latest[vms] = values  # later readings of a VM overwrite earlier ones
-    return latest
+    if not known.any():
+        return found
+    base = min(int(series.ts[known].min()), int(ts.min()))
+    span = max(int(series.ts[known].max()), int(ts.max())) - base + 1
+    keys = series.vm[known] * span + (series.ts[known] - base)
+    order = np.argsort(keys, kind="stable")
+    keys, values, owners = keys[order], series.values[known][order], series.vm[known][order]
+    at = np.searchsorted(keys, vm * span + (ts - base), side="right") - 1
+    before = (at >= 0) & (owners[np.clip(at, 0, None)] == vm)
+    after = np.clip(at + 1, 0, len(keys) - 1)
+    use = np.where(before, np.clip(at, 0, None), after)
+    return np.where(owners[use] == vm, values[use], np.nan)
 
 
 def allocations(
-    group: Layout, series: Mapping[Role, _Series]
+    group: Layout, series: Mapping[Role, _Series], vm: npt.NDArray[np.int64], ts: npt.NDArray[np.int64]
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    """vCPUs and memory (MiB) per VM: its known flavor's, else its latest ``vcpus``/``memory`` reading."""
-    vcpus = _latest(series.get(Role.VCPUS), len(group.refs), MAX_VCPUS)
-    memory = _latest(series.get(Role.MEMORY), len(group.refs), MAX_MEMORY_MIB)
-    for vm, flavor in enumerate(group.flavors):
-        if flavor is not None:
-            vcpus[vm], memory[vm] = flavor.vcpus, flavor.memory_mib
+    """vCPUs and memory (MiB) of each (``vm``, ``ts``): the VM's known flavor's, else its ``vcpus``/``memory``
+    reading as of then (a resize shows in the readings from its poll on)."""
+    vcpus = _as_of(series.get(Role.VCPUS), vm, ts, MAX_VCPUS)
+    memory = _as_of(series.get(Role.MEMORY), vm, ts, MAX_MEMORY_MIB)
+    flavors = [(k, f) for k, f in enumerate(group.flavors) if f is not None]
+    if flavors:
+        known = np.asarray([k for k, _ in flavors])
+        sizes = np.full((len(group.flavors), 2), np.nan)
+        sizes[known] = [(f.vcpus, f.memory_mib) for _, f in flavors]
+        fixed = ~np.isnan(sizes[vm, 0])
+        vcpus[fixed], memory[fixed] = sizes[vm[fixed], 0], sizes[vm[fixed], 1]
     return vcpus, memory
 
 
@@ -325,7 +341,6 @@ def parse_measures(group: Layout, measures: Mapping[str, Any], window: Window, p
     series = _series(group.metrics, measures, _Timestamps())
     intervals = {role: polling.interval_s(series.get(role)) for role in _ROW_ROLES if role in series}
     interval_s = min(intervals.values(), default=polling.interval_s(None))
-    vcpus, memory_mib = allocations(group, series)
     columns: dict[Role, tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64]]] = {}
     for role in _ROW_ROLES:
         found = series.get(role)
@@ -347,16 +362,16 @@ def parse_measures(group: Layout, measures: Mapping[str, Any], window: Window, p
     out = np.full((len(keys), len(METRICS)), np.nan)
     offset = 0
     with np.errstate(over="ignore"):  # a result too large for a double is missing, like a non-finite reading
-        for role, (vm, _ts, values) in columns.items():
+        for role, (vm, ts, values) in columns.items():
             where = rows[offset : offset + len(vm)]
             offset += len(vm)
             if role == Role.CPU:
                 cores = values / NS_PER_S
                 out[where, METRICS.index("cpu_used_cores")] = cores
-                out[where, METRICS.index("cpu_usage_pct")] = 100.0 * cores / vcpus[vm]
+                out[where, METRICS.index("cpu_usage_pct")] = 100.0 * cores / allocations(group, series, vm, ts)[0]
             elif role == Role.MEM_USAGE:
                 out[where, METRICS.index("mem_used_bytes")] = values * MIB
-                out[where, METRICS.index("mem_usage_pct")] = 100.0 * values / memory_mib[vm]
+                out[where, METRICS.index("mem_usage_pct")] = 100.0 * values / allocations(group, series, vm, ts)[1]
             else:  # a sum over devices: unknown as soon as one device present at that time is unknown
                 column = _RATE_COLUMNS[role]
                 out[where, column] = 0.0
