@@ -186,13 +186,26 @@ class GnocchiCollector:
 
     def verify(self) -> None:
         """Read Ceilometer's ``instance`` resource type: it needs valid credentials (resource listings don't
-        under basic auth) and proves Ceilometer publishes here."""
+        under basic auth) and proves Ceilometer publishes here. A configured ``granularity_s`` must be kept by
+        some archive policy."""
         if self.api.find("/v1/resource_type/instance") is None:
             raise CollectorError(
                 self.name,
                 f"Gnocchi at {self.api.client.base_url} has no 'instance' resource type, so Ceilometer does not "
                 "publish there; check gnocchi_url (or run ceilometer-upgrade)",
             )
+        wanted = self.config.granularity_s
+        if wanted is not None:
+            try:
+                policies = archive_policies(self.api.request("GET", "/v1/archive_policy"))
+            except PayloadError as exc:
+                raise exc.bad_payload(self.name, "Gnocchi") from exc
+            if all(wanted not in policy.granularities for policy in policies.values()):
+                kept = sorted({g for policy in policies.values() for g in policy.granularities})
+                raise ConfigError(
+                    f"manager {self.name!r}: no archive policy keeps granularity_s = {wanted} (they keep "
+                    f"{', '.join(f'{g} s' for g in kept)}); set one of those, or remove it to read the finest kept"
+                )
 
     def inventory(self) -> Inventory:
         """Instances alive or deleted within ``retired_lookback_days``, with their host history and each

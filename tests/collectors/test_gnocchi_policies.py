@@ -204,6 +204,18 @@ def test_a_configured_granularity_the_policy_lacks_names_those_it_keeps(gnocchi:
     )
 
 
+def test_verify_names_the_granularities_the_policies_keep(gnocchi: GnocchiServer) -> None:
+    GnocchiCollector("os", minimal(gnocchi.url, granularity_s=60)).verify()  # ceilometer-high keeps it
+    with pytest.raises(ConfigError) as caught:
+        GnocchiCollector("os", minimal(gnocchi.url, granularity_s=120)).verify()
+
+    # gnocchi-upgrade's low (5 min), medium (1 min, 1 h), high (1 s, 1 min, 1 h) and bool (1 s); Ceilometer's
+    assert str(caught.value) == (
+        "manager 'os': no archive policy keeps granularity_s = 120 (they keep 1 s, 60 s, 300 s, 3600 s); "
+        "set one of those, or remove it to read the finest kept"
+    )
+
+
 def test_every_revision_keeps_its_own_allocation_even_long_after_deletion(gnocchi: GnocchiServer) -> None:
     items = {item.ref: item for item in GnocchiCollector("os", minimal(gnocchi.url)).inventory().items}
 
