@@ -105,7 +105,8 @@ def load(client: httpx.Client, indexer_dsn: str) -> None:
                 **_flavor(vm, 0),
             },
         ).raise_for_status()
-        counter, series = 5e12, {"cpu": [], "memory.usage": [], "vcpus": [], "memory": []}
+        counter = 5e12
+        series: dict[str, list[dict[str, object]]] = {"cpu": [], "memory.usage": [], "vcpus": [], "memory": []}
         for k in K:
             counter += vm.cores(k) * STEP_S * 1e9
             moment = vm.polled(k).isoformat()
