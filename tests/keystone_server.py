@@ -58,13 +58,19 @@ class KeystoneServer:
             self._token = response.headers["X-Subject-Token"]
         return _TokenAuth(self._token)
 
-    def register_service(self, service_type: str, name: str, url: str) -> None:
-        """Put a service with a public endpoint in ``REGION`` into the catalog."""
+    def register_service(self, service_type: str, name: str, url: str) -> str:
+        """Put a service with a public endpoint in ``REGION`` into the catalog; its id."""
         with httpx.Client(base_url=self.url, auth=self.admin_auth(), timeout=60) as client:
             service = client.post("/services", json={"service": {"type": service_type, "name": name}})
             service.raise_for_status()
             endpoint = {"service_id": service.json()["service"]["id"], "interface": "public", "url": url}
             client.post("/endpoints", json={"endpoint": {**endpoint, "region_id": REGION}}).raise_for_status()
+            return str(service.json()["service"]["id"])
+
+    def remove_service(self, service_id: str) -> None:
+        """Take a registered service (and its endpoints) out of the catalog."""
+        with httpx.Client(base_url=self.url, auth=self.admin_auth(), timeout=60) as client:
+            client.delete(f"/services/{service_id}").raise_for_status()
 
     def authtoken_section(self) -> str:
         """The ``[keystone_authtoken]`` section of a service validating tokens against this Keystone."""

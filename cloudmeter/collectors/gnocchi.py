@@ -7,14 +7,15 @@ Gnocchi's own basic auth for deployments without Keystone. Fetching happens here
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Final, Literal
 
 import httpx
 import numpy as np
-import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from cloudmeter.collectors.base import ManagerConfig, Secret
@@ -51,10 +52,11 @@ from cloudmeter.collectors.gnocchi_policy import (
     metric_policies,
 )
 from cloudmeter.collectors.keystone import KeystoneAuth, PasswordCredentials
+from cloudmeter.collectors.nova import NovaAPI, NovaFacts, nova_api, read_nova
 from cloudmeter.errors import CollectorError, ConfigError, PayloadError
 from cloudmeter.model import Inventory, ResourceRef, SampleBatch, Window
 
-Floats = npt.NDArray[np.float64]
+log = logging.getLogger(__name__)
 
 #: Metrics read per /v1/aggregates request, and the longest stretch of time one request covers.
 METRICS_PER_REQUEST: Final = 500
@@ -137,6 +139,9 @@ class GnocchiCollector:
         self._policies: dict[str, ArchivePolicy] = {}
         self._metric_policy: dict[str, str] = {}
         self._polling_s = config.polling_interval_s or DEFAULT_POLLING_S
+        self._keystone: KeystoneAuth | None = None
+        self._nova: NovaAPI | None = None
+        self._nova_read = False
 
     @property
     def api(self) -> GnocchiAPI:
@@ -154,7 +159,7 @@ class GnocchiCollector:
             auth, url = httpx.BasicAuth(config.username, password), config.gnocchi_url
         else:
             assert config.auth_url and config.password and config.project_name
-            keystone = KeystoneAuth(
+            keystone = self._keystone = KeystoneAuth(
                 self.name,
                 PasswordCredentials(
                     config.auth_url,
@@ -220,6 +225,7 @@ class GnocchiCollector:
                 for chunk in _batched(resource_ids(current, "instance"), IDS_PER_SEARCH)
                 for revision in self.api.search("instance", {"in": {"id": chunk}}, history=True)
             ]
+            self._learn_nova()
             by_instance = revisions(current, history)
             vms = vm_items(by_instance, self._allocations(current, by_instance, now))
             return Inventory(now, (*infrastructure(vms, history, self._topology), *vms))
@@ -270,6 +276,8 @@ class GnocchiCollector:
         config = self.config
         now = datetime.now(UTC)
         try:
+            if not self._nova_read:
+                self._learn_nova()
             whole = self._layout(window.start - timedelta(seconds=2 * self._polling_s))
             self._learn_policies(whole)
             for chunk in window.split(CHUNK_S):
@@ -299,6 +307,34 @@ class GnocchiCollector:
             for kind in ("instance_disk", "instance_network_interface")
         }
         return layout(instances, devices, self._flavors)
+
+    def _learn_nova(self) -> None:
+        """Flavors by id, hosts' physical capacity and aggregates from Nova, where Keystone's catalog has it; a
+        Nova that fails leaves them to Gnocchi's readings and the configuration, with a warning."""
+        facts: NovaFacts | None = None
+        self.api  # noqa: B018 - authenticates, so the catalog is known
+        try:
+            if self._nova is None and self._keystone is not None:
+                config = self.config
+                self._nova = nova_api(
+                    self.name,
+                    self._keystone,
+                    config.region,
+                    config.interface,
+                    timeout_s=config.timeout_s,
+                    verify_tls=config.verify_tls,
+                    transport=self._transport,
+                )
+            facts = read_nova(self._nova) if self._nova is not None else None
+        except CollectorError as exc:
+            log.warning("%s; flavors, host capacities and aggregates come from Gnocchi and the config only", exc)
+        self._nova_read = True
+        self._flavors = Flavors(self._flavors.by_name, facts.flavors_by_id if facts else {})
+        self._topology = replace(
+            self._topology,
+            aggregates=facts.host_clusters if facts else {},
+            capacity=facts.host_capacity if facts else {},
+        )
 
     def _learn_policies(self, found: Layout) -> None:
         """Learn the archive policy of every metric of ``found`` not known yet (a metric never changes policy)."""

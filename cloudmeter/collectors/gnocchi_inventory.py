@@ -21,7 +21,6 @@ import numpy.typing as npt
 
 from cloudmeter.collectors.gnocchi_parse import (
     MIB,
-    Flavor,
     Flavors,
     attribute_text,
     attribute_time,
@@ -29,6 +28,7 @@ from cloudmeter.collectors.gnocchi_parse import (
     resource_ids,
     resource_of,
 )
+from cloudmeter.collectors.nova_parse import HostCapacity
 from cloudmeter.errors import PayloadError
 from cloudmeter.model import InventoryItem, Placement, ResourceRef, epoch_s
 
@@ -45,7 +45,7 @@ class Topology:
     region: ResourceRef
     host_clusters: Mapping[str, str]
     aggregates: Mapping[str, str] = field(default_factory=dict)
-    capacity: Mapping[str, Flavor] = field(default_factory=dict)
+    capacity: Mapping[str, HostCapacity] = field(default_factory=dict)
 
 
 class Revision(NamedTuple):
@@ -241,7 +241,7 @@ def infrastructure(vms: Sequence[InventoryItem], history: Iterable[Any], topolog
                 host,
                 parent=parent,
                 vcpus=capacity.vcpus if capacity else None,
-                memory_bytes=capacity.memory_mib * MIB if capacity else None,
+                memory_bytes=capacity.memory_mib * MIB if capacity and capacity.memory_mib is not None else None,
                 created_at=since,
             )
         )

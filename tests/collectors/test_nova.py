@@ -8,8 +8,10 @@ import itertools
 import json
 import logging
 import secrets
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,8 @@ import httpx
 import pytest
 from hypothesis import given
 
-from cloudmeter.collectors.gnocchi_parse import MAX_MEMORY_MIB, MAX_VCPUS, Flavor
+from cloudmeter.collectors.gnocchi import GnocchiCollector, OpenStackConfig
+from cloudmeter.collectors.gnocchi_parse import MAX_MEMORY_MIB, MAX_VCPUS, MIB, Flavor
 from cloudmeter.collectors.keystone import KeystoneAuth, PasswordCredentials
 from cloudmeter.collectors.nova import NovaAPI, NovaFacts, nova_api, read_nova
 from cloudmeter.collectors.nova_parse import (
@@ -29,9 +32,12 @@ from cloudmeter.collectors.nova_parse import (
     served_microversion,
     version_range,
 )
+from cloudmeter.collectors.registry import parse_manager_config
 from cloudmeter.errors import BadPayload, CollectorAuthError, PayloadError, SourceUnavailable, Throttled
+from cloudmeter.model import ResourceRef
 from tests import nova_server
 from tests.collectors.test_payload_fuzz import FUZZ, JSON_VALUES, mutated, parsed
+from tests.gnocchi_server import GnocchiServer
 from tests.keystone_server import ADMIN_PASSWORD, REGION, KeystoneServer
 from tests.loopback import free_port
 from tests.nova_server import (
@@ -457,8 +463,9 @@ def keystone_nova(keystone: KeystoneServer, tmp_path_factory: pytest.TempPathFac
     """The fake Nova validating tokens with ``keystone``, the ``compute`` service of its catalog."""
     work = tmp_path_factory.mktemp("nova-ks")
     with nova_server.running(work, sample_cloud(), keystone.url, ADMIN_PASSWORD) as server:
-        keystone.register_service("compute", "nova", server.endpoint)
+        service = keystone.register_service("compute", "nova", server.endpoint)
         yield server
+        keystone.remove_service(service)  # later tests' catalogs hold no Nova that has stopped
 
 
 def _keystone_auth(keystone: KeystoneServer, username: str = "admin", password: str = ADMIN_PASSWORD) -> KeystoneAuth:
@@ -502,3 +509,61 @@ def test_the_fake_takes_only_tokens_keystone_issued(keystone_nova: NovaServer) -
 
 def test_a_region_without_nova_has_no_api(keystone: KeystoneServer, keystone_nova: NovaServer) -> None:
     assert nova_api("os", _keystone_auth(keystone), "Nowhere", "public") is None
+
+
+# ---- the OpenStack collector with Nova in the catalog -----------------------------------------------------
+
+
+@pytest.fixture
+def tiny_on_compute_2(keystone_gnocchi: GnocchiServer) -> Iterator[str]:
+    """One instance of flavor id "1" (m1.tiny in the samples) on compute-2, without vcpus/memory meters; removed
+    afterwards (other tests expect an empty Gnocchi)."""
+    instance_id = str(uuid.uuid4())
+    instance = {
+        "id": instance_id,
+        "display_name": "tiny",
+        "flavor_id": "1",
+        "flavor_name": "m1.tiny",
+        "host": "compute-2",
+        "started_at": (datetime.now(UTC) - timedelta(days=3)).isoformat(),
+        "metrics": {"cpu": {"archive_policy_name": "ceilometer-low-rate"}},
+    }
+    keystone_gnocchi.client.post("/v1/resource/instance", json=instance).raise_for_status()
+    yield instance_id
+    keystone_gnocchi.client.delete(f"/v1/resource/instance/{instance_id}").raise_for_status()
+
+
+def test_the_collector_takes_flavors_capacity_and_clusters_from_nova(
+    keystone: KeystoneServer, keystone_nova: NovaServer, tiny_on_compute_2: str
+) -> None:
+    config = parse_manager_config(
+        "os",
+        {
+            "kind": "openstack",
+            "auth_url": keystone.url,
+            "password": ADMIN_PASSWORD,
+            "project_name": "admin",
+            "region": REGION,
+            "host_clusters": {"vcenter-1": "configured"},  # the config still overrides
+        },
+    )
+    assert isinstance(config, OpenStackConfig)
+
+    items = {item.ref: item for item in GnocchiCollector("os", config).inventory().items}
+
+    vm = items[ResourceRef("vm", tiny_on_compute_2)]
+    assert (vm.vcpus, vm.memory_bytes) == (1, 512 * MIB)  # flavors-detail-resp.json: "1" is 1 vCPU, 512 MiB
+    host = items[ResourceRef("host", "compute-2")]
+    assert (host.vcpus, host.memory_bytes, host.parent) == (64, 524288 * MIB, ResourceRef("cluster", "london-az"))
+    documented = items[ResourceRef("host", "host1")]  # v2.53 sample: node host2 of service host1
+    assert (documented.vcpus, documented.memory_bytes) == (2, 8192 * MIB)
+    vcenter = items[ResourceRef("host", "vcenter-1")]  # two nodes summed; its cluster from the config
+    assert (vcenter.vcpus, vcenter.memory_bytes, vcenter.parent) == (
+        48,
+        196608 * MIB,
+        ResourceRef("cluster", "configured"),
+    )
+    assert (items[ResourceRef("host", "ironic-1")].vcpus, items[ResourceRef("host", "ironic-1")].memory_bytes) == (
+        None,
+        None,
+    )  # 0 reported: unknown, never a capacity of zero
