@@ -5,10 +5,15 @@ share, leases free ones up to it (PostgreSQL advisory locks, ``storage.leases``)
 jobs: inventory refresh and capture (which rolls up in-stream, rebuilds dirty hours and closes local days).
 One daemon, the holder of the maintenance lease, creates partitions and drops expired ones.
 
-Per manager, jobs run one at a time (a lock) and a failure backs the manager off exponentially
-(``next_attempt_at``) without touching the others. Each captured batch commits whole with its rows, so a kill
-at any moment loses nothing already committed and the next capture resumes from ``captured_until``. On
-SIGTERM/SIGINT the daemon stops taking new steps and waits for running ones to commit.
+Per manager, jobs run one at a time: a job that fires while another of its manager runs is run right after it by
+the same worker, so a manager holds at most one worker. A job waits for each answer of its source at most
+``bounded.FACTOR`` x the manager's ``timeout_s`` (``bounded``: a source that hangs or trickles bytes defeats a
+read timeout). A failure backs the manager off exponentially (``next_attempt_at``) without touching the others;
+a source that asked to slow down (``Throttled``) is left alone at least as long as it asked. Failures are logged
+in one line each, and so is a database that cannot be reached to record them: no job lets an exception reach
+apscheduler. Each captured batch commits whole with its rows, so a kill at any moment loses nothing already
+committed and the next capture resumes from ``captured_until``. On SIGTERM/SIGINT the daemon stops taking new
+steps, gives up waiting on sources and waits for running steps to commit.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import FrameType
+from typing import Final
 
 import psycopg
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -30,8 +36,8 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from cloudmeter.collectors.base import Collector, ManagerConfig
 from cloudmeter.collectors.registry import build_collector
 from cloudmeter.config import Settings
-from cloudmeter.errors import CloudmeterError
-from cloudmeter.scheduler import jobs, metrics
+from cloudmeter.errors import CloudmeterError, StorageError, Throttled
+from cloudmeter.scheduler import bounded, jobs, metrics
 from cloudmeter.scheduler.fleet import fleet
 from cloudmeter.scheduler.pipeline import StreamRollup
 from cloudmeter.scheduler.windows import CapturePlan, next_window
@@ -42,16 +48,35 @@ from cloudmeter.storage.leases import Leases
 
 log = logging.getLogger(__name__)
 
+#: The longest a source's Retry-After is honoured (a larger hint is taken for this).
+MAX_RETRY_AFTER_S: Final = 86400.0
+#: What the database raises when it cannot be reached or refuses (a pool timeout is an OperationalError).
+_DATABASE_ERRORS: Final = (psycopg.Error, StorageError)
+
 
 @dataclass
 class _Leased:
-    """A manager this daemon runs."""
+    """A manager this daemon runs.
+
+    ``lock`` is held while one of its jobs runs; ``waiting`` holds the jobs that fired meanwhile (run next by the
+    worker holding the lock; both guarded by ``turns``).
+    """
 
     name: str
     id: int
     collector: Collector
     lock: threading.Lock = field(default_factory=threading.Lock)
     stream: StreamRollup | None = None
+    config: ManagerConfig | None = None  # to build a new collector after a call to this one was abandoned
+    abandoned: bool = False
+    limit_s: float = bounded.FACTOR * bounded.DEFAULT_TIMEOUT_S
+    turns: threading.Lock = field(default_factory=threading.Lock)
+    waiting: set[str] = field(default_factory=set)
+
+
+def one_line(text: str) -> str:
+    """``text`` on one line: libpq's messages carry hints on further lines (tab-indented)."""
+    return " ".join(part.strip() for part in text.splitlines() if part.strip())
 
 
 class Daemon:
@@ -70,6 +95,7 @@ class Daemon:
         self._leases: Leases | None = None
         self._leased: dict[str, _Leased] = {}
         self._idle_said = False  # warned that there is nothing to run (once, until there is something)
+        self._lost_said = False  # warned that the lease connection is lost (once, until it is back)
 
     def run(self) -> None:
         """Serve until SIGTERM/SIGINT (or ``stop``), then let running steps commit and give the leases back."""
@@ -110,8 +136,12 @@ class Daemon:
             return
         try:
             self._rebalance()
+            self._lost_said = False
         except psycopg.OperationalError as exc:  # the session, and with it every lock, is gone
-            log.warning("lost the lease connection (%s); dropping all managers until it is back", scrub(str(exc)))
+            # said once per outage (a sweep runs every lease_interval_s), then at DEBUG until it is back
+            level = logging.DEBUG if self._lost_said else logging.WARNING
+            log.log(level, "lost the lease connection (%s); dropping all managers until it is back", _reason(exc))
+            self._lost_said = True
             for name in list(self._leased):
                 self._drop(name, release=False)
             self._leases = None
@@ -158,7 +188,8 @@ class Daemon:
 
     def _take(self, name: str, manager_id: int, config: ManagerConfig) -> None:
         schedule = self.settings.schedule
-        leased = self._leased[name] = _Leased(name, manager_id, build_collector(name, config))
+        collector, limit_s = build_collector(name, config), bounded.limit_s(config)
+        leased = self._leased[name] = _Leased(name, manager_id, collector, config=config, limit_s=limit_s)
         now = datetime.now(UTC)
         for job, every, first in (
             ("refresh", schedule.refresh_interval_s, now),
@@ -190,51 +221,97 @@ class Daemon:
     # --- jobs ---------------------------------------------------------------------------------------------
 
     def _guarded(self, leased: _Leased, job: str) -> None:
-        """Run one job of a manager unless it is backing off; record a failure and back it off."""
+        """Run one job of a manager, then any of its jobs that fired meanwhile; if one is running already, leave
+        this job to the worker running it (a manager never holds more than one worker)."""
+        with leased.turns:
+            if not leased.lock.acquire(blocking=False):
+                leased.waiting.add(job)
+                log.debug("manager %s: %s waits for the job running now", leased.name, job)
+                return
+        done = False
+        try:
+            while not done:
+                self._attempt(leased, job)
+                with leased.turns:
+                    if leased.waiting and not self.stop.is_set() and self._leased.get(leased.name) is leased:
+                        job = leased.waiting.pop()
+                    else:
+                        leased.waiting.clear()
+                        leased.lock.release()
+                        done = True
+        finally:
+            if not done:  # an exception no attempt catches (a BaseException): let the manager's next job run
+                with leased.turns:
+                    leased.waiting.clear()
+                    leased.lock.release()
+
+    def _attempt(self, leased: _Leased, job: str) -> None:
+        """Run one job unless the manager is backing off; record a failure and back it off. Never raises an
+        Exception: each outcome is one log line (apscheduler would log a traceback)."""
         step: Callable[[_Leased, managers.ManagerRow], None] = self._refresh if job == "refresh" else self._capture
         name = leased.name
-        with leased.lock:
-            if self.stop.is_set():
-                return
+        if self.stop.is_set():
+            return
+        try:
             with self.db.connection() as conn:
                 row = managers.manager_by_id(conn, leased.id)
-            now = datetime.now(UTC)
-            if row.next_attempt_at is not None and row.next_attempt_at > now:
-                log.debug("manager %s backs off until %s", name, row.next_attempt_at)
-                return
-            try:
-                step(leased, row)
-                metrics.JOBS.labels(name, job, "ok").inc()
-            except Exception as exc:
-                self._failed(leased, job, exc)
+        except _DATABASE_ERRORS as exc:
+            log.warning("manager %s: %s skipped: the database is unreachable (%s)", name, job, _reason(exc))
+            return
+        now = datetime.now(UTC)
+        if row.next_attempt_at is not None and row.next_attempt_at > now:
+            log.debug("manager %s backs off until %s", name, row.next_attempt_at)
+            return
+        try:
+            step(leased, row)
+            metrics.JOBS.labels(name, job, "ok").inc()
+        except bounded.Interrupted:
+            leased.stream = None
+            log.info("manager %s: %s stopped waiting for its source: shutting down", name, job)
+        except Exception as exc:
+            # an abandoned call may still run in its helper thread: the next job gets a collector of its own
+            leased.abandoned = leased.abandoned or isinstance(exc, bounded.NoAnswer)
+            self._failed(leased, job, exc, row.failures)
 
-    def _failed(self, leased: _Leased, job: str, exc: Exception) -> None:
+    def _failed(self, leased: _Leased, job: str, exc: Exception, failures: int = 0) -> None:
+        """Record that ``job`` failed with ``exc`` (the ``failures``-th failure in a row was the last) and back
+        the manager off; one log line, also when the database cannot be reached to record it."""
         name = leased.name
         leased.stream = None  # in-stream state may be ahead of storage: resume from storage next time
-        # stored in managers.last_error and logged: never a DSN a library quoted
-        message = scrub(str(exc) if isinstance(exc, CloudmeterError) else f"{type(exc).__name__}: {exc}")
-        schedule = self.settings.schedule
-        with self.db.connection() as conn:
-            retry_at = managers.mark_failed(
-                conn,
-                leased.id,
-                f"{job}: {message}",
-                datetime.now(UTC),
-                (schedule.backoff_initial_s, schedule.backoff_max_s),
-            )
+        # stored in managers.last_error and logged: never a DSN a library quoted, never more than a line
+        message = one_line(scrub(str(exc) if isinstance(exc, CloudmeterError) else f"{type(exc).__name__}: {exc}"))
         metrics.JOBS.labels(name, job, "failed").inc()
-        log.warning("manager %s: %s failed, next attempt at %s: %s", name, job, retry_at, message)
+        try:
+            with self.db.connection() as conn:
+                retry_at = managers.mark_failed(
+                    conn, leased.id, f"{job}: {message}", datetime.now(UTC), self._backoff(exc, failures)
+                )
+            log.warning("manager %s: %s failed, next attempt at %s: %s", name, job, retry_at, message)
+        except _DATABASE_ERRORS as db_exc:  # the job runs again as scheduled; its failure is not counted
+            unrecorded = f"not recorded: the database is unreachable: {_reason(db_exc)}"
+            log.warning("manager %s: %s failed (%s): %s", name, job, unrecorded, message)
         if not isinstance(exc, CloudmeterError):
             log.debug("traceback", exc_info=exc)
 
+    def _backoff(self, exc: Exception, failures: int) -> tuple[float, float]:
+        """``managers.mark_failed``'s (first, most) wait for a job failing with ``exc`` after ``failures`` in a
+        row: the schedule's doubling back-off, or for ``Throttled`` the longer of that and the source's hint."""
+        schedule = self.settings.schedule
+        if not isinstance(exc, Throttled):
+            return (schedule.backoff_initial_s, schedule.backoff_max_s)
+        usual = min(schedule.backoff_initial_s * 2.0 ** min(failures, 64), schedule.backoff_max_s)
+        wait = max(usual, min(exc.retry_after, MAX_RETRY_AFTER_S))
+        return (wait, wait)  # least(wait * 2^n, wait): this wait, whatever the count
+
     def _refresh(self, leased: _Leased, row: managers.ManagerRow) -> None:
         del row  # a refresh does not depend on progress
-        jobs.refresh_inventory(self.db, leased.id, leased.collector)
+        jobs.refresh_inventory(self.db, leased.id, self._source(leased))
 
     def _capture(self, leased: _Leased, row: managers.ManagerRow) -> None:
         """Capture from the last captured time (``row``'s) up to now, a window at a time, stopping between
         windows on shutdown."""
-        jobs.ensure_inventory(self.db, leased.id, leased.collector)
+        source = self._source(leased)
+        jobs.ensure_inventory(self.db, leased.id, source)
         schedule = self.settings.schedule
         plan = CapturePlan(
             schedule.capture_overlap_s, schedule.initial_capture_s, schedule.max_window_s, leased.collector.retention_s
@@ -246,14 +323,27 @@ class Daemon:
             window = next_window(captured_until, now, plan)
             if window is None:
                 break
-            result = jobs.capture(self.db, leased.id, leased.collector, window, stream=leased.stream)
+            result = jobs.capture(self.db, leased.id, source, window, stream=leased.stream)
             captured_until = max(captured_until or window.end, window.end)  # what jobs.capture marked
             metrics.SAMPLES.labels(leased.name).inc(result.rows)
             metrics.LAG.labels(leased.name).set((datetime.now(UTC) - window.end).total_seconds())
             log.info("manager %s: captured %d samples, %s", leased.name, result.rows, window)
 
+    def _source(self, leased: _Leased) -> bounded.Bounded:
+        """``leased``'s collector, each answer within its bound (a new collector after one was abandoned)."""
+        if leased.abandoned and leased.config is not None:
+            leased.collector = build_collector(leased.name, leased.config)
+        leased.abandoned = False
+        return bounded.Bounded(leased.collector, leased.limit_s, self.stop)
+
     def _maintain(self) -> None:
         """Partitions ahead and retention, by the one daemon holding the maintenance lease."""
+        try:
+            self._maintain_partitions()
+        except _DATABASE_ERRORS as exc:  # the next run tries again; the sweep says whether the lease is lost
+            log.warning("maintenance skipped: the database is unreachable (%s)", _reason(exc))
+
+    def _maintain_partitions(self) -> None:
         if self.stop.is_set() or self._leases is None or not self._leases.try_maintenance():
             return
         retention = self.settings.retention.model_dump()
@@ -263,6 +353,11 @@ class Daemon:
         with self.db.connection() as conn:
             dropped = partitions.maintain(conn, mode, retention, datetime.now(UTC), self.db.native_partitions())
         log.info("maintenance done; dropped %d expired partitions", len(dropped))
+
+
+def _reason(exc: Exception) -> str:
+    """What a database error says, on one line and without a DSN's password."""
+    return one_line(scrub(str(exc))) or type(exc).__name__
 
 
 def run(db: Database, settings: Settings) -> None:

@@ -9,17 +9,17 @@ idempotent), never that a gap is skipped.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 import psycopg
 
-from cloudmeter.collectors.base import Collector
 from cloudmeter.errors import BadPayload
-from cloudmeter.model import ResourceRef, SampleBatch, Window, epoch_s
+from cloudmeter.model import Inventory, ResourceRef, SampleBatch, Window, epoch_s
 from cloudmeter.scheduler import pipeline
 from cloudmeter.scheduler.pipeline import StreamRollup
 from cloudmeter.storage import inventory, managers, writer
@@ -31,11 +31,21 @@ log = logging.getLogger(__name__)
 Progress = Callable[[int], None]
 
 
+class Source(Protocol):
+    """What a job reads from: a collector (``collectors.base.Collector``), or the daemon's ``bounded.Bounded``."""
+
+    name: str
+
+    def inventory(self) -> Inventory: ...
+
+    def capture(self, window: Window) -> Iterator[SampleBatch]: ...
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def refresh_inventory(db: Database, manager_id: int, collector: Collector) -> inventory.RefreshResult:
+def refresh_inventory(db: Database, manager_id: int, collector: Source) -> inventory.RefreshResult:
     """Read the source's inventory and persist it (one transaction)."""
     seen = collector.inventory()
     with db.connection() as conn:
@@ -51,7 +61,7 @@ def resource_ids(db: Database, manager_id: int) -> dict[ResourceRef, int]:
         return inventory.stored_ids(conn, manager_id)
 
 
-def ensure_inventory(db: Database, manager_id: int, collector: Collector) -> None:
+def ensure_inventory(db: Database, manager_id: int, collector: Source) -> None:
     """Refresh the inventory if none is stored yet: capture needs the resources its samples belong to."""
     if not resource_ids(db, manager_id):
         refresh_inventory(db, manager_id, collector)
@@ -82,7 +92,7 @@ class CaptureResult:
 def capture(
     db: Database,
     manager_id: int,
-    collector: Collector,
+    collector: Source,
     window: Window,
     progress: Progress | None = None,
     stream: StreamRollup | None = None,
