@@ -22,9 +22,10 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import email.utils
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import httpx
@@ -161,7 +162,12 @@ def _sent_credentials(request: httpx.Request) -> list[str]:
 
 
 def _seconds(value: str) -> float:
+    """A Retry-After: seconds, or an HTTP date (RFC 9110); 60 s when it is neither."""
     try:
         return max(float(value), 1.0)
     except ValueError:
+        pass
+    try:
+        return max((email.utils.parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds(), 1.0)
+    except (TypeError, ValueError, OverflowError):
         return 60.0

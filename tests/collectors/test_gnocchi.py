@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 
@@ -345,3 +346,23 @@ gnocchi_url = "http://127.0.0.1:{free_port()}"
     assert unknown.returncode == 2 and "manager 'nope' is not configured (configured: dead, good)" in unknown.stderr
     assert "add [managers.nope] or `managers add`" in " ".join(unknown.stderr.split())  # not eaten as markup
     assert "hunter2" not in each.stdout + each.stderr + one.stdout
+
+
+@pytest.mark.parametrize(
+    ("header", "wanted"),
+    [("40", 40.0), ("in a while", 60.0), ("Wed, 21 Oct 2015 07:28:00 GMT", 1.0), ("HTTP-DATE+120", 120.0)],
+)
+def test_retry_after_in_seconds_or_as_an_http_date(header: str, wanted: float) -> None:
+    from email.utils import format_datetime
+
+    from cloudmeter.collectors.gnocchi_api import raise_for_status
+    from cloudmeter.errors import Throttled
+
+    when = datetime.now(UTC) + timedelta(seconds=120)
+    value = format_datetime(when, usegmt=True) if header == "HTTP-DATE+120" else header
+    response = httpx.Response(429, headers={"Retry-After": value}, request=httpx.Request("GET", "http://g/v1"))
+
+    with pytest.raises(Throttled) as caught:
+        raise_for_status("os", response, "Gnocchi GET /v1")
+
+    assert caught.value.retry_after == pytest.approx(wanted, abs=1.5)  # the date is read a moment later
