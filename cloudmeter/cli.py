@@ -6,12 +6,14 @@ import json
 import logging
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from importlib.metadata import version
 from pathlib import Path
 from typing import Annotated, Any
 
 import polars as pl
 import typer
+from rich.markup import escape
 
 from cloudmeter.cli_common import (
     ConfigOption,
@@ -162,21 +164,45 @@ def config_check(config: ConfigOption = None, as_json: JsonOption = False) -> No
     console.print("[green]configuration is valid[/]")
 
 
+class SchemaMode(StrEnum):
+    """``db init --mode``: how a new database keeps its time-series tables."""
+
+    timescaledb = "timescaledb"
+    native = "native"
+
+
+_MODES: dict[SchemaMode, schema.Mode] = {SchemaMode.timescaledb: "timescaledb", SchemaMode.native: "native"}
+ModeOption = Annotated[
+    SchemaMode | None,
+    typer.Option(
+        "--mode",
+        help="For a new database: TimescaleDB hypertables or native partitions (default: TimescaleDB where the "
+        "server can use it). A database keeps the mode it was created in.",
+    ),
+]
+
+
 @db_app.command("init")
-def db_init(config: ConfigOption = None) -> None:
+def db_init(config: ConfigOption = None, mode: ModeOption = None) -> None:
     """Create the schema (same as migrate on an empty database)."""
-    db_migrate(config)
+    db_migrate(config, mode)
 
 
 @db_app.command("migrate")
-def db_migrate(config: ConfigOption = None) -> None:
+def db_migrate(config: ConfigOption = None, mode: ModeOption = None) -> None:
     """Apply pending schema migrations; running it again is a no-op."""
     settings = read_settings(config)
     with open_database(settings) as db:
-        applied = db.migrate()
-        mode = db.mode()
+        stored = db.mode()
+        if mode is not None and stored is not None and mode.value != stored:
+            raise ConfigError(
+                f"this database was created with {stored} mode and keeps it; --mode {mode.value} applies only to "
+                "a new database (existing rows are not converted)"
+            )
+        applied = db.migrate(_MODES[mode] if mode else None)
+        current = db.mode()
     message = f"applied migrations {applied}" if applied else "schema is up to date"
-    console.print(f"{message} (version {schema.LATEST}, mode {mode}) on {db.display_dsn}", highlight=False)
+    console.print(f"{message} (version {schema.LATEST}, mode {current}) on {db.display_dsn}", highlight=False)
 
 
 @db_app.command("status")
@@ -206,7 +232,7 @@ def _print_status(report: dict[str, Any], as_json: bool) -> None:
         if not isinstance(value, list):
             console.print(f"{key:>15}: {value}", highlight=False)
     for note in report["notes"]:
-        console.print(f"[yellow]note:[/] {note}", highlight=False)
+        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
     for key in ("tables", "managers"):
         if report.get(key):
             frame = pl.DataFrame(report[key], infer_schema_length=None)

@@ -10,7 +10,9 @@
     ├── PayloadError                a pure parser's BadPayload before the collector names the manager
     └── StorageError
         ├── StorageUnavailable      the database cannot be reached or started
-        └── SchemaError             the database schema is missing or newer than this program
+        ├── SchemaError             the database schema is missing or newer than this program
+        └── StorageMisconfigured    the database refuses what cloudmeter needs until its setup is fixed
+                                    (also a ConfigError: exit 2 on the command line)
 
 Messages name what is wrong and how to fix it; secrets never appear in them.
 """
@@ -97,3 +99,16 @@ class StorageUnavailable(StorageError):
 
 class SchemaError(StorageError):
     """The schema is missing or newer than this program knows."""
+
+
+class StorageMisconfigured(StorageError, ConfigError):
+    """The server is up but refuses what cloudmeter needs until someone changes its setup.
+
+    Credentials, privileges, a read-only server, a full disk, an unsupported version, TimescaleDB offered but
+    not preloaded: retrying does not help, so it is also a ConfigError (the command line exits 2). ``problem``
+    names the condition (``"read-only"``, ``"disk-full"``, ...) for callers and tests.
+    """
+
+    def __init__(self, problem: str, message: str) -> None:
+        super().__init__(message)
+        self.problem = problem

@@ -13,7 +13,7 @@ from psycopg_pool import ConnectionPool
 
 from cloudmeter.errors import ConfigError, StorageUnavailable
 from cloudmeter.redact import mask_logs
-from cloudmeter.storage import schema
+from cloudmeter.storage import preflight, schema
 from cloudmeter.storage.dsn import dsn_problem, mask_dsn, scrub
 from cloudmeter.storage.embedded import EmbeddedPostgres
 from cloudmeter.storage.partitions import PartitionManager
@@ -81,10 +81,12 @@ class Database:
         try:
             with psycopg.connect(conninfo, connect_timeout=CONNECT_TIMEOUT_S) as conn:
                 self._server = probe(conn)
+                preflight.check_version(self._server, self.display_dsn)
                 self._mode = schema.stored_mode(conn)
         except psycopg.OperationalError as exc:
-            raise StorageUnavailable(
-                f"cannot connect to PostgreSQL ({self.display_dsn}): {_reason(exc, conninfo)}. Check CLOUDMETER_DSN, "
+            reason = _reason(exc, conninfo)
+            raise preflight.login_refusal(reason, self.display_dsn) or StorageUnavailable(
+                f"cannot connect to PostgreSQL ({self.display_dsn}): {reason}. Check CLOUDMETER_DSN, "
                 "or unset it to use the embedded server"
             ) from None
 

@@ -15,8 +15,8 @@ import psycopg
 
 from cloudmeter.errors import SchemaError
 from cloudmeter.model import KINDS, METRICS
-from cloudmeter.storage import pgbinary
-from cloudmeter.storage.server import probe
+from cloudmeter.storage import pgbinary, preflight
+from cloudmeter.storage.server import ServerInfo, probe
 
 Mode = Literal["timescaledb", "native"]
 
@@ -250,25 +250,32 @@ def stored_mode(conn: psycopg.Connection) -> Mode | None:
 def migrate(conn: psycopg.Connection, mode: Mode | None = None) -> list[int]:
     """Apply the pending migrations in one transaction; return the versions applied (none = no-op).
 
-    ``mode`` defaults to ``timescaledb`` when the extension is available, else ``native``; a database keeps
-    the mode it was created in. Concurrent callers are serialised by an advisory lock.
+    ``mode`` defaults to ``timescaledb`` when the extension can be used (created in this database already, or
+    offered and in ``shared_preload_libraries``), else ``native``; a database keeps the mode it was created in.
+    A server that offers TimescaleDB without preloading it is refused rather than given native partitions that
+    the database would keep for good (``preflight.timescaledb_refusal``: preload it, or ask for ``native``).
+    A read-only server, a user who may not create tables, a full disk are refused naming the fix
+    (``StorageMisconfigured``). Concurrent callers are serialised by an advisory lock.
     """
-    with conn.transaction():
+    with preflight.refusals_named("creating or upgrading the schema"), conn.transaction():
+        preflight.check_writable(conn)
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('cloudmeter.migrate'))")
-        conn.execute(
-            """CREATE TABLE IF NOT EXISTS schema_migrations (
-                version integer PRIMARY KEY,
-                description text NOT NULL,
-                applied_at timestamptz NOT NULL DEFAULT now())"""
-        )
         current = applied_version(conn)
         if current > LATEST:
             raise SchemaError(
                 f"the database schema is at version {current}, newer than this cloudmeter knows ({LATEST}); "
                 "upgrade cloudmeter"
             )
-        offered = probe(conn).timescaledb_available is not None
-        effective: Mode = stored_mode(conn) or mode or ("timescaledb" if offered else "native")
+        if current == LATEST:
+            return []  # nothing to create: a user with only read/write privileges gets this far
+        preflight.check_can_create(conn)
+        conn.execute(
+            """CREATE TABLE IF NOT EXISTS schema_migrations (
+                version integer PRIMARY KEY,
+                description text NOT NULL,
+                applied_at timestamptz NOT NULL DEFAULT now())"""
+        )
+        effective = stored_mode(conn) or _new_mode(probe(conn), mode)
         if effective == "timescaledb" and current == 0:
             conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
         applied = []
@@ -282,3 +289,14 @@ def migrate(conn: psycopg.Connection, mode: Mode | None = None) -> list[int]:
             )
             applied.append(migration.version)
         return applied
+
+
+def _new_mode(server: ServerInfo, asked: Mode | None) -> Mode:
+    """The mode of a schema created now: ``asked``, else TimescaleDB where it can be used, else native."""
+    if asked == "native":
+        return "native"
+    if server.timescaledb_usable:
+        return "timescaledb"
+    if asked == "timescaledb" or server.timescaledb_available is not None:
+        raise preflight.timescaledb_refusal(server)
+    return "native"

@@ -8,7 +8,7 @@ from typing import Any
 
 import psycopg
 
-from cloudmeter.storage import schema
+from cloudmeter.storage import preflight, schema
 from cloudmeter.storage.server import ServerInfo
 
 
@@ -111,6 +111,8 @@ def database_status(conn: psycopg.Connection, server: ServerInfo, where: str) ->
             "TimescaleDB is on this server but this database was created with native partitions; it keeps them "
             "(a new database would get hypertables; existing rows are not converted)"
         )
+    if mode is None and server.timescaledb_available and not server.timescaledb_usable:
+        notes.append(preflight.timescaledb_refusal(server).args[0])
     return {
         "database": where,
         "server_version": server.version,
