@@ -184,13 +184,13 @@ ModeOption = Annotated[
 
 @db_app.command("init")
 def db_init(config: ConfigOption = None, mode: ModeOption = None) -> None:
-    """Create the schema (same as migrate on an empty database)."""
+    """Create the schema and, on TimescaleDB, its compression and retention policies (same as migrate)."""
     db_migrate(config, mode)
 
 
 @db_app.command("migrate")
 def db_migrate(config: ConfigOption = None, mode: ModeOption = None) -> None:
-    """Apply pending schema migrations; running it again is a no-op."""
+    """Apply pending schema migrations and make TimescaleDB's policies match [retention]; again is a no-op."""
     settings = read_settings(config)
     with open_database(settings) as db:
         stored = db.mode()
@@ -201,25 +201,29 @@ def db_migrate(config: ConfigOption = None, mode: ModeOption = None) -> None:
             )
         applied = db.migrate(_MODES[mode] if mode else None)
         current = db.mode()
+        changes = db.keep_policies(settings.retention.model_dump())
     message = f"applied migrations {applied}" if applied else "schema is up to date"
     console.print(f"{message} (version {schema.LATEST}, mode {current}) on {db.display_dsn}", highlight=False)
+    if current == "timescaledb":
+        for change in changes or ["TimescaleDB policies match the configuration"]:
+            console.print(change, highlight=False)
 
 
 @db_app.command("status")
 def db_status(config: ConfigOption = None, as_json: JsonOption = False) -> None:
-    """Schema version, partition mode (TimescaleDB or native) and each table's storage."""
+    """Schema version, partition mode (TimescaleDB or native), each table's storage and TimescaleDB's policies."""
     settings = read_settings(config)
     with open_database(settings) as db, db.connection() as conn:
-        report = status.database_status(conn, db.server, db.display_dsn)
+        report = status.database_status(conn, db.server, db.display_dsn, settings.retention.model_dump())
     _print_status(report, as_json)
 
 
 @app.command("status")
 def overall_status(config: ConfigOption = None, as_json: JsonOption = False) -> None:
-    """The database (mode, TimescaleDB, storage per table) and every manager's capture and rollup progress."""
+    """The database (mode, TimescaleDB, storage per table, policies) and every manager's capture and rollup progress."""
     settings = read_settings(config)
     with open_database(settings) as db, db.connection() as conn:
-        report = status.database_status(conn, db.server, db.display_dsn)
+        report = status.database_status(conn, db.server, db.display_dsn, settings.retention.model_dump())
         report["managers"] = [asdict(m) for m in status.manager_status(conn)] if report["schema_version"] else []
     _print_status(report, as_json)
 
@@ -233,7 +237,7 @@ def _print_status(report: dict[str, Any], as_json: bool) -> None:
             console.print(f"{key:>15}: {value}", highlight=False)
     for note in report["notes"]:
         console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
-    for key in ("tables", "managers"):
+    for key in ("tables", "policies", "managers"):
         if report.get(key):
             frame = pl.DataFrame(report[key], infer_schema_length=None)
             show(frame.select(c for c in frame.columns if frame[c].null_count() < len(frame)), View(), key)

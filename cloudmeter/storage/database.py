@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
@@ -16,7 +16,7 @@ from cloudmeter.redact import mask_logs
 from cloudmeter.storage import preflight, schema
 from cloudmeter.storage.dsn import dsn_problem, mask_dsn, scrub
 from cloudmeter.storage.embedded import EmbeddedPostgres
-from cloudmeter.storage.partitions import PartitionManager
+from cloudmeter.storage.partitions import PartitionManager, apply_timescaledb_policies
 from cloudmeter.storage.server import ServerInfo, probe
 from cloudmeter.storage.writer import WriteMethod, WriteTarget
 
@@ -121,6 +121,15 @@ class Database:
             applied = schema.migrate(conn, mode)
             self._mode = schema.stored_mode(conn)
         return applied
+
+    def keep_policies(self, retention_days: Mapping[str, int]) -> list[str]:
+        """In TimescaleDB mode, make the compression and retention policies what ``retention_days`` (the
+        ``[retention]`` settings) and the schema say; return what was changed, in words (none in native mode,
+        where the daemon drops partitions instead)."""
+        if self.mode() != "timescaledb":
+            return []
+        with preflight.refusals_named("installing TimescaleDB policies"), self.connection() as conn:
+            return apply_timescaledb_policies(conn, retention_days)
 
     def mode(self) -> schema.Mode | None:
         """The schema's partition mode, None before ``db init`` (known from opening or migrating, once set)."""

@@ -6,8 +6,10 @@ only when its whole range is older than the retention cut-off, so no row younger
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -106,28 +108,124 @@ def drop_expired_partitions(
     return dropped
 
 
-def apply_timescaledb_policies(conn: psycopg.Connection, retention_days: dict[str, int]) -> None:
-    """(Re)install retention policies for every hypertable and compression policies where the table has one.
+PolicyKind = Literal["retention", "compression"]
+PolicyState = Literal["ok", "missing", "differs", "paused", "unwanted"]
 
-    Idempotent: a policy is replaced, never duplicated.
+
+@dataclass(frozen=True)
+class PolicyCheck:
+    """One TimescaleDB policy of a hypertable: what the configuration wants, what the server has.
+
+    ``configured`` and ``installed`` are intervals as TimescaleDB words them (``"14 days"``), None for none.
+    ``state``: ``ok``; ``missing`` (wanted, no job); ``differs`` (another interval); ``paused`` (the job
+    exists but is not scheduled); ``unwanted`` (a job cloudmeter does not configure, e.g. compressing
+    ``metric_daily``).
     """
+
+    table: str
+    policy: PolicyKind
+    configured: str | None
+    installed: str | None
+    state: PolicyState
+
+    def describe(self) -> str:
+        """The policy in words, e.g. ``no retention policy on metric_samples (configured: 14 days)``."""
+        name = f"{self.policy} policy on {self.table}"
+        if self.state == "missing":
+            return f"no {name} (configured: {self.configured})"
+        if self.state == "differs":
+            return f"the {name} is {self.installed} (configured: {self.configured})"
+        if self.state == "paused":
+            return f"the {name} ({self.installed}) is paused"
+        if self.state == "unwanted":
+            return f"a {name} ({self.installed}) that cloudmeter does not configure"
+        return f"the {name} is {self.installed}"
+
+
+def wanted_policies(retention_days: Mapping[str, int]) -> list[tuple[str, PolicyKind, str | None]]:
+    """(table, policy, interval or None) for every hypertable: retention from ``retention_days`` (the
+    ``[retention]`` settings), compression from the schema (``TimeSeriesTable.compress_after``)."""
+    wanted: list[tuple[str, PolicyKind, str | None]] = []
     for table in TIME_SERIES_TABLES:
-        days = retention_days[table.retention_field]
-        conn.execute("SELECT remove_retention_policy(%s, if_exists => true)", (table.name,))
-        conn.execute("SELECT add_retention_policy(%s, drop_after => make_interval(days => %s))", (table.name, days))
-        conn.execute("SELECT remove_compression_policy(%s, if_exists => true)", (table.name,))
-        if table.compress_after is None:
+        wanted.append((table.name, "retention", f"{int(retention_days[table.retention_field])} days"))
+        wanted.append((table.name, "compression", table.compress_after))
+    return wanted
+
+
+def check_timescaledb_policies(conn: psycopg.Connection, retention_days: Mapping[str, int]) -> list[PolicyCheck]:
+    """Every hypertable's retention and compression policy against the configuration (TimescaleDB mode).
+
+    Intervals are compared as intervals (``336:00:00`` equals ``14 days``). A table with no compression
+    policy wanted and none installed is left out.
+    """
+    wanted = wanted_policies(retention_days)
+    rows = conn.execute(
+        sql.SQL(
+            """SELECT w.t, w.kind, w.want, j.have, j.scheduled, j.have::interval = w.want::interval
+               FROM (VALUES {}) AS w(t, kind, want)
+               LEFT JOIN (SELECT hypertable_name::text AS t,
+                                 CASE proc_name WHEN 'policy_retention' THEN 'retention' ELSE 'compression' END AS kind,
+                                 coalesce(config->>'drop_after', config->>'compress_after') AS have, scheduled
+                          FROM timescaledb_information.jobs
+                          WHERE proc_name IN ('policy_retention', 'policy_compression')
+                            AND hypertable_schema = current_schema()) j USING (t, kind)"""
+        ).format(sql.SQL(", ").join(sql.SQL("(%s::text, %s::text, %s::text)") for _ in wanted)),
+        [value for row in wanted for value in row],
+    ).fetchall()
+    checks = []
+    for table, kind, want, have, scheduled, same in rows:
+        if want is None and have is None:
             continue
-        conn.execute(
-            "SELECT add_compression_policy(%s, compress_after => %s::interval)",
-            (table.name, table.compress_after),
-        )
+        checks.append(PolicyCheck(table, kind, want, have, _state(want, have, bool(scheduled), bool(same))))
+    return checks
+
+
+def _state(want: str | None, have: str | None, scheduled: bool, same: bool) -> PolicyState:
+    if have is None:
+        return "missing"
+    if want is None:
+        return "unwanted"
+    if not same:
+        return "differs"
+    return "ok" if scheduled else "paused"
+
+
+def apply_timescaledb_policies(conn: psycopg.Connection, retention_days: Mapping[str, int]) -> list[str]:
+    """Make every hypertable's retention and compression policy what the configuration says; return the
+    changes in words (none when all matched already).
+
+    A policy that matches is left alone (its job keeps its id, schedule and history); one that is missing,
+    differs or is paused is (re)created; one cloudmeter does not configure is removed. Idempotent.
+    """
+    changes = []
+    for check in check_timescaledb_policies(conn, retention_days):
+        if check.state == "ok":
+            continue
+        conn.execute(f"SELECT remove_{check.policy}_policy(%s, if_exists => true)", (check.table,))
+        if check.configured is not None:
+            argument = "drop_after" if check.policy == "retention" else "compress_after"
+            conn.execute(
+                f"SELECT add_{check.policy}_policy(%s, {argument} => %s::interval)", (check.table, check.configured)
+            )
+        changes.append(_change(check))
+    return changes
+
+
+def _change(check: PolicyCheck) -> str:
+    name = f"{check.policy} policy on {check.table}"
+    if check.state == "missing":
+        return f"added the {name} ({check.configured})"
+    if check.state == "unwanted":
+        return f"removed the {name} ({check.installed}; none configured)"
+    if check.state == "paused":
+        return f"re-created the paused {name} ({check.configured})"
+    return f"changed the {name} from {check.installed} to {check.configured}"
 
 
 def maintain(
     conn: psycopg.Connection,
     mode: Mode,
-    retention_days: dict[str, int],
+    retention_days: Mapping[str, int],
     now: datetime,
     manager: PartitionManager | None,
     ahead: timedelta = timedelta(days=7),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import psycopg
 
 from cloudmeter.storage import preflight, schema
+from cloudmeter.storage.partitions import check_timescaledb_policies
 from cloudmeter.storage.server import ServerInfo
 
 
@@ -100,8 +102,15 @@ def manager_status(conn: psycopg.Connection) -> list[ManagerStatus]:
     return [ManagerStatus(*row) for row in rows]
 
 
-def database_status(conn: psycopg.Connection, server: ServerInfo, where: str) -> dict[str, Any]:
-    """Where the data is, the server, the schema and its partition mode, and each table's storage (JSON-ready)."""
+def database_status(
+    conn: psycopg.Connection, server: ServerInfo, where: str, retention_days: Mapping[str, int] | None = None
+) -> dict[str, Any]:
+    """Where the data is, the server, the schema and its partition mode, and each table's storage (JSON-ready).
+
+    Given ``retention_days`` (the ``[retention]`` settings), a TimescaleDB-mode database's compression and
+    retention policies are checked against them: ``policies`` lists each, and a note names those missing,
+    differing or paused, and the command that fixes them.
+    """
     version = schema.applied_version(conn)
     mode = schema.stored_mode(conn)
     tables = table_status(conn, mode) if mode is not None else []
@@ -113,6 +122,13 @@ def database_status(conn: psycopg.Connection, server: ServerInfo, where: str) ->
         )
     if mode is None and server.timescaledb_available and not server.timescaledb_usable:
         notes.append(preflight.timescaledb_refusal(server).args[0])
+    policies = check_timescaledb_policies(conn, retention_days) if mode == "timescaledb" and retention_days else []
+    wrong = [p.describe() for p in policies if p.state != "ok"]
+    if wrong:
+        notes.append(
+            f"TimescaleDB policies differ from the configuration: {'; '.join(wrong)}; run `cloudmeter db migrate` "
+            "to install them (the daemon's maintenance also does)"
+        )
     return {
         "database": where,
         "server_version": server.version,
@@ -121,5 +137,6 @@ def database_status(conn: psycopg.Connection, server: ServerInfo, where: str) ->
         "latest_version": schema.LATEST,
         "mode": mode,
         "tables": [{**asdict(t), "compression_ratio": t.compression_ratio} for t in tables],
+        "policies": [asdict(p) for p in policies],
         "notes": notes,
     }

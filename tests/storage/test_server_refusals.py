@@ -207,7 +207,7 @@ def test_timescaledb_offered_but_not_preloaded_is_refused_before_create_extensio
     )
     assert ok(cloudmeter("db", "migrate", dsn=dsn, data_dir=tmp_path)).startswith("schema is up to date")
     after = json.loads(ok(cloudmeter("status", "--json", dsn=dsn, data_dir=tmp_path)))
-    assert after["mode"] == "native"
+    assert (after["mode"], after["policies"]) == ("native", [])
     assert after["notes"] == [
         "TimescaleDB is on this server but this database was created with native partitions; it keeps them "
         "(a new database would get hypertables; existing rows are not converted)"
