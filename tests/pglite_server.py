@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
+
 from tests import loopback
 from tests.loopback import ServerFailed
 
@@ -64,4 +66,8 @@ def running(work: Path) -> Iterator[PGliteServer]:
         port,
     ):
         dsn = f"host=127.0.0.1 port={port} user=postgres dbname=postgres sslmode=disable connect_timeout=30"
+        # PGlite loads TimescaleDB only once the extension exists (shared_preload_libraries stays empty), so it is
+        # created here, as the timescale/timescaledb image creates it at init: a TimescaleDB server as users get it
+        with psycopg.connect(dsn, autocommit=True, prepare_threshold=None) as conn:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
         yield PGliteServer(process, dsn, work / "server.err")
