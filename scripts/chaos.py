@@ -212,7 +212,7 @@ class Chaos:
             db.migrate()
             with db.connection() as conn:
                 manager_id = managers.register_manager(conn, NAME, "simulator", self.source.public_fields())
-                managers.mark_captured(conn, manager_id, self.mark, self.mark)
+                managers.mark_captured(conn, manager_id, None, self.mark, self.mark)
 
     def start(self) -> subprocess.Popen[bytes]:
         """A new ``cloudmeter run`` process, logging to ``daemon<N>.log``."""

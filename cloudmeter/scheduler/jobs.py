@@ -145,7 +145,7 @@ def capture(
 def _mark_captured(conn: psycopg.Connection, manager_id: int, window: Window, interval_s: int | None) -> None:
     if interval_s is not None:
         conn.execute("UPDATE managers SET sample_interval_s = %s WHERE id = %s", (interval_s, manager_id))
-    managers.mark_captured(conn, manager_id, window.end, _now())
+    managers.mark_captured(conn, manager_id, window.start, window.end, _now())
 
 
 def _time_zones(db: Database) -> tuple[str, ...]:

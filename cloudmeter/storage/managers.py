@@ -140,14 +140,37 @@ def mark_refreshed(conn: psycopg.Connection, manager_id: int, at: datetime) -> N
         conn.execute(f"UPDATE managers SET last_refresh_at = %s, {_CLEAR_FAILURE} WHERE id = %s", (at, manager_id))
 
 
-def mark_captured(conn: psycopg.Connection, manager_id: int, until: datetime, at: datetime) -> None:
-    """Record that everything before ``until`` is captured (the mark never moves back)."""
+def mark_captured(
+    conn: psycopg.Connection, manager_id: int, start: datetime | None, end: datetime, at: datetime
+) -> None:
+    """Record that ``[start, end)`` is captured (``start`` None: everything before ``end``). ``captured_until``
+    means everything before it is stored (or gone at the source): it moves only when the range starts at or
+    before it, then to the end of the captured run it reaches (a range captured earlier beyond it included),
+    and never back. A range beyond it leaves a hole before it."""
     with conn.transaction():
         conn.execute(
-            f"""UPDATE managers SET captured_until = greatest(captured_until, %s), last_capture_at = %s,
-                                    {_CLEAR_FAILURE} WHERE id = %s""",
-            (until, at, manager_id),
+            f"""UPDATE managers SET captured = captured + tstzmultirange(tstzrange(%(start)s, %(end)s)),
+                                    last_capture_at = %(at)s, {_CLEAR_FAILURE} WHERE id = %(id)s""",
+            {"start": start, "end": end, "at": at, "id": manager_id},
         )
+        conn.execute(
+            """UPDATE managers m SET captured_until = greatest(m.captured_until,
+                   (SELECT max(upper(r)) FROM unnest(m.captured + m.skipped) r
+                     WHERE lower_inf(r) OR lower(r) <= coalesce(m.captured_until, %(start)s, %(end)s)))
+               WHERE id = %(id)s""",
+            {"start": start, "end": end, "id": manager_id},
+        )
+
+
+def capture_holes(conn: psycopg.Connection, manager_id: int) -> list[tuple[datetime, datetime]]:
+    """The time ranges between the first and last captured times that are neither captured nor skipped."""
+    rows = conn.execute(
+        """SELECT lower(h), upper(h) FROM managers m,
+                  unnest(tstzmultirange(range_merge(m.captured + m.skipped)) - (m.captured + m.skipped)) h
+            WHERE m.id = %s AND NOT isempty(m.captured + m.skipped) ORDER BY 1""",
+        (manager_id,),
+    ).fetchall()
+    return [(start, end) for start, end in rows]
 
 
 def mark_failed(

@@ -213,6 +213,15 @@ ALTER TABLE managers ADD COLUMN next_attempt_at timestamptz;
 """
 
 
+def _m004_capture_ranges(mode: Mode) -> str:
+    del mode  # the same in both modes
+    return """
+ALTER TABLE managers ADD COLUMN captured tstzmultirange NOT NULL DEFAULT '{}';
+ALTER TABLE managers ADD COLUMN skipped tstzmultirange NOT NULL DEFAULT '{}';
+UPDATE managers SET captured = tstzmultirange(tstzrange(NULL, captured_until)) WHERE captured_until IS NOT NULL;
+"""
+
+
 @dataclass(frozen=True)
 class Migration:
     """One numbered, forward-only schema step."""
@@ -226,6 +235,9 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(1, "data-contract tables: managers, resources, history, samples, hourly, daily", _m001_core),
     Migration(2, "project resources; rollup progress (managers.rolled_until) and dirty hours", _m002_rollup_state),
     Migration(3, "managers added from the CLI (managers.source); failures and back-off", _m003_daemon_state),
+    Migration(
+        4, "the time ranges captured (managers.captured) and skipped as gone at the source", _m004_capture_ranges
+    ),
 )
 LATEST: Final = MIGRATIONS[-1].version
 

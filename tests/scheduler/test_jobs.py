@@ -174,7 +174,7 @@ def test_rebuild_never_writes_an_hour_or_a_day_that_is_still_open(db: Database) 
         for batch in collector.capture(Window(WINDOW.start, captured)):
             rid = np.array([ids[ref] for ref in batch.refs], dtype=np.int32)[batch.resource_idx]
             writer.write_samples(conn, rid, batch.ts_s, batch.values, db.write_target())
-        managers.mark_captured(conn, manager_id, captured, captured)  # captured, never rolled in-stream
+        managers.mark_captured(conn, manager_id, None, captured, captured)  # captured, never rolled in-stream
     jobs.rollup(db, manager_id, WINDOW, ZONES)
     tables = _rollup_tables(db)
     hours = tables["hourly"]["ts"].dt.epoch("s")
