@@ -18,6 +18,7 @@ from rich.markup import escape
 from cloudmeter.cli_common import (
     ConfigOption,
     console,
+    err_console,
     fail,
     handled_errors,
     open_database,
@@ -63,11 +64,34 @@ def _window(since: str, until: str | None) -> Window:
 def _captured(
     db: Database, settings: Settings, manager_id: int, collector: Collector, windows: list[Window]
 ) -> list[jobs.CaptureResult]:
-    """Capture ``windows`` in order with one in-stream rollup (refreshing the inventory first if empty)."""
+    """Capture ``windows`` in order with one in-stream rollup (refreshing the inventory first if empty), after
+    saying what of them the source or the next maintenance may not keep."""
     with handled_errors():
+        for note in _older_than_kept(settings, collector, Window(windows[0].start, windows[-1].end)):
+            err_console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
         jobs.ensure_inventory(db, manager_id, collector)
         stream = StreamRollup(db, manager_id, settings.time_zones)
         return [jobs.capture(db, manager_id, collector, window, stream=stream) for window in windows]
+
+
+def _older_than_kept(settings: Settings, collector: Collector, window: Window) -> list[str]:
+    """What of ``window`` lies before what the source keeps of live series, or before the raw samples kept."""
+    now, notes = datetime.now(UTC), []
+    retention = collector.retention_s
+    if retention is not None and window.start < now - timedelta(seconds=retention):
+        notes.append(
+            f"{collector.name}'s source keeps {retention / 86400:g} days of live series: before "
+            f"{now - timedelta(seconds=retention):%Y-%m-%d %H:%M} UTC only series that stopped since (deleted VMs) "
+            "may still hold samples"
+        )
+    raw = settings.retention
+    if window.start < now - timedelta(days=raw.raw_days):
+        notes.append(
+            f"samples before {now - timedelta(days=raw.raw_days):%Y-%m-%d %H:%M} UTC are older than retention.raw_days "
+            f"({raw.raw_days}): they are rolled up now, and the next maintenance drops their raw rows (hourly rows "
+            f"stay {raw.hourly_days} days, daily rows {raw.daily_days}); raise raw_days first to keep them"
+        )
+    return notes
 
 
 def _configured(db: Database, settings: Settings, name: str) -> ManagerConfig:
@@ -405,16 +429,12 @@ def backfill(
     until: Annotated[str | None, typer.Option(help="End (ISO 8601); default: now.")] = None,
     config: ConfigOption = None,
 ) -> None:
-    """Capture a past range a window at a time (bounded by the source's retention); rollups follow."""
+    """Capture a past range a window at a time; rollups follow. Parts older than the source keeps (or than raw
+    samples are kept) are noted, not refused: a series that stopped keeps its measures longer."""
     settings = read_settings(config)
     window = _window(since, until)
     with open_database(settings) as db:
         manager_id, collector = _manager(db, settings, manager)
-        retention = collector.retention_s
-        earliest = datetime.now(UTC) - timedelta(seconds=retention or 0)
-        if retention is not None and window.start < earliest:
-            days = retention // 86400
-            raise fail(f"{manager} keeps {days} days; --since must be after {earliest:%Y-%m-%d %H:%M}", 2)
         windows = window.split(settings.schedule.max_window_s)
         rows = sum(result.rows for result in _captured(db, settings, manager_id, collector, windows))
     console.print(f"{manager}: {rows:,} samples from {window}", highlight=False)

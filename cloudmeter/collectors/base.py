@@ -49,10 +49,13 @@ class Collector(Protocol):
 
     kind: ClassVar[str]
     config_model: ClassVar[type[ManagerConfig]]
-    #: How far back the source keeps samples, in seconds (bounds gap recovery); None = unbounded.
-    retention_s: ClassVar[int | None]
 
     name: str
+
+    @property
+    def retention_s(self) -> int | None:
+        """How far back from now the source keeps the samples of live series, in seconds (bounds gap recovery;
+        a class attribute will do); None = unbounded. May ask the source."""
 
     def verify(self) -> None:
         """One cheap authenticated call; raise CollectorAuthError or SourceUnavailable on failure."""

@@ -54,7 +54,7 @@ from cloudmeter.collectors.gnocchi_policy import (
 from cloudmeter.collectors.keystone import KeystoneAuth, PasswordCredentials
 from cloudmeter.collectors.nova import NovaAPI, NovaFacts, nova_api, read_nova
 from cloudmeter.errors import CollectorError, ConfigError, PayloadError
-from cloudmeter.model import Inventory, ResourceRef, SampleBatch, Window
+from cloudmeter.model import Inventory, ResourceRef, SampleBatch, Window, epoch_s
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +97,9 @@ class OpenStackConfig(ManagerConfig):
         None, ge=1, le=86400, description="Ceilometer's polling interval (default: what the readings show)"
     )
     retired_lookback_days: int = Field(30, ge=1, le=3660, description="keep listing instances deleted this recently")
+    retention_days: int | None = Field(
+        None, ge=1, le=3660, description="how far back Gnocchi keeps measures (default: what its archive policies keep)"
+    )
     timeout_s: float = Field(30.0, gt=0, le=3600)
     verify_tls: bool = True
 
@@ -126,7 +129,6 @@ class GnocchiCollector:
 
     kind: ClassVar[str] = "openstack"
     config_model: ClassVar[type[ManagerConfig]] = OpenStackConfig
-    retention_s: ClassVar[int | None] = 30 * 86400  # Ceilometer's archive policies keep 5-minute means 30 days
 
     def __init__(self, name: str, config: OpenStackConfig, transport: httpx.BaseTransport | None = None) -> None:
         self.name = name
@@ -142,6 +144,27 @@ class GnocchiCollector:
         self._keystone: KeystoneAuth | None = None
         self._nova: NovaAPI | None = None
         self._nova_read = False
+
+    @property
+    def retention_s(self) -> int | None:
+        """How far back from now Gnocchi keeps live series: ``retention_days``, else the deepest definition
+        (points x granularity, back from a series' newest measure) of the archive policies the metrics of the
+        instances of ``retired_lookback_days`` are on (of every policy while none is known)."""
+        if self.config.retention_days is not None:
+            return self.config.retention_days * 86400
+        try:
+            if not self._metric_policy:
+                self._learn_policies(
+                    self._layout(datetime.now(UTC) - timedelta(days=self.config.retired_lookback_days))
+                )
+            if not self._policies:
+                self._policies = archive_policies(self.api.request("GET", "/v1/archive_policy"))
+        except PayloadError as exc:
+            raise exc.bad_payload(self.name, "Gnocchi") from exc
+        used = [self._policies[name] for name in set(self._metric_policy.values()) if name in self._policies]
+        return max(
+            (keep.timespan_s for policy in used or self._policies.values() for keep in policy.keeps), default=None
+        )
 
     @property
     def api(self) -> GnocchiAPI:
@@ -247,16 +270,17 @@ class GnocchiCollector:
         if not wanting:
             return found
         whole = layout(current, {}, self._flavors)
-        gauges = Layout(whole.refs, whole.flavors, [m for m in whole.metrics if m.role in (Role.VCPUS, Role.MEMORY)])
+        allocation_metrics = [m for m in whole.metrics if m.role in (Role.VCPUS, Role.MEMORY)]
+        gauges = Layout(whole.refs, whole.flavors, allocation_metrics, whole.ends)
         self._learn_policies(gauges)
         index = {ref.ems_ref: vm for vm, ref in enumerate(gauges.refs)}
         metrics = {vm: {m.role: m.metric_id for m in listed} for vm, listed in gauges.by_vm().items()}
         for window, ending in wanting.items():
             vms = {index[r.instance_id] for r in ending}
-            back_s = int((now - window.start).total_seconds())
             measures: dict[str, list[list[Any]]] = {}
             read_at: dict[int, int] = {}
-            for granularity, members in self._by_granularity(gauges, back_s, vms, ALLOCATION_GRANULARITY_S).items():
+            by_granularity = self._by_granularity(gauges, window.start, now, vms, ALLOCATION_GRANULARITY_S)
+            for granularity, members in by_granularity.items():
                 for group in gauges.groups(METRICS_PER_REQUEST, members):
                     ids = [m.metric_id for m in group.metrics]
                     measures.update(self.api.measures(ids, window.start, window.end, granularity))
@@ -282,8 +306,9 @@ class GnocchiCollector:
             self._learn_policies(whole)
             for chunk in window.split(CHUNK_S):
                 lookback_s = 2 * self._polling_s
-                back_s = int((now - chunk.start).total_seconds()) + lookback_s
-                for granularity, vms in self._by_granularity(whole, back_s).items():
+                for granularity, vms in self._by_granularity(
+                    whole, chunk.start - timedelta(seconds=lookback_s), now
+                ).items():
                     polling = Polling(granularity, config.polling_interval_s, self._polling_s)
                     start = chunk.start - timedelta(seconds=max(lookback_s, 2 * granularity))
                     for group in whole.groups(METRICS_PER_REQUEST, vms):
@@ -352,17 +377,24 @@ class GnocchiCollector:
             self._policies = archive_policies(self.api.request("GET", "/v1/archive_policy"))
 
     def _by_granularity(
-        self, found: Layout, back_s: int, vms: set[int] | None = None, coarsest_up_to: int | None = None
+        self,
+        found: Layout,
+        start: datetime,
+        now: datetime,
+        vms: set[int] | None = None,
+        coarsest_up_to: int | None = None,
     ) -> dict[int, list[int]]:
-        """The VMs of ``found`` (all, or ``vms``) by the granularity to read them at, ``back_s`` back from now:
-        one every metric of the VM keeps (VMs whose metrics all vanished are left out)."""
-        by_policies: dict[frozenset[str], list[int]] = defaultdict(list)
+        """The VMs of ``found`` (all, or ``vms``) by the granularity to read them at from ``start``: one every
+        metric of the VM keeps that far back from its newest measures (now, or when the VM ended: a series that
+        stopped keeps its fine buckets). VMs whose metrics all vanished are left out."""
+        by_policies: dict[tuple[frozenset[str], int], list[int]] = defaultdict(list)
         for vm, metrics in found.by_vm().items():
             names = frozenset(self._metric_policy[m.metric_id] for m in metrics if m.metric_id in self._metric_policy)
             if names and (vms is None or vm in vms):
-                by_policies[names].append(vm)
+                newest = min(found.ends[vm] or epoch_s(now), epoch_s(now))
+                by_policies[names, newest - epoch_s(start)].append(vm)
         result: dict[int, list[int]] = defaultdict(list)
-        for names, members in by_policies.items():
+        for (names, back_s), members in by_policies.items():
             policies = [self._policies[name] for name in sorted(names) if name in self._policies]
             configured = None if coarsest_up_to else self.config.granularity_s
             try:

@@ -106,6 +106,8 @@ class Layout:
     refs: list[ResourceRef] = field(default_factory=list)
     flavors: list[Flavor | None] = field(default_factory=list)
     metrics: list[MetricRef] = field(default_factory=list)
+    #: When each VM ended (epoch seconds; None while alive): its series' newest measures are from then.
+    ends: list[int | None] = field(default_factory=list)
 
     def by_vm(self) -> dict[int, list[MetricRef]]:
         """Each VM's metrics, VMs in order."""
@@ -127,6 +129,7 @@ class Layout:
             index = len(current.refs)
             current.refs.append(self.refs[vm])
             current.flavors.append(self.flavors[vm])
+            current.ends.append(self.ends[vm])
             current.metrics.extend(MetricRef(m.metric_id, index, m.role) for m in metrics)
         if current.metrics:
             groups.append(current)
@@ -177,6 +180,8 @@ def layout(instances: Iterable[Any], devices: Mapping[str, Iterable[Any]], flavo
         index[instance_id] = vm = len(result.refs)
         result.refs.append(ResourceRef("vm", instance_id))
         result.flavors.append(flavors.find(instance, f"instance {instance_id}"))
+        ended = attribute_time(instance, "ended_at", f"instance {instance_id}")
+        result.ends.append(None if ended is None else epoch_s(ended))
         _add_metrics(result, vm, instance, METERS["instance"], f"instance {instance_id}")
     for kind, found in devices.items():
         for k, value in enumerate(found):

@@ -15,6 +15,7 @@ Scenario (its own Gnocchi; every expected value from the rules below, never from
 from __future__ import annotations
 
 import math
+import re
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -244,3 +245,40 @@ def test_the_cli_captures_with_the_config_a_user_writes(gnocchi: GnocchiServer, 
     assert refreshed.returncode == 0, refreshed.stderr
     assert captured.returncode == 0, captured.stderr
     assert captured.stdout.startswith(f"os: {3 * len(K)} samples in ")
+
+
+def test_retention_is_what_the_policies_in_use_keep_unless_configured(gnocchi: GnocchiServer) -> None:
+    # hi, resized and gone are on ceilometer-high (1 h kept 365 days), lo on ceilometer-low (5 min, 30 days)
+    assert GnocchiCollector("os", minimal(gnocchi.url)).retention_s == 8760 * 3600
+    assert GnocchiCollector("os", minimal(gnocchi.url, retention_days=45)).retention_s == 45 * 86400
+
+
+def test_backfill_beyond_what_is_kept_captures_and_says_what_may_be_missing(
+    gnocchi: GnocchiServer, tmp_path: Path
+) -> None:
+    from tests.cli.test_cli import run
+
+    config = tmp_path / "cloudmeter.toml"
+    config.write_text(
+        f'[retention]\nraw_days = 3\n\n[managers.os]\nkind = "openstack"\nauth_mode = "basic"\n'
+        f'gnocchi_url = "{gnocchi.url}"\nretention_days = 2\n'
+    )
+    window = ("--since", GONE_START.isoformat(), "--until", GONE_END.isoformat())
+
+    done = run("backfill", "--manager", "os", *window, env={"CLOUDMETER_CONFIG": str(config)}, data_dir=tmp_path)
+
+    assert done.returncode == 0, done.stderr
+    assert f"os: {len(K)} samples from {GONE_START:%Y-%m-%d %H:%M} to {GONE_END:%Y-%m-%d %H:%M} UTC" in done.stdout
+    notes = " ".join(done.stderr.split())
+    stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d UTC"
+    assert re.search(
+        rf"note: os's source keeps 2 days of live series: before {stamp} only series that stopped since \(deleted "
+        r"VMs\) may still hold samples",
+        notes,
+    ), notes
+    assert re.search(
+        rf"note: samples before {stamp} are older than retention.raw_days \(3\): they are rolled up now, and the "
+        r"next maintenance drops their raw rows \(hourly rows stay 400 days, daily rows 1830\); raise raw_days first "
+        "to keep them",
+        notes,
+    ), notes
