@@ -74,7 +74,10 @@ def show(frame: pl.DataFrame, chosen: View = View(), title: str | None = None) -
     """Print ``frame`` as ``chosen`` says: sorted, cut to ``top`` rows, as a table, JSON or CSV."""
     frame = _ordered(frame, chosen)
     if chosen.output is Output.json:
-        typer.echo(json.dumps(frame.to_dicts(), default=_json_value))
+        finite = [
+            pl.when(pl.col(c).is_finite()).then(pl.col(c)).alias(c) for c, t in frame.schema.items() if t.is_float()
+        ]
+        typer.echo(json.dumps(frame.with_columns(finite).to_dicts(), default=_json_value, allow_nan=False))
     elif chosen.output is Output.csv:
         typer.echo(frame.select(pl.col(c).cast(pl.String) for c in frame.columns).write_csv(), nl=False)
     else:

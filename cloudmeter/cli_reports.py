@@ -82,8 +82,23 @@ def report(frame: pl.DataFrame, chosen: View, title: str, window: Window, first:
     leading = [frame.columns[0], *(c for c in first if c in frame.columns and c != frame.columns[0])]
     show(frame.select(*leading, pl.exclude(leading)), chosen, title)
     if chosen.output is Output.table:
-        for note in coverage_notes(frame, window):
+        for note in [*coverage_notes(frame, window), *capacity_notes(frame)]:
             console.print(f"[yellow]note:[/] {note}", highlight=False)
+
+
+def capacity_notes(frame: pl.DataFrame) -> list[str]:
+    """Rows whose capacity is unknown: their percentages of it are unknown too, and how to make it known."""
+    columns = [c for c in ("vcpus_capacity", "mem_gb_capacity") if c in frame.columns]
+    if not columns:
+        return []
+    unknown = frame.filter(pl.any_horizontal(pl.col(c).is_null() for c in columns)).height
+    if not unknown:
+        return []
+    return [
+        f"{unknown} of {frame.height} rows have no known host capacity, so their % and overcommit figures are "
+        "unknown (-): OpenStack reads it from Nova's hypervisors (the user needs the admin role), or set "
+        "host_capacity in the manager's config"
+    ]
 
 
 def coverage_notes(frame: pl.DataFrame, window: Window) -> list[str]:

@@ -53,6 +53,7 @@ from cloudmeter.collectors.gnocchi_policy import (
 )
 from cloudmeter.collectors.keystone import KeystoneAuth, PasswordCredentials
 from cloudmeter.collectors.nova import NovaAPI, NovaFacts, nova_api, read_nova
+from cloudmeter.collectors.nova_parse import HostCapacity
 from cloudmeter.errors import CollectorError, ConfigError, PayloadError
 from cloudmeter.model import Inventory, ResourceRef, SampleBatch, Window, epoch_s
 
@@ -66,7 +67,7 @@ IDS_PER_SEARCH: Final = 500
 
 
 class FlavorConfig(BaseModel):
-    """A flavor's allocation, for deployments that do not publish the ``vcpus``/``memory`` meters."""
+    """A flavor's allocation (or a host's capacity), where the cloud does not tell it."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -89,6 +90,9 @@ class OpenStackConfig(ManagerConfig):
     interface: Literal["public", "internal", "admin"] = "public"
     gnocchi_url: str | None = Field(None, description="overrides the catalog; required with basic auth")
     host_clusters: dict[str, str] = Field(default_factory=dict, description="compute host -> cluster (aggregate/AZ)")
+    host_capacity: dict[str, FlavorConfig] = Field(
+        default_factory=dict, description="compute host -> vcpus, memory_mib (overrides Nova's hypervisors)"
+    )
     flavors: dict[str, FlavorConfig] = Field(default_factory=dict, description="flavor name -> vcpus, memory_mib")
     granularity_s: int | None = Field(
         None, ge=1, le=86400, description="the archive-policy granularity to read (default: the finest kept)"
@@ -138,6 +142,8 @@ class GnocchiCollector:
         self._flavors = Flavors(by_name={name: Flavor(f.vcpus, f.memory_mib) for name, f in config.flavors.items()})
         region = config.region or "RegionOne"
         self._topology = Topology(ResourceRef("provider", name), ResourceRef("region", region), config.host_clusters)
+        self._host_capacity = {host: HostCapacity(c.vcpus, c.memory_mib) for host, c in config.host_capacity.items()}
+        self._topology = replace(self._topology, capacity=self._host_capacity)
         self._policies: dict[str, ArchivePolicy] = {}
         self._metric_policy: dict[str, str] = {}
         self._polling_s = config.polling_interval_s or DEFAULT_POLLING_S
@@ -358,7 +364,7 @@ class GnocchiCollector:
         self._topology = replace(
             self._topology,
             aggregates=facts.host_clusters if facts else {},
-            capacity=facts.host_capacity if facts else {},
+            capacity={**(facts.host_capacity if facts else {}), **self._host_capacity},
         )
 
     def _learn_policies(self, found: Layout) -> None:

@@ -49,8 +49,8 @@ def hourly_capacity(conn: psycopg.Connection, window: Window, level: Level) -> p
     weight = pl.col("seconds") / 3600.0
     hosts = host_groups(info, placed.filter(pl.col("kind") == "host"), level)
     capacity = hosts.group_by("group_id", "ts").agg(
-        (pl.col("vcpus") * weight).sum().alias("capacity_vcpus"),
-        (pl.col("memory_bytes") * weight).sum().alias("capacity_memory_bytes"),
+        _complete_sum("vcpus", weight).alias("capacity_vcpus"),
+        _complete_sum("memory_bytes", weight).alias("capacity_memory_bytes"),
     )
     vms = placed.filter(pl.col("kind") == "vm")
     by_host = hosts.select("ts", pl.col("resource_id").alias("parent_id"), "group_id").unique(["ts", "parent_id"])
@@ -67,14 +67,26 @@ def hourly_capacity(conn: psycopg.Connection, window: Window, level: Level) -> p
         vms.filter(pl.col("group_id").is_not_null())
         .group_by("group_id", "ts")
         .agg(
-            (pl.col("vcpus") * weight).sum().alias("allocated_vcpus"),
-            (pl.col("memory_bytes") * weight).sum().alias("allocated_memory_bytes"),
+            _known_sum("vcpus", weight).alias("allocated_vcpus"),
+            _known_sum("memory_bytes", weight).alias("allocated_memory_bytes"),
             pl.col("resource_id").n_unique().alias("vms"),
             pl.col("samples").sum().alias("vm_samples"),
             pl.col("expected").sum().alias("vm_expected"),
         )
     )
     return capacity.join(allocation, on=["group_id", "ts"], how="full", coalesce=True)
+
+
+def _complete_sum(column: str, weight: pl.Expr) -> pl.Expr:
+    """The time-weighted sum of ``column``; NULL when any value is unknown or the sum is not positive (a sum of
+    the known capacities would understate capacity, and overstate every percentage of it)."""
+    total = (pl.col(column) * weight).sum()
+    return pl.when(pl.col(column).is_null().any() | (total <= 0)).then(None).otherwise(total)
+
+
+def _known_sum(column: str, weight: pl.Expr) -> pl.Expr:
+    """The time-weighted sum of the known values of ``column``; NULL when none is known (polars would say 0)."""
+    return pl.when(pl.col(column).is_not_null().any()).then((pl.col(column) * weight).sum())
 
 
 def hourly_series(conn: psycopg.Connection, window: Window, level: Level) -> pl.DataFrame:

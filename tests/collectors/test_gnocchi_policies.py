@@ -14,6 +14,7 @@ Scenario (its own Gnocchi; every expected value from the rules below, never from
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import uuid
@@ -282,3 +283,52 @@ def test_backfill_beyond_what_is_kept_captures_and_says_what_may_be_missing(
         "to keep them",
         notes,
     ), notes
+
+
+def _strict_json(text: str) -> list[dict[str, object]]:
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"{constant} is not JSON")
+
+    rows = json.loads(text, parse_constant=refuse)
+    assert isinstance(rows, list)
+    return rows
+
+
+def test_unknown_host_capacity_is_null_with_a_note_and_a_configured_one_is_used(
+    gnocchi: GnocchiServer, tmp_path: Path
+) -> None:
+    from tests.cli.test_cli import run
+
+    base = f'[managers.os]\nkind = "openstack"\nauth_mode = "basic"\ngnocchi_url = "{gnocchi.url}"\n'
+    configured = 'host_capacity = { "cn-2" = { vcpus = 8, memory_mib = 16384 } }\n'
+    window = ("--from", T0.isoformat(), "--to", (T0 + timedelta(hours=2)).isoformat())
+    found = {}
+    for name, text in (("unknown", base), ("configured", base + configured)):
+        config, data = tmp_path / f"{name}.toml", tmp_path / name
+        config.write_text(text)
+        env = {"CLOUDMETER_CONFIG": str(config)}
+        for command in (("refresh", "--manager", "os"), ("capture", "--manager", "os", *window)):
+            done = run(
+                *(c.replace("--from", "--since").replace("--to", "--until") for c in command), env=env, data_dir=data
+            )
+            assert done.returncode == 0, done.stderr
+        as_json = run("capacity", "utilization", "--level", "host", *window, "--json", env=env, data_dir=data)
+        table = run("capacity", "utilization", "--level", "host", *window, env=env, data_dir=data)
+        assert as_json.returncode == 0 and table.returncode == 0, as_json.stderr + table.stderr
+        found[name] = ({row["host"]: row for row in _strict_json(as_json.stdout)}, " ".join(table.stdout.split()))
+
+    hosts, text = found["unknown"]
+    for host in ("cn-1", "cn-2"):  # no Nova (basic auth), nothing configured: unknown, never 0 or Infinity
+        row = hosts[host]
+        assert (row["vcpus_capacity"], row["cpu_pct_avg"], row["mem_pct_peak"], row["cpu_overcommit"]) == (None,) * 4
+        assert row["cpu_cores_avg"] is not None  # the usage is known all the same
+    assert "note: 2 of 2 rows have no known host capacity" in text and "set host_capacity" in text
+
+    hosts, text = found["configured"]
+    cn2 = hosts["cn-2"]  # lo alone: 0.5 cores and 2000 MiB used, 1 vCPU and 2048 MiB allocated
+    assert (cn2["vcpus_capacity"], cn2["mem_gb_capacity"]) == (8.0, 16.0)
+    assert cn2["cpu_pct_avg"] == pytest.approx(100 * 0.5 / 8, rel=1e-12)
+    assert cn2["mem_pct_avg"] == pytest.approx(100 * 2000 / 16384, rel=1e-12)
+    assert cn2["cpu_overcommit"] == pytest.approx(1 / 8) and cn2["mem_overcommit"] == pytest.approx(2048 / 16384)
+    assert hosts["cn-1"]["cpu_pct_avg"] is None
+    assert "note: 1 of 2 rows have no known host capacity" in text
