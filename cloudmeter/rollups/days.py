@@ -132,17 +132,15 @@ class DayAccumulator:
     def rows(
         self,
         resource_id: Int32s,
-        interval_s: int,
+        expected: Ints,
         q: float,
         children: Ints,
-        leaves: Ints,
         is_parent: npt.NDArray[np.bool_],
     ) -> Rows:
         """Daily rows of every resource with data (``resource_id`` maps dense positions to ids).
 
-        Per dense position, ``children`` and ``leaves`` count the children placed under it during the day and
-        the leaves beneath them; ``is_parent`` marks the positions rolled up from children, whose expected
-        count is their leaves times the day's slots.
+        Per dense position, ``expected`` is the day's expected count and ``children`` the children placed
+        under it during the day; ``is_parent`` marks the positions rolled up from children.
         """
         have = np.flatnonzero(self.samples > 0)
         count = self.count[have]
@@ -151,7 +149,6 @@ class DayAccumulator:
         p95 = np.empty(count.shape)
         kernels.heap_percentiles(self.tops[have], self.fill[have], count, q, p95)
         ids = resource_id[have]
-        slots = (self.end_s - self.start_s) // interval_s
         with_data = _children_with_data(self.pairs)
         parent = is_parent[have]
         return Rows(
@@ -164,7 +161,7 @@ class DayAccumulator:
             p95=p95,
             max_ts=self.max_ts[have],
             sample_count=self.samples[have],
-            expected_count=np.where(parent, leaves[have] * slots, slots),
+            expected_count=expected[have].astype(np.int64),
             vcpus=int_or_null(self.capacity[have, 0]),
             memory_bytes=int_or_null(self.capacity[have, 1]),
             child_count=np.where(parent, children[have], -1),

@@ -3,9 +3,17 @@
 ``Roller.roll(start, end, leaves)`` takes complete hours: raw samples in chunks of resources (each chunk
 holding all of its resources' samples in the range, chunks in resource order). For each chunk it yields the
 hourly rows of those resources, folds them into the open local days, and sums them into their parents'
-slots on the source grid (placed by each sample's own time). Once every chunk is in, the parent levels
-follow (host, project, cluster, provider, region), each a series of its own that goes through the same
-kernels. ``close(until)`` yields the daily rows of the days that have ended.
+slots (placed by each sample's own time). Once every chunk is in, the parent levels follow (host, project,
+cluster, provider, region), each a series of its own that goes through the same kernels. ``close(until)``
+yields the daily rows of the days that have ended.
+
+Every resource has its own sampling interval, hour by hour (``rollups.intervals``). A VM's expected count in
+an hour is what its interval promises there (``3600 // interval``); a parent's is the sum of those of the VMs
+placed beneath it during the bucket. A parent's series is, hour by hour, on the finest grid of the VMs placed
+beneath it (the gcd of their intervals), each child's row held over its own interval: a 300-s VM adds its
+value to five slots of a 60-s neighbour's grid, never five 60-s samples into one slot. An expected count is
+never below the samples it covers (a source that sends more than its interval promises counts as complete),
+so coverage never exceeds 100 %.
 
 In-stream capture feeds one hour at a time from memory; rebuild feeds days of stored samples in chunks of
 resources. The arithmetic happens in the same order either way, so both produce the same bits.
@@ -14,7 +22,7 @@ resources. The arithmetic happens in the same order either way, so both produce 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -22,6 +30,7 @@ import numpy.typing as npt
 from cloudmeter.model import KINDS, METRICS
 from cloudmeter.rollups import kernels
 from cloudmeter.rollups.days import BucketStats, DayAccumulator, bucket_stats, heap_size
+from cloudmeter.rollups.intervals import Intervals, slots_in
 from cloudmeter.rollups.series import CAPACITY_OF, PERCENT_OF, Floats, Int32s, Ints, Rows, Series, int_or_null
 from cloudmeter.rollups.topology import Topology
 from cloudmeter.rollups.zones import HOUR_S, day_edges
@@ -51,6 +60,7 @@ def _count_table(keys: Ints) -> tuple[Ints, Ints]:
 
 
 def _lookup(table: tuple[Ints, Ints], keys: Ints) -> Ints:
+    """The value of each key in a (sorted keys, values) table, 0 where absent."""
     unique, counts = table
     at = np.clip(np.searchsorted(unique, keys), 0, max(len(unique) - 1, 0))
     hit = (unique[at] == keys) if len(unique) else np.zeros(len(keys), np.bool_)
@@ -58,42 +68,50 @@ def _lookup(table: tuple[Ints, Ints], keys: Ints) -> Ints:
     return result
 
 
-class _SlotSums:
-    """One parent kind's summed series over the range, on the source grid: (parents, slots, ...)."""
+class _GridSums:
+    """One parent kind's summed series over the range: per parent and hour, the slots of its own grid."""
 
-    def __init__(self, ids: Int32s, base_s: int, slots: int, interval_s: int) -> None:
-        self.ids, self.base_s, self.interval_s = ids, base_s, interval_s
-        self.hours = -(-slots * interval_s // HOUR_S)
-        shape = (len(ids), slots)
-        metrics = len(METRICS)
-        self.sum = np.zeros((*shape, metrics))
-        self.count = np.zeros((*shape, metrics), np.int32)
-        self.capacity = np.zeros((*shape, len(CAPACITY_OF)))
-        self.samples = np.zeros(shape, np.int32)
+    def __init__(self, ids: Int32s, base_s: int, grid: Int32s) -> None:
+        self.ids, self.base_s, self.grid = ids, base_s, grid
+        self.hours = grid.shape[1]
+        slots = np.where(grid > 0, HOUR_S // np.maximum(grid, 1), 0).astype(np.int64)
+        flat = slots.ravel()
+        self.offset = (np.cumsum(flat) - flat).reshape(grid.shape)
+        total = int(flat.sum())
+        self.sum = np.zeros((total, len(METRICS)))
+        self.count = np.zeros((total, len(METRICS)), np.int32)
+        self.capacity = np.zeros((total, len(CAPACITY_OF)))
+        self.samples = np.zeros(total, np.int32)
+        self.covered = np.zeros(total, np.int32)
         #: (parent * hours + hour) << 32 | child, for every child that sent data in that hour
         self.hour_pairs: list[Ints] = []
 
     def add(self, series: Series, parent_pos: Int32s) -> None:
-        kernels.slot_sums(
-            series.values, series.ts_s, series.samples, parent_pos, series.capacity, CAPACITY_OF,
-            self.base_s, self.interval_s, self.sum, self.count, self.capacity, self.samples,
+        assert series.interval_s is not None
+        kernels.grid_sums(
+            series.values, series.ts_s, series.samples, series.interval_s, series.resource_id, parent_pos,
+            series.capacity, CAPACITY_OF, self.base_s, self.grid, self.offset,
+            self.sum, self.count, self.capacity, self.samples, self.covered,
         )  # fmt: skip
 
     def series(self, topology: Topology) -> Series:
-        """The parents' own series: one row per slot where any child sent data; percentages recomputed."""
-        p, s = np.nonzero(self.samples)
+        """The parents' own series: one row per slot some child covers; percentages recomputed."""
+        t = np.flatnonzero(self.covered)
+        cell = np.searchsorted(self.offset.ravel(), t, side="right") - 1
+        p, h = np.divmod(cell, self.hours)
+        grid = self.grid[p, h]
         rid = self.ids[p]
-        ts = self.base_s + s.astype(np.int64) * self.interval_s
-        values = np.where(self.count[p, s] > 0, self.sum[p, s], np.nan)
+        ts: Ints = self.base_s + h * HOUR_S + (t - self.offset.ravel()[cell]) * grid.astype(np.int64)
+        values = np.where(self.count[t] > 0, self.sum[t], np.nan)
         own = topology.capacity_at(topology.place(rid, ts))
-        reported = self.count[p, s][:, CAPACITY_OF] > 0
-        derived = np.where(reported, self.capacity[p, s], np.nan)  # nobody reported: unknown, not 0
+        reported = self.count[t][:, CAPACITY_OF] > 0
+        derived = np.where(reported, self.capacity[t], np.nan)  # nobody reported: unknown, not 0
         capacity = np.where(np.isnan(own), derived, own)
         for pct, absolute, column in PERCENT_OF:
             cap = capacity[:, column]
             with np.errstate(invalid="ignore", divide="ignore"):
                 values[:, pct] = np.where(cap > 0, 100.0 * values[:, absolute] / cap, np.nan)
-        return Series(rid, ts, values, self.samples[p, s], capacity)
+        return Series(rid, ts, values, self.samples[t], capacity, grid.astype(np.int32))
 
 
 def _parent_ids(topology: Topology) -> Int32s:
@@ -112,43 +130,65 @@ def _parents(topology: Topology) -> npt.NDArray[np.bool_]:
 
 @dataclass(frozen=True)
 class _Placed:
-    """Per (parent, bucket) with children placed under it: its direct children and the leaves beneath them."""
+    """Per (parent, bucket) with children placed under it: its direct children, the expected count of the leaves
+    beneath them, and the gcd of those leaves' intervals (0: none known)."""
 
     key: Ints  # parent * buckets + bucket, sorted
     children: Ints
-    leaves: Ints
+    expected: Ints
+    grid: Ints
     buckets: int
 
     def at(self, parent: Int32s, bucket: Ints | int) -> tuple[Ints, Ints]:
-        """(children, leaves) of each (``parent``, ``bucket``); 0 where nothing was placed."""
+        """(children, expected) of each (``parent``, ``bucket``); 0 where nothing was placed."""
         keys = parent.astype(np.int64) * self.buckets + bucket
-        return _lookup((self.key, self.children), keys), _lookup((self.key, self.leaves), keys)
+        return _lookup((self.key, self.children), keys), _lookup((self.key, self.expected), keys)
+
+    def grids(self, ids: Int32s, fallback_s: int) -> Int32s:
+        """(ids, buckets): each parent's grid per bucket, ``fallback_s`` where children but no interval are
+        known, 0 where nothing was placed."""
+        keys = ids.astype(np.int64)[:, None] * self.buckets + np.arange(self.buckets)
+        grid = _lookup((self.key, self.grid), keys.ravel())
+        placed = _lookup((self.key, self.children), keys.ravel()) > 0
+        out: Int32s = np.where(placed, np.where(grid > 0, grid, fallback_s), 0).reshape(keys.shape).astype(np.int32)
+        return out
 
 
-def _placed(topology: Topology, edges_s: Ints) -> _Placed:
-    """Children and leaves placed under every parent in the buckets ``[edges_s[b], edges_s[b+1])``.
+def _placed(topology: Topology, edges_s: Ints, leaf_expected: Ints, leaf_interval: Int32s | None) -> _Placed:
+    """Children, expected counts and grids of every parent in the buckets ``[edges_s[b], edges_s[b+1])``.
 
-    A leaf (nobody's parent: a VM, whose samples are its own) counts once under each parent it was placed
-    under in the bucket; a child that is a parent brings the leaves beneath it in that bucket, so the levels are
-    summed bottom-up in ``LEVELS`` order.
+    ``leaf_expected`` and ``leaf_interval`` are (resources in topology order, buckets). A leaf (nobody's
+    parent: a VM, whose samples are its own) counts once under each parent it was placed under in the
+    bucket; a child that is a parent brings the leaves beneath it in that bucket, so the levels are summed
+    bottom-up in ``LEVELS`` order.
     """
     buckets = len(edges_s) - 1
     nested = _parent_ids(topology)
     relations = {relation: topology.placed_children(relation, edges_s) for relation in ("parent", "project")}
-    key, children, leaves = (np.zeros(0, np.int64) for _ in range(3))
+    key, children, expected, grid = (np.zeros(0, np.int64) for _ in range(4))
+    intervals = np.zeros(leaf_expected.shape, np.int64) if leaf_interval is None else leaf_interval.astype(np.int64)
     for kind in LEVELS[1:]:
         parent, bucket, child = relations["project" if kind == "project" else "parent"]
         mine = topology.kind_of(parent.astype(np.int32)) == _CODE[kind]
         parent, bucket, child = parent[mine], bucket[mine], child[mine]
-        beneath = _lookup((key, leaves), child.astype(np.int64) * buckets + bucket)  # of the levels done
-        below = np.where(np.isin(child, nested), beneath, 1)
+        below = child.astype(np.int64) * buckets + bucket  # of the levels done
+        position = topology.dense(child)
+        known = position >= 0
+        leaf = ~np.isin(child, nested)
+        at = (np.maximum(position, 0), bucket)
+        below_expected = np.where(leaf, np.where(known, leaf_expected[at], 0), _lookup((key, expected), below))
+        below_grid = np.where(leaf, np.where(known, intervals[at], 0), _lookup((key, grid), below))
         level, inverse = np.unique(parent * buckets + bucket, return_inverse=True)
         counted = np.bincount(inverse, minlength=len(level))
-        summed = np.bincount(inverse, weights=below, minlength=len(level)).astype(np.int64)
-        key, children, leaves = (np.concatenate(pair) for pair in ((key, level), (children, counted), (leaves, summed)))
+        summed = np.bincount(inverse, weights=below_expected, minlength=len(level)).astype(np.int64)
+        order = np.argsort(inverse, kind="stable")
+        heads = np.searchsorted(inverse[order], np.arange(len(level)))
+        gcds = np.gcd.reduceat(below_grid[order], heads) if len(level) else np.zeros(0, np.int64)
+        parts = ((key, level), (children, counted), (expected, summed), (grid, gcds))
+        key, children, expected, grid = (np.concatenate(pair) for pair in parts)
         order = np.argsort(key)
-        key, children, leaves = key[order], children[order], leaves[order]
-    return _Placed(key, children, leaves, buckets)
+        key, children, expected, grid = key[order], children[order], expected[order], grid[order]
+    return _Placed(key, children, expected, grid, buckets)
 
 
 def leaf_series(topology: Topology, resource_id: Int32s, ts_s: Ints, values: Floats) -> Series:
@@ -158,14 +198,21 @@ def leaf_series(topology: Topology, resource_id: Int32s, ts_s: Ints, values: Flo
 
 
 class Roller:
-    """Rolls one manager's samples up in time and topology; keeps the open local days between calls."""
+    """Rolls one manager's samples up in time and topology; keeps the open local days between calls.
 
-    def __init__(self, topology: Topology, interval_s: int, time_zones: Iterable[str], q: float = Q) -> None:
-        self.topology, self.interval_s, self.q = topology, interval_s, q
-        if interval_s <= 0 or HOUR_S % interval_s:
-            raise ValueError(f"the sample interval must divide an hour, got {interval_s} s")
+    ``intervals`` gives each resource's sampling interval hour by hour; a plain number puts every resource on
+    that interval at all times.
+    """
+
+    def __init__(self, topology: Topology, intervals: Intervals | int, time_zones: Iterable[str], q: float = Q) -> None:
+        self.topology, self.q = topology, q
+        if isinstance(intervals, int):
+            if intervals <= 0 or HOUR_S % intervals:
+                raise ValueError(f"the sample interval must divide an hour, got {intervals} s")
+            intervals = Intervals.uniform(intervals)
+        self.intervals = intervals
         self.time_zones = tuple(dict.fromkeys(time_zones))
-        self._heap = heap_size(interval_s, q)
+        self._heap = heap_size(intervals.finest_s, q)
         self._days: dict[tuple[str, int], DayAccumulator] = {}
         self._is_parent = _parents(topology)
         #: Raw rows left out so far: of resources unknown to the topology, or of parents (rolled from children)
@@ -176,6 +223,14 @@ class Roller:
         """(tz, start, end) of the days holding partials, oldest first."""
         return sorted((d.tz, d.start_s, d.end_s) for d in self._days.values())
 
+    def use_intervals(self, intervals: Intervals) -> bool:
+        """Switch to newer intervals (a capture recorded some); False if the open days' percentile heaps are too
+        small for a finer one (the caller then starts over from storage)."""
+        if heap_size(intervals.finest_s, self.q) > self._heap and self._days:
+            return False
+        self.intervals, self._heap = intervals, max(self._heap, heap_size(intervals.finest_s, self.q))
+        return True
+
     def roll(self, start_s: int, end_s: int, leaves: Iterable[Series]) -> Iterator[Rows]:
         """Hourly rows of every level for the whole hours ``[start_s, end_s)``; daily partials kept."""
         if start_s % HOUR_S or end_s % HOUR_S or end_s <= start_s:
@@ -185,22 +240,31 @@ class Roller:
         pieces = np.union1d(hours, np.concatenate(cuts)) if cuts else hours
         pieces = pieces[(pieces >= start_s) & (pieces <= end_s)]
         days = self._days_over(start_s, end_s)
-        slots = -(-(end_s - start_s) // self.interval_s)
+        topology = self.topology
+        interval = self.intervals.grid(topology.resource_id, hours[:-1])
+        expected = np.where(interval > 0, HOUR_S // np.maximum(interval, 1), 0).astype(np.int64)
+        placed = _placed(topology, hours, expected, interval)
         sinks = {
-            code: _SlotSums(self.topology.ids_of_kind(code), start_s, slots, self.interval_s)
+            code: _GridSums(ids, start_s, placed.grids(ids, self.intervals.fallback_s))
             for code in (_CODE[k] for k in LEVELS[1:])
+            for ids in [topology.ids_of_kind(code)]
         }
+        samples = np.zeros(expected.shape, np.int64)  # raw samples per (leaf, hour)
         for chunk in leaves:
-            position = self.topology.dense(chunk.resource_id)
+            position = topology.dense(chunk.resource_id)
             leaf = position >= 0
             leaf[leaf] = ~self._is_parent[position[leaf]]
             self.dropped_rows += len(leaf) - int(leaf.sum())
-            yield self._level(chunk if leaf.all() else chunk.take(leaf), hours, pieces, days, sinks, None)
-        placed = _placed(self.topology, hours)
+            mine = chunk if leaf.all() else chunk.take(leaf)
+            at = (position[leaf], (mine.ts_s - start_s) // HOUR_S)
+            mine = replace(mine, interval_s=interval[at])
+            yield self._level(mine, hours, pieces, days, sinks, None, (expected, samples))
+        if (samples > expected).any():  # a source sent more than its interval promises: complete, not more
+            placed = _placed(topology, hours, np.maximum(expected, samples), interval)
         for kind in LEVELS[1:]:
             sink = sinks.pop(_CODE[kind])
-            if sink.samples.any():
-                yield self._level(sink.series(self.topology), hours, pieces, days, sinks, (sink, placed))
+            if sink.covered.any():
+                yield self._level(sink.series(topology), hours, pieces, days, sinks, (sink, placed), None)
 
     def forget(self, until_s: int) -> None:
         """Drop the partials of days ending at or before ``until_s`` (their rows are stored already)."""
@@ -217,9 +281,14 @@ class Roller:
         """Daily rows of every open day that ends at or before ``until_s``, which are then forgotten."""
         for key in sorted(k for k, day in self._days.items() if day.end_s <= until_s):
             day = self._days.pop(key)
-            placed = _placed(self.topology, np.array([day.start_s, day.end_s], dtype=np.int64))
-            children, leaves = placed.at(self.topology.resource_id, 0)
-            rows = day.rows(self.topology.resource_id, self.interval_s, self.q, children, leaves, self._is_parent)
+            ids = self.topology.resource_id
+            hours = np.arange(day.start_s - day.start_s % HOUR_S, day.end_s, HOUR_S, dtype=np.int64)
+            interval = self.intervals.grid(ids, hours)
+            own = np.maximum(slots_in(interval, hours, day.start_s, day.end_s), day.samples)
+            placed = _placed(self.topology, np.array([day.start_s, day.end_s], np.int64), own[:, None], None)
+            children, beneath = placed.at(ids, 0)
+            expected = np.where(self._is_parent, beneath, own)
+            rows = day.rows(ids, expected, self.q, children, self._is_parent)
             if len(rows):
                 yield rows
 
@@ -241,12 +310,14 @@ class Roller:
         hours: Ints,
         pieces: Ints,
         days: list[DayAccumulator],
-        sinks: dict[int, _SlotSums],
-        source: tuple[_SlotSums, _Placed] | None,
+        sinks: dict[int, _GridSums],
+        source: tuple[_GridSums, _Placed] | None,
+        leaves: tuple[Ints, Ints] | None,
     ) -> Rows:
-        """Rows of one level's ``series``; ``source`` is the parent level's sums and the placements, if any."""
+        """Rows of one level's ``series``: ``source`` is the parent level's sums and the placements, ``leaves``
+        the (resource position, hour) expected counts and raw samples of leaves (filled in here)."""
         stats = bucket_stats(series, hours)
-        rows = self._hourly(series, stats, hours, source)
+        rows = self._hourly(series, stats, hours, source, leaves)
         by_piece = stats if len(pieces) == len(hours) else bucket_stats(series, pieces)
         position = self.topology.dense(by_piece.resource_id)
         for day in days:
@@ -255,23 +326,31 @@ class Roller:
         return rows
 
     def _hourly(
-        self, series: Series, stats: BucketStats, hours: Ints, source: tuple[_SlotSums, _Placed] | None
+        self,
+        series: Series,
+        stats: BucketStats,
+        hours: Ints,
+        source: tuple[_GridSums, _Placed] | None,
+        leaves: tuple[Ints, Ints] | None,
     ) -> Rows:
         n = len(stats)
         p95 = np.empty(stats.sum.shape)
         kernels.segment_percentile(series.values, stats.starts, stats.count, self.q, p95)
         with np.errstate(invalid="ignore", divide="ignore"):
             avg = np.where(stats.count > 0, stats.sum / stats.count, np.nan)
-        slots = HOUR_S // self.interval_s
         if source is None:
-            expected, children, with_data = np.full(n, slots, np.int64), np.full(n, -1), np.full(n, -1)
+            assert leaves is not None
+            own, samples = leaves
+            position = self.topology.dense(stats.resource_id)
+            samples[position, stats.bucket] = stats.samples
+            expected = np.maximum(own[position, stats.bucket], stats.samples)
+            children, with_data = np.full(n, -1), np.full(n, -1)
         else:
             sums, placed = source
-            children, leaves = placed.at(stats.resource_id, stats.bucket)
+            children, expected = placed.at(stats.resource_id, stats.bucket)
             pairs = np.concatenate(sums.hour_pairs) if sums.hour_pairs else np.zeros(0, np.int64)
             keys = stats.resource_id.astype(np.int64) * sums.hours + stats.bucket
             with_data = _lookup(_count_table(np.unique(pairs) >> 32), keys)
-            expected = leaves * slots
         return Rows(
             tz=None,
             resource_id=stats.resource_id,
@@ -282,14 +361,14 @@ class Roller:
             p95=p95,
             max_ts=stats.max_ts,
             sample_count=stats.samples,
-            expected_count=expected,
+            expected_count=expected.astype(np.int64),
             vcpus=int_or_null(stats.capacity[:, 0]),
             memory_bytes=int_or_null(stats.capacity[:, 1]),
             child_count=children.astype(np.int64),
             children_with_data=with_data.astype(np.int64),
         )
 
-    def _scatter(self, series: Series, days: list[DayAccumulator], sinks: dict[int, _SlotSums]) -> None:
+    def _scatter(self, series: Series, days: list[DayAccumulator], sinks: dict[int, _GridSums]) -> None:
         """Sum ``series`` into each row's parent (and a VM's project) at that row's time."""
         if not sinks or not len(series):
             return

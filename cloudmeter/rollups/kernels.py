@@ -258,7 +258,10 @@ def slot_sums(
     out_capacity: npt.NDArray[np.float64],
     out_samples: npt.NDArray[np.int32],
 ) -> None:
-    """Sum child rows into their parent's slot: ``slot = (ts - base_s) // interval_s`` (the source grid).
+    """Sum child rows into their parent's slot on one grid: ``slot = (ts - base_s) // interval_s``.
+
+    The engine sums with ``grid_sums`` (a grid per parent and hour, rows held over their own intervals); this
+    one-grid form is kept for callers of the kernel API (``benchmarks/rollups.py``'s warm start).
 
     ``out_sum``/``out_count`` are (parents, slots, metrics); a row adds only its non-NaN metrics, so a slot
     where no child has a value keeps count 0 (NULL, never 0). ``capacity`` (rows, c) adds into
@@ -282,3 +285,72 @@ def slot_sums(
         for c in range(capacity.shape[1]):
             if not np.isnan(values[i, capacity_of[c]]):
                 out_capacity[p, slot, c] += capacity[i, c]
+
+
+@numba.njit(cache=True)
+def grid_sums(
+    values: Floats,
+    ts: Ints,
+    samples: Int32s,
+    interval: Int32s,
+    child: Int32s,
+    parent: Int32s,
+    capacity: Floats,
+    capacity_of: Ints,
+    base_s: int,
+    grid: Int32s,
+    offset: Ints,
+    out_sum: Floats,
+    out_count: Int32s,
+    out_capacity: Floats,
+    out_samples: Int32s,
+    out_covered: Int32s,
+) -> None:
+    """Sum child rows into the slots of their parent's grid, each row held over its own interval.
+
+    Hour ``h`` of parent ``p`` (``h`` counted from ``base_s``) is on a grid of ``grid[p, h]`` seconds whose
+    slots are ``offset[p, h] + k``, ``k < 3600 // grid[p, h]``, in the flat outputs. A row at ``ts`` with
+    ``interval[i]`` a multiple of the grid covers the slots ``[k0, k0 + interval // grid)`` from its own,
+    ``k0 = (ts - hour start) // grid``, clipped to its hour (otherwise just its own slot); of the slots one
+    child covers in one hour, each takes the child's first row covering it, so a child is never summed twice
+    into one slot. A row adds only its non-NaN metrics (a slot where no child has a value keeps count 0:
+    NULL, never 0); ``capacity`` (rows, c) adds into ``out_capacity`` only where metric ``capacity_of[c]`` has
+    a value; ``out_samples`` adds the row's ``samples`` once, in slot ``k0``; ``out_covered`` counts the
+    children covering each slot. Rows with ``parent < 0`` are skipped; rows are sorted by (child, ts).
+    """
+    metrics = values.shape[1]
+    last_child = np.full(grid.shape[0], -1, dtype=np.int64)
+    last_hour = np.full(grid.shape[0], -1, dtype=np.int64)
+    last_end = np.zeros(grid.shape[0], dtype=np.int64)
+    for i in range(ts.shape[0]):
+        p = parent[i]
+        if p < 0:
+            continue
+        h = (ts[i] - base_s) // 3600
+        g = grid[p, h]
+        if g <= 0:
+            continue
+        off = offset[p, h]
+        k0 = (ts[i] - base_s - h * 3600) // g
+        span = interval[i] // g if interval[i] > 0 and interval[i] % g == 0 else 1
+        end = min(k0 + span, 3600 // g)
+        start = k0
+        if last_child[p] == child[i] and last_hour[p] == h:
+            start = max(start, last_end[p])
+            last_end[p] = max(last_end[p], end)
+        else:
+            last_child[p] = child[i]
+            last_hour[p] = h
+            last_end[p] = end
+        out_samples[off + k0] += samples[i]
+        for k in range(start, end):
+            t = off + k
+            out_covered[t] += 1
+            for j in range(metrics):
+                v = values[i, j]
+                if not np.isnan(v):
+                    out_sum[t, j] += v
+                    out_count[t, j] += 1
+            for c in range(capacity.shape[1]):
+                if not np.isnan(values[i, capacity_of[c]]):
+                    out_capacity[t, c] += capacity[i, c]

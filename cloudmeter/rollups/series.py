@@ -47,7 +47,9 @@ class Series:
     """Rows of one level sorted by (resource_id, ts) and unique on both.
 
     ``values`` is (rows, metrics), NaN = missing; ``samples`` counts the raw samples behind each row (1 for a
-    raw sample); ``capacity`` is each row's (vcpus, memory_bytes) at that time, NaN where unknown.
+    raw sample, 0 for a parent's slot that only holds a child's earlier row over its interval); ``capacity``
+    is each row's (vcpus, memory_bytes) at that time, NaN where unknown; ``interval_s`` is how long each row
+    stands for (a sample's interval, a parent's grid; 0 unknown), set by the engine.
     """
 
     resource_id: Int32s
@@ -55,6 +57,7 @@ class Series:
     values: Floats
     samples: Int32s
     capacity: Floats
+    interval_s: Int32s | None = None
 
     def __len__(self) -> int:
         return len(self.ts_s)
@@ -62,7 +65,12 @@ class Series:
     def take(self, rows: npt.NDArray[np.intp] | npt.NDArray[np.bool_]) -> Series:
         """The rows selected by an index or mask (order kept)."""
         return Series(
-            self.resource_id[rows], self.ts_s[rows], self.values[rows], self.samples[rows], self.capacity[rows]
+            self.resource_id[rows],
+            self.ts_s[rows],
+            self.values[rows],
+            self.samples[rows],
+            self.capacity[rows],
+            None if self.interval_s is None else self.interval_s[rows],
         )
 
 
