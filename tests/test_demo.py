@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
+from polars.testing import assert_frame_equal
 
 from cloudmeter.demo import DEMO_MANAGER, run_demo
 from cloudmeter.scheduler.fleet import fleet
@@ -38,7 +39,8 @@ def test_a_rerun_replaces_the_first_and_equals_a_fresh_run(
     assert again.replaced == first.samples and fresh.replaced == 0
     assert (again.samples, again.hourly_rows, again.daily_rows) == (fresh.samples, fresh.hourly_rows, fresh.daily_rows)
     assert again.hourly_rows > 0 and again.daily_rows["UTC"] > 0
-    assert again.summary.equals(fresh.summary)
+    # equal but for the last bits of float sums, whose order polars' threads may choose differently under load
+    assert_frame_equal(again.summary, fresh.summary, check_exact=False, rel_tol=1e-12, abs_tol=0)
     assert again.hosts == 8  # max(4, 20 // 16) per cluster, two clusters
 
 
