@@ -110,11 +110,15 @@ class SimulatorConfig(ManagerConfig):
     hosts_per_cluster: int = Field(default=4, ge=1, le=10_000)
     vms: int = Field(default=40, ge=0, le=1_000_000)
     interval_s: int = Field(default=60, ge=1, le=3600)
+    #: A share of the VMs sent at another interval (like AWS instances without detailed monitoring), each
+    #: chosen by a hash of (seed, VM) so the rest of the world stays as the seed draws it.
+    coarse_interval_s: int = Field(default=300, ge=1, le=3600)
+    coarse_share: float = Field(default=0.0, ge=0.0, le=1.0)
     start: AwareDatetime = datetime(2026, 1, 1, tzinfo=UTC)
     horizon_days: int = Field(default=30, ge=1, le=3660)
     fail: Literal["auth", "unavailable"] | None = None
 
-    @field_validator("interval_s")
+    @field_validator("interval_s", "coarse_interval_s")
     @classmethod
     def _divides_hour(cls, value: int) -> int:
         if 3600 % value:
@@ -361,6 +365,11 @@ class SimulatorCollector:
         flavor = self._world.flavor
         self._vcpus = np.asarray([FLAVORS[f][1] for f in flavor], np.float64)
         self._memory_bytes = np.asarray([FLAVORS[f][2] * GIB for f in flavor], np.float64)
+        self._interval_s = _intervals(config)
+
+    def interval_of(self, vm: int) -> int:
+        """The interval VM ``vm`` (its index) is sent at."""
+        return int(self._interval_s[vm])
 
     def verify(self) -> None:
         """Succeed, unless the config asks for a failure."""
@@ -452,11 +461,17 @@ class SimulatorCollector:
             yield from self._chunk(lo, min(lo + step, window.end_s))
 
     def _chunk(self, lo: int, hi: int) -> Iterator[SampleBatch]:
-        """Batches for grid-aligned ``lo`` to ``hi`` (exclusive), each VM's rows within one batch."""
-        interval, w = self.config.interval_s, self._world
-        first = np.maximum(lo, -(-w.created_s // interval) * interval)
+        """Batches for ``lo`` to ``hi`` (exclusive): each VM's rows on its own interval's grid within one batch, a
+        batch per interval."""
+        for interval in np.unique(self._interval_s).tolist():
+            yield from self._chunk_at(lo, hi, interval)
+
+    def _chunk_at(self, lo: int, hi: int, interval: int) -> Iterator[SampleBatch]:
+        """The batches of the VMs sent at ``interval``."""
+        w = self._world
+        first = -(-np.maximum(lo, w.created_s) // interval) * interval
         last = np.minimum(hi, w.retired_s)
-        counts = np.maximum((last - first + interval - 1) // interval, 0)
+        counts = np.where(self._interval_s == interval, np.maximum((last - first + interval - 1) // interval, 0), 0)
         live = np.flatnonzero(counts)
         ends = np.cumsum(counts[live])
         begin = 0
@@ -464,15 +479,15 @@ class SimulatorCollector:
             done = ends[begin - 1] if begin else 0
             end = int(np.searchsorted(ends, done + self._batch_rows, side="right"))
             group = live[begin:end]
-            batch = self._batch(group, first[group], counts[group])
+            batch = self._batch(group, first[group], counts[group], interval)
             if len(batch):  # gaps can empty a small batch
                 yield batch
             begin = end
 
     def _batch(
-        self, group: npt.NDArray[np.int64], first: npt.NDArray[np.int64], counts: npt.NDArray[np.int64]
+        self, group: npt.NDArray[np.int64], first: npt.NDArray[np.int64], counts: npt.NDArray[np.int64], interval: int
     ) -> SampleBatch:
-        """The samples of VMs ``group``, ``counts`` grid slots each from ``first`` on."""
+        """The samples of VMs ``group``, ``counts`` slots of ``interval`` each from ``first`` on."""
         size = int(counts.sum())
         idx, ts = np.empty(size, np.int32), np.empty(size, np.int64)
         values = np.empty((size, len(METRICS)), np.float64)
@@ -482,7 +497,7 @@ class SimulatorCollector:
             group,
             first,
             counts,
-            self.config.interval_s,
+            interval,
             self._vcpus,
             self._memory_bytes,
             w.has_memory,
@@ -496,5 +511,15 @@ class SimulatorCollector:
             resource_idx=idx[:rows],
             ts_s=ts[:rows],
             values=values[:rows],
-            interval_s=self.config.interval_s,
+            interval_s=interval,
         )
+
+
+def _intervals(config: SimulatorConfig) -> npt.NDArray[np.int64]:
+    """Each VM's interval: ``coarse_interval_s`` for a ``coarse_share`` of them (by a hash of seed and VM)."""
+    out = np.full(config.vms, config.interval_s, np.int64)
+    if config.coarse_share > 0:
+        seed = np.uint64(config.seed & _MASK64)
+        draws = np.array([_mix(seed ^ _mix(np.uint64(k) ^ _SALT_GAPS)) >> np.uint64(11) for k in range(config.vms)])
+        out[draws.astype(np.float64) * (1.0 / 9007199254740992.0) < config.coarse_share] = config.coarse_interval_s
+    return out
