@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import psycopg
@@ -81,17 +82,31 @@ def set_enabled(conn: psycopg.Connection, name: str, enabled: bool) -> bool:
     return done == 1
 
 
-def remove_manager(conn: psycopg.Connection, name: str) -> bool:
-    """Delete manager ``name`` with its resources and their samples and rollups; False if there is none."""
+@dataclass(frozen=True)
+class Removed:
+    """What ``remove_manager`` deleted besides the manager: rows per table (daily rows of every time zone)."""
+
+    resources: int
+    samples: int
+    hourly: int
+    daily: int
+
+
+def remove_manager(conn: psycopg.Connection, name: str) -> Removed | None:
+    """Delete manager ``name`` with its resources and their samples and rollups; what went, or None if there is
+    no such manager."""
     with conn.transaction():
         row = conn.execute("SELECT id FROM managers WHERE name = %s", (name,)).fetchone()
         if row is None:
-            return False
+            return None
         ids = "SELECT id FROM resources WHERE manager_id = %s"
-        for table in ("metric_samples", "metric_hourly", "metric_daily", "resource_history"):
-            conn.execute(f"DELETE FROM {table} WHERE resource_id IN ({ids})", (row[0],))
+        deleted = {
+            table: conn.execute(f"DELETE FROM {table} WHERE resource_id IN ({ids})", (row[0],)).rowcount
+            for table in ("metric_samples", "metric_hourly", "metric_daily", "resource_history")
+        }
+        resources = conn.execute("DELETE FROM resources WHERE manager_id = %s", (row[0],)).rowcount
         conn.execute("DELETE FROM managers WHERE id = %s", (row[0],))
-    return True
+    return Removed(resources, deleted["metric_samples"], deleted["metric_hourly"], deleted["metric_daily"])
 
 
 def list_managers(conn: psycopg.Connection) -> list[ManagerRow]:
@@ -153,12 +168,103 @@ def mark_captured(
                                     last_capture_at = %(at)s, {_CLEAR_FAILURE} WHERE id = %(id)s""",
             {"start": start, "end": end, "at": at, "id": manager_id},
         )
+        _move_mark(conn, manager_id, start, end)
+
+
+def _move_mark(conn: psycopg.Connection, manager_id: int, start: datetime | None, end: datetime) -> None:
+    """Move ``captured_until`` after ``[start, end)`` joined the captured or skipped ranges (``mark_captured``)."""
+    conn.execute(
+        """UPDATE managers m SET captured_until = greatest(m.captured_until,
+               (SELECT max(upper(r)) FROM unnest(m.captured + m.skipped) r
+                 WHERE lower_inf(r) OR lower(r) <= coalesce(m.captured_until, %(start)s, %(end)s)))
+           WHERE id = %(id)s""",
+        {"start": start, "end": end, "id": manager_id},
+    )
+
+
+def mark_skipped(conn: psycopg.Connection, manager_id: int, start: datetime, end: datetime) -> None:
+    """Record that ``[start, end)`` is skipped because the source no longer keeps it: it counts as covered, so
+    ``captured_until`` moves over it as over a captured range, and it shows in ``skipped_ranges``."""
+    with conn.transaction():
         conn.execute(
-            """UPDATE managers m SET captured_until = greatest(m.captured_until,
-                   (SELECT max(upper(r)) FROM unnest(m.captured + m.skipped) r
-                     WHERE lower_inf(r) OR lower(r) <= coalesce(m.captured_until, %(start)s, %(end)s)))
+            "UPDATE managers SET skipped = skipped + tstzmultirange(tstzrange(%s, %s)) WHERE id = %s",
+            (start, end, manager_id),
+        )
+        _move_mark(conn, manager_id, start, end)
+
+
+def skipped_ranges(conn: psycopg.Connection, manager_id: int) -> list[tuple[datetime, datetime]]:
+    """The time ranges skipped as gone at the source, oldest first."""
+    rows = conn.execute(
+        "SELECT lower(r), upper(r) FROM managers m, unnest(m.skipped) r WHERE m.id = %s ORDER BY 1", (manager_id,)
+    ).fetchall()
+    return [(start, end) for start, end in rows]
+
+
+@dataclass(frozen=True)
+class Recency:
+    """How recent a manager's data is: its newest raw sample, and the captured time since (``quiet_s``: from the
+    newest sample, or from the first captured time when none is stored, to ``captured_until``; None before the
+    first capture)."""
+
+    newest_sample_at: datetime | None
+    quiet_s: float | None
+
+
+def recency(conn: psycopg.Connection, manager_id: int) -> Recency:
+    """The manager's ``Recency``. The newest sample is found by one backward probe of the samples' primary key
+    ``(resource_id, ts)`` per resource, not by a scan."""
+    row = conn.execute(
+        """SELECT newest.ts, extract(epoch FROM m.captured_until - coalesce(newest.ts,
+                      (SELECT min(lower(r)) FROM unnest(m.captured) r)))::float8
+           FROM managers m, LATERAL (
+               SELECT max(last.ts) AS ts FROM resources r
+               CROSS JOIN LATERAL (SELECT s.ts FROM metric_samples s WHERE s.resource_id = r.id
+                                   ORDER BY s.ts DESC LIMIT 1) last
+               WHERE r.manager_id = m.id) newest
+           WHERE m.id = %s""",
+        (manager_id,),
+    ).fetchone()
+    return Recency(row[0], row[1]) if row else Recency(None, None)
+
+
+#: How many capture cycles' sample counts ``managers.cycle_samples`` keeps.
+CYCLES_KEPT = 6
+
+
+def record_job(
+    conn: psycopg.Connection,
+    manager_id: int,
+    requests: int,
+    metrics: int,
+    cost_usd: Decimal,
+    samples: int | None = None,
+) -> None:
+    """Add what a job asked of the source (API requests, CloudWatch metrics, US$) to the manager's running totals.
+
+    For a capture job (``samples``: what it captured, overlap re-reads included) the same figures are also the
+    last cycle's (``cycle_*``), and ``samples`` joins ``cycle_samples`` (the last ``CYCLES_KEPT``, newest last).
+    """
+    with conn.transaction():
+        conn.execute(
+            """UPDATE managers SET api_requests = api_requests + %(requests)s,
+                   cloudwatch_metrics = cloudwatch_metrics + %(metrics)s, api_cost_usd = api_cost_usd + %(cost)s,
+                   cycle_requests = CASE WHEN %(cycle)s THEN %(requests)s ELSE cycle_requests END,
+                   cycle_metrics = CASE WHEN %(cycle)s THEN %(metrics)s ELSE cycle_metrics END,
+                   cycle_cost_usd = CASE WHEN %(cycle)s THEN %(cost)s ELSE cycle_cost_usd END,
+                   cycle_samples = CASE WHEN %(cycle)s THEN (cycle_samples || %(samples)s::integer)
+                                            [greatest(1, cardinality(cycle_samples) + 2 - %(kept)s):]
+                                        ELSE cycle_samples END
                WHERE id = %(id)s""",
-            {"start": start, "end": end, "id": manager_id},
+            {
+                "requests": requests,
+                "metrics": metrics,
+                "cost": cost_usd,
+                "cycle": samples is not None,
+                "samples": samples,
+                "kept": CYCLES_KEPT,
+                "id": manager_id,
+            },
         )
 
 
@@ -171,6 +277,16 @@ def capture_holes(conn: psycopg.Connection, manager_id: int) -> list[tuple[datet
         (manager_id,),
     ).fetchall()
     return [(start, end) for start, end in rows]
+
+
+def end_config_backoff(conn: psycopg.Connection, manager_id: int) -> None:
+    """Let a manager whose stored config failed to load (``config:`` errors) be tried at once: called by a daemon
+    that loaded it (the variable an ``env:`` reference names is set where it runs). Its failures stay counted
+    until a job succeeds."""
+    with conn.transaction():
+        conn.execute(
+            "UPDATE managers SET next_attempt_at = NULL WHERE id = %s AND last_error LIKE 'config: %%'", (manager_id,)
+        )
 
 
 def mark_failed(

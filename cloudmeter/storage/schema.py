@@ -222,6 +222,19 @@ UPDATE managers SET captured = tstzmultirange(tstzrange(NULL, captured_until)) W
 """
 
 
+def _m005_capture_outcomes(mode: Mode) -> str:
+    del mode  # the same in both modes
+    return """
+ALTER TABLE managers ADD COLUMN cycle_samples integer[] NOT NULL DEFAULT '{}';
+ALTER TABLE managers ADD COLUMN api_requests bigint NOT NULL DEFAULT 0;
+ALTER TABLE managers ADD COLUMN cloudwatch_metrics bigint NOT NULL DEFAULT 0;
+ALTER TABLE managers ADD COLUMN api_cost_usd numeric NOT NULL DEFAULT 0;
+ALTER TABLE managers ADD COLUMN cycle_requests integer;
+ALTER TABLE managers ADD COLUMN cycle_metrics integer;
+ALTER TABLE managers ADD COLUMN cycle_cost_usd numeric;
+"""
+
+
 @dataclass(frozen=True)
 class Migration:
     """One numbered, forward-only schema step."""
@@ -237,6 +250,9 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(3, "managers added from the CLI (managers.source); failures and back-off", _m003_daemon_state),
     Migration(
         4, "the time ranges captured (managers.captured) and skipped as gone at the source", _m004_capture_ranges
+    ),
+    Migration(
+        5, "samples per capture cycle; API requests, CloudWatch metrics and US$ per manager", _m005_capture_outcomes
     ),
 )
 LATEST: Final = MIGRATIONS[-1].version

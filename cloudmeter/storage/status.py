@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import psycopg
 
-from cloudmeter.storage import preflight, schema
+from cloudmeter.storage import managers, preflight, schema
 from cloudmeter.storage.partitions import check_timescaledb_policies
 from cloudmeter.storage.server import ServerInfo
 
@@ -37,21 +38,41 @@ class TableStatus:
 
 @dataclass(frozen=True)
 class ManagerStatus:
-    """One manager's progress: how far it is captured and rolled up, what waits, what failed last."""
+    """One manager's progress: how far it is captured and rolled up, what waits, what failed last, what its
+    source sent lately and what asking it cost.
+
+    ``state`` is ``disabled``, ``failing`` (``failures`` > 0), ``stale`` (nothing from the source for
+    ``stale_after_s`` of captured time), ``new`` (never captured) or ``ok``. ``next_attempt_at`` is when a
+    failing manager is tried again: never a past time (None while its retry runs). ``quiet_s`` is the captured
+    time since the newest sample (since the first captured time when none is stored). ``skipped`` are the ranges
+    left out as gone at the source, ``holes`` those between captured ranges not captured yet.
+    """
 
     name: str
     kind: str
     enabled: bool
+    state: str
     last_refresh_at: datetime | None
     last_capture_at: datetime | None
     captured_until: datetime | None
     lag_s: float | None
+    newest_sample_at: datetime | None
+    quiet_s: float | None
+    cycle_samples: list[int]
     rolled_until: datetime | None
     dirty_hours: int
     failures: int
     next_attempt_at: datetime | None
     last_error: str | None
     last_error_at: datetime | None
+    skipped: list[tuple[datetime, datetime]]
+    holes: list[tuple[datetime, datetime]]
+    api_requests: int
+    cloudwatch_metrics: int
+    api_cost_usd: Decimal
+    cycle_requests: int | None
+    cycle_metrics: int | None
+    cycle_cost_usd: Decimal | None
 
 
 def _native_table(conn: psycopg.Connection, table: schema.TimeSeriesTable) -> TableStatus:
@@ -90,16 +111,55 @@ def table_status(conn: psycopg.Connection, mode: schema.Mode) -> list[TableStatu
     return [one(conn, table) for table in schema.TIME_SERIES_TABLES]
 
 
-def manager_status(conn: psycopg.Connection) -> list[ManagerStatus]:
-    """Every stored manager's progress, by name."""
+def manager_status(conn: psycopg.Connection, stale_after_s: float | None = None) -> list[ManagerStatus]:
+    """Every stored manager's progress, by name; with ``stale_after_s``, a manager whose source has sent nothing
+    for more than that much captured time is ``stale``."""
     rows = conn.execute(
-        """SELECT m.name, m.kind, m.enabled, m.last_refresh_at, m.last_capture_at, m.captured_until,
-                  extract(epoch FROM now() - m.captured_until)::float8, m.rolled_until,
-                  (SELECT count(*) FROM rollup_dirty d WHERE d.manager_id = m.id), m.failures, m.next_attempt_at,
-                  m.last_error, m.last_error_at
+        """SELECT m.id, m.name, m.kind, m.enabled, m.last_refresh_at, m.last_capture_at, m.captured_until,
+                  extract(epoch FROM now() - m.captured_until)::float8, m.cycle_samples, m.rolled_until,
+                  (SELECT count(*) FROM rollup_dirty d WHERE d.manager_id = m.id), m.failures,
+                  CASE WHEN m.next_attempt_at > now() THEN m.next_attempt_at END, m.last_error, m.last_error_at,
+                  m.api_requests, m.cloudwatch_metrics, m.api_cost_usd, m.cycle_requests, m.cycle_metrics,
+                  m.cycle_cost_usd
            FROM managers m ORDER BY m.name"""
     ).fetchall()
-    return [ManagerStatus(*row) for row in rows]
+    found = []
+    for manager_id, name, kind, enabled, refreshed, captured, until, lag, cycles, *rest in rows:
+        rolled, dirty, failures, next_attempt, error, error_at, requests, metrics, cost, *cycle = rest
+        recent = managers.recency(conn, manager_id)
+        stale = stale_after_s is not None and recent.quiet_s is not None and recent.quiet_s > stale_after_s
+        state = "ok" if until is not None else "new"
+        state = "disabled" if not enabled else "failing" if failures else "stale" if stale else state
+        found.append(
+            ManagerStatus(
+                name=name,
+                kind=kind,
+                enabled=enabled,
+                state=state,
+                last_refresh_at=refreshed,
+                last_capture_at=captured,
+                captured_until=until,
+                lag_s=lag,
+                newest_sample_at=recent.newest_sample_at,
+                quiet_s=recent.quiet_s,
+                cycle_samples=list(cycles),
+                rolled_until=rolled,
+                dirty_hours=dirty,
+                failures=failures,
+                next_attempt_at=next_attempt,
+                last_error=error,
+                last_error_at=error_at,
+                skipped=managers.skipped_ranges(conn, manager_id),
+                holes=managers.capture_holes(conn, manager_id),
+                api_requests=requests,
+                cloudwatch_metrics=metrics,
+                api_cost_usd=cost,
+                cycle_requests=cycle[0],
+                cycle_metrics=cycle[1],
+                cycle_cost_usd=cycle[2],
+            )
+        )
+    return found
 
 
 def database_status(
