@@ -43,6 +43,7 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, 
 from botocore.parsers import ResponseParserError
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
+from cloudmeter.collectors import usage
 from cloudmeter.collectors.aws_inventory import (
     Instance,
     InstanceType,
@@ -387,6 +388,7 @@ class CloudWatchCollector:
         ):
             tally.calls += 1
             tally.metrics += len(request.queries)
+            usage.metrics(self.name, len(request.queries))
             results = page.get("MetricDataResults", [])
             self._check_statuses(results)
             with self._parsing("GetMetricData"):
@@ -460,6 +462,7 @@ class CloudWatchCollector:
             sleep=self._sleep,
             reraise=True,
         )
+        usage.request(self.name, action)
         try:
             return retrying(lambda: call(self.clients))
         except (BotoCoreError, ClientError, ResponseParserError) as exc:

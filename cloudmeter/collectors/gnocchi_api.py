@@ -30,6 +30,7 @@ from typing import Any, Final
 
 import httpx
 
+from cloudmeter.collectors import usage
 from cloudmeter.errors import BadPayload, CollectorAuthError, SourceUnavailable, Throttled
 from cloudmeter.redact import relay
 
@@ -55,6 +56,7 @@ class GnocchiAPI:
         return None if response.status_code == 404 else self._decode(response, f"GET {path}")
 
     def _send(self, method: str, path: str, *, missing_ok: bool = False, **kwargs: Any) -> httpx.Response:
+        usage.request(self.manager, "gnocchi")
         try:
             response = self.client.request(method, path, **kwargs)
         except httpx.ConnectError as exc:
