@@ -70,26 +70,39 @@ def sample_coverage(vms: pl.DataFrame) -> pl.DataFrame:
     """VM placements (ts, resource_id, seconds, sample_count, interval_s) with ``samples`` and ``expected``.
 
     ``samples`` is the VM-hour's ``sample_count`` split among its placements in that hour by their seconds (a VM
-    that migrated mid-hour counts under each host for its share); ``expected`` is what the sampling interval
-    promises in the placement's seconds. ``samples`` never exceeds ``expected``: a source that sends more than
-    its interval promises (or a sample on the edge of a lifetime) makes a placement complete, not more than
-    complete, so any sum of ``samples`` over the same rows' ``expected`` is a coverage of at most 100 %.
+    that migrated mid-hour counts under each host for its share); ``expected`` is what the VM's own sampling
+    interval promises in the placement's seconds (its ``samples`` where it has none). ``samples`` never exceeds
+    ``expected``: a source that sends more than its interval promises (or a sample on the edge of a lifetime)
+    makes a placement complete, not more than complete, so any sum of ``samples`` over the same rows'
+    ``expected`` is a coverage of at most 100 %.
     """
     share = pl.col("seconds") / pl.col("seconds").sum().over("resource_id", "ts")
-    expected = pl.col("seconds") / pl.col("interval_s")
+    samples = pl.col("sample_count").fill_null(0) * share
+    expected = (pl.col("seconds") / pl.col("interval_s")).fill_null(samples)  # no interval known: as sent
     return vms.with_columns(
-        pl.min_horizontal(pl.col("sample_count").fill_null(0) * share, expected).alias("samples"),
+        pl.min_horizontal(samples, expected).alias("samples"),
         expected.alias("expected"),
     )
 
 
 def resources(conn: psycopg.Connection) -> pl.DataFrame:
-    """Every resource with its manager's name, kind and sampling interval (``manager``, ``manager_kind``,
-    ``interval_s``)."""
+    """Every resource with its manager's name and kind (``manager``, ``manager_kind``) and its sampling interval
+    (``interval_s``: its newest in ``resource_intervals``, else its manager's most common)."""
     managers = conn.execute("SELECT id, name, kind, sample_interval_s FROM managers ORDER BY id").fetchall()
-    schema = {"manager_id": pl.Int32, "manager": pl.String, "manager_kind": pl.String, "interval_s": pl.Int32}
+    schema = {"manager_id": pl.Int32, "manager": pl.String, "manager_kind": pl.String, "manager_interval_s": pl.Int32}
     frame = pl.DataFrame(managers, schema=schema, orient="row")
-    return read_resources(conn).join(frame, on="manager_id", how="left")
+    newest = conn.execute(
+        "SELECT DISTINCT ON (resource_id) resource_id, interval_s FROM resource_intervals "
+        "ORDER BY resource_id, valid_from DESC"
+    ).fetchall()
+    own = pl.DataFrame(newest, schema={"id": pl.Int32, "own_interval_s": pl.Int32}, orient="row")
+    return (
+        read_resources(conn)
+        .join(frame, on="manager_id", how="left")
+        .join(own, on="id", how="left")
+        .with_columns(pl.coalesce("own_interval_s", "manager_interval_s").alias("interval_s"))
+        .drop("own_interval_s", "manager_interval_s")
+    )
 
 
 def hourly(conn: psycopg.Connection, window: Window, resource_ids: list[int] | None = None) -> pl.DataFrame:

@@ -8,6 +8,7 @@ ranks); the time of the max is the earliest sample reaching it. Input needs no o
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -72,10 +73,15 @@ def rollup_buckets(
     ts_s: Ints,
     values: Floats,
     edges_s: Ints,
-    interval_s: int,
+    interval_s: int | Mapping[int, int],
     q: float = 0.95,
 ) -> TimeRollup:
-    """Roll samples up into the buckets ``[edges_s[k], edges_s[k+1])``; samples outside them are ignored."""
+    """Roll samples up into the buckets ``[edges_s[k], edges_s[k+1])``; samples outside them are ignored.
+
+    ``interval_s`` is every resource's interval, or each one's (a resource missing from the mapping has none).
+    ``expected_count`` is the bucket's slots on the resource's grid, or its samples there if more (coverage never
+    exceeds 100 %).
+    """
     bucket = np.searchsorted(edges_s, ts_s, side="right") - 1
     inside = (bucket >= 0) & (bucket < len(edges_s) - 1)
     rid = resource_id[inside].astype(np.int64)
@@ -109,6 +115,12 @@ def rollup_buckets(
         max_ts[g, m] = ts[valid][by_value][first_max]
         out["p95"][g, m] = linear_percentile(ordered, v_starts[g], n_valid[g].astype(np.int64), q)
     widths = np.diff(edges_s)
+    own = rid[starts]
+    if isinstance(interval_s, Mapping):
+        intervals = np.array([interval_s.get(int(r), 0) for r in own.tolist()], np.int64)
+    else:
+        intervals = np.full(len(own), interval_s, np.int64)
+    slots = np.where(intervals > 0, widths[bucket[starts]] // np.maximum(intervals, 1), 0)
     return TimeRollup(
         resource_id=rid[starts].astype(np.int32),
         bucket_start_s=edges_s[bucket[starts]],
@@ -118,7 +130,7 @@ def rollup_buckets(
         p95=out["p95"],
         max_ts=max_ts,
         sample_count=counts.astype(np.int32),
-        expected_count=(widths[bucket[starts]] // interval_s).astype(np.int32),
+        expected_count=np.maximum(slots, counts).astype(np.int32),
     )
 
 

@@ -86,7 +86,7 @@ class CaptureResult:
     window: Window
     batches: int
     rows: int
-    interval_s: int | None
+    interval_s: int | None  # the interval of most resources captured (each has its own: resource_intervals)
 
 
 def capture(
@@ -109,16 +109,23 @@ def capture(
     ids = stream.resource_ids
     append_from = epoch_s(captured) if captured else window.start_s
     batches = rows = 0
-    interval: int | None = None
+    resources: dict[int, set[int]] = {}  # interval -> resources sent at it
 
     def store(rid: npt.NDArray[np.int32], batch: SampleBatch, last: bool) -> None:
         dirty = DirtyMarks(manager_id, stream.rolled_until_s or window.start_s)
         with db.connection() as conn, conn.transaction():
             writer.write_samples(
-                conn, rid, batch.ts_s, batch.values, db.write_target(), append_from_s=append_from, dirty=dirty
+                conn,
+                rid,
+                batch.ts_s,
+                batch.values,
+                db.write_target(),
+                append_from_s=append_from,
+                dirty=dirty,
+                interval_s=batch.interval_s,
             )
             if last:  # the marks move with the window's last batch: one commit fewer per capture
-                _mark_captured(conn, manager_id, window, batch.interval_s)
+                _mark_captured(conn, manager_id, window, _most_common(resources))
 
     pending: tuple[npt.NDArray[np.int32], SampleBatch] | None = None
     for batch in collector.capture(window):
@@ -129,7 +136,7 @@ def capture(
         pending = (rid, batch)
         batches += 1
         rows += len(batch)
-        interval = batch.interval_s
+        resources.setdefault(batch.interval_s, set()).update(np.unique(rid).tolist())
         if progress:
             progress(len(batch))
     if pending is not None:
@@ -139,10 +146,17 @@ def capture(
             _mark_captured(conn, manager_id, window, None)
     stream.advance(window.end_s)
     roll_dirty(db, manager_id, time_zones, stream)
-    return CaptureResult(window, batches, rows, interval)
+    return CaptureResult(window, batches, rows, _most_common(resources))
+
+
+def _most_common(resources: dict[int, set[int]]) -> int | None:
+    """The interval most resources were sent at (the finer of a tie), None when nothing was sent."""
+    return min(resources, key=lambda interval: (-len(resources[interval]), interval)) if resources else None
 
 
 def _mark_captured(conn: psycopg.Connection, manager_id: int, window: Window, interval_s: int | None) -> None:
+    """Move the capture marks; ``managers.sample_interval_s`` becomes the interval most resources were sent at
+    (each resource's own is in ``resource_intervals``)."""
     if interval_s is not None:
         conn.execute("UPDATE managers SET sample_interval_s = %s WHERE id = %s", (interval_s, manager_id))
     managers.mark_captured(conn, manager_id, window.start, window.end, _now())

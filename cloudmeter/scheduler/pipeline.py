@@ -3,13 +3,16 @@
 In-stream: each captured batch is written raw and kept in memory while its hour is open; when capture
 passes an hour's end, that hour's rows (every level) and the rows of any local day that ended with it are
 computed from memory and written in one transaction with the manager's ``rolled_until`` mark. Nothing just
-written is read back. A new process resumes from storage once, wherever the last one died (``rolled_until``
-NULL or not, samples stored past its marks or not): the closed hours of the still-open local days are replayed
-to restore the days' partials, hours captured but not rolled up yet are rolled up from storage, and every
-later stored sample goes into the open hours.
+written is read back but the resources' sampling intervals (``resource_intervals``, a row or two per
+resource), which each rollup of closed hours reads as capture recorded them. A new process resumes from
+storage once, wherever the last one died (``rolled_until`` NULL or not, samples stored past its marks or not):
+the closed hours of the still-open local days are replayed to restore the days' partials, hours captured but
+not rolled up yet are rolled up from storage, and every later stored sample goes into the open hours. Resume
+and rebuild read the same intervals.
 
 Rebuild: stored samples are read with binary COPY in chunks of at most ``CHUNK_ROWS`` rows (whole
-resources, one UTC day at a time) and go through the same engine, so both paths write the same bits.
+resources, one UTC day at a time) and go through the same engine with the same intervals, so both paths write
+the same bits.
 Samples that change an hour already rolled up leave a mark in ``rollup_dirty``; ``roll_dirty`` rebuilds
 just those hours and their days.
 """
@@ -24,6 +27,7 @@ import numpy as np
 
 from cloudmeter.model import METRICS, ResourceRef, Window, epoch_s, from_epoch_s
 from cloudmeter.rollups.engine import Roller, leaf_series
+from cloudmeter.rollups.intervals import Intervals
 from cloudmeter.rollups.series import Floats, Int32s, Ints, Rows, Series
 from cloudmeter.rollups.stream import OpenHours
 from cloudmeter.rollups.topology import Topology
@@ -99,8 +103,19 @@ def stored_leaves(db: Database, topology: Topology, start_s: int, end_s: int) ->
             yield leaf_series(topology, rid, arrays["ts"] // 1_000_000, values)
 
 
-def _interval(row: managers.ManagerRow) -> int:
-    return row.sample_interval_s or DEFAULT_INTERVAL_S
+def _fallback(row: managers.ManagerRow, interval_s: int | None = None) -> int:
+    """The grid of a parent in an hour where no resource beneath it has a recorded interval: the manager's most
+    common interval (samples stored without an interval, e.g. by hand)."""
+    for candidate in (row.sample_interval_s, interval_s):
+        if candidate and candidate > 0 and HOUR_S % candidate == 0:
+            return candidate
+    return DEFAULT_INTERVAL_S
+
+
+def read_state(db: Database, row: managers.ManagerRow, interval_s: int | None = None) -> tuple[Topology, Intervals]:
+    """A manager's topology and its resources' sampling intervals, as the rollups use them."""
+    with db.connection() as conn:
+        return readers.read_topology(conn, row.id), readers.read_intervals(conn, row.id, _fallback(row, interval_s))
 
 
 def rebuild(
@@ -115,7 +130,7 @@ def rebuild(
     or a day still open is never written half-full."""
     with db.connection() as conn:
         row = managers.manager_by_id(conn, manager_id)
-        topology = readers.read_topology(conn, manager_id)
+    topology, intervals = read_state(db, row)
     mark = row.rolled_until or row.captured_until  # never past what is rolled up in-stream, or captured
     limit = _floor_hour(epoch_s(mark)) if mark else None
     since, until = _floor_hour(window.start_s), _ceil_hour(window.end_s)
@@ -125,7 +140,7 @@ def rebuild(
     counts = RollupCounts()
     if hi <= lo or len(topology) == 0:
         return counts
-    roller = Roller(topology, _interval(row), time_zones)
+    roller = Roller(topology, intervals, time_zones)
 
     def wanted_hours(rows: Rows) -> Rows:
         keep = (rows.ts_s >= since) & (rows.ts_s < until)
@@ -212,9 +227,17 @@ class StreamRollup:
             self._open.add(resource_id, ts_s, values)
 
     def advance(self, until_s: int) -> None:
-        """Roll up and write every open hour that ends at or before ``until_s``."""
-        if self._roller is None or self._open is None:
+        """Roll up and write every open hour that ends at or before ``until_s``, with the intervals recorded."""
+        if self._roller is None or self._open is None or _floor_hour(until_s) <= self._open.start_s:
             return
+        with self.db.connection() as conn:
+            row = managers.manager_by_id(conn, self.manager_id)
+            intervals = readers.read_intervals(conn, self.manager_id, _fallback(row))
+        if not self._roller.use_intervals(intervals):  # a finer interval than the open days can hold: start over
+            self.reset()
+            self._resume(_fallback(row), None)
+            if self._roller is None or self._open is None:
+                return
         roller, open_hours = self._roller, self._open
         for hour in range(open_hours.start_s, _floor_hour(until_s), HOUR_S):
             rid, ts, values = open_hours.pop(hour)
@@ -237,9 +260,10 @@ class StreamRollup:
         """
         with self.db.connection() as conn:
             row = managers.manager_by_id(conn, self.manager_id)
-            topology = readers.read_topology(conn, self.manager_id)
+        topology, intervals = read_state(self.db, row, interval_s)
+        with self.db.connection() as conn:
             span = readers.sample_span(conn, topology.resource_id.tolist(), row.rolled_until)
-        roller = Roller(topology, row.sample_interval_s or interval_s, self.time_zones)
+        roller = Roller(topology, intervals, self.time_zones)
         captured = epoch_s(row.captured_until) if row.captured_until else None
         if row.rolled_until is not None:
             rolled = epoch_s(row.rolled_until)

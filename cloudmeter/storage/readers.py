@@ -17,6 +17,7 @@ import psycopg
 from psycopg import sql
 
 from cloudmeter.model import KINDS, METRICS, Window
+from cloudmeter.rollups.intervals import Intervals
 from cloudmeter.rollups.topology import OPEN_END, Topology
 from cloudmeter.storage import pgbinary
 from cloudmeter.storage.schema import ROLLUP_KINDS
@@ -158,6 +159,29 @@ def read_topology(conn: psycopg.Connection, manager_id: int) -> Topology:
         capacity=np.array([[np.nan if v is None else v for v in row[5:7]] for row in periods], np.float64).reshape(
             len(periods), 2
         ),
+    )
+
+
+def read_intervals(conn: psycopg.Connection, manager_id: int, fallback_s: int = 60) -> Intervals:
+    """A manager's ``resource_intervals`` rows, for the rollup engine (hours without a row: unknown).
+
+    ``fallback_s`` is the grid of a parent in an hour where no resource beneath it has a known interval.
+    """
+    rows = conn.execute(
+        """SELECT i.resource_id, extract(epoch FROM i.valid_from)::bigint, extract(epoch FROM i.valid_to)::bigint,
+                  i.interval_s
+           FROM resource_intervals i JOIN resources r ON r.id = i.resource_id
+           WHERE r.manager_id = %s ORDER BY i.resource_id, i.valid_from""",
+        (manager_id,),
+    ).fetchall()
+    columns = list(zip(*rows, strict=True)) if rows else [(), (), (), ()]
+    return Intervals(
+        np.array(columns[0], np.int32),
+        np.array(columns[1], np.int64),
+        np.array(columns[2], np.int64),
+        np.array(columns[3], np.int32),
+        0,
+        fallback_s,
     )
 
 

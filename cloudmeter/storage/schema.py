@@ -235,6 +235,28 @@ ALTER TABLE managers ADD COLUMN cycle_cost_usd numeric;
 """
 
 
+def _m006_resource_intervals(mode: Mode) -> str:
+    del mode  # the same in both modes
+    # Samples stored before: on the manager's interval, as the rollups took them, from the hour of the first.
+    return """
+CREATE TABLE resource_intervals (
+    resource_id integer NOT NULL REFERENCES resources(id) ON DELETE CASCADE,
+    valid_from timestamptz NOT NULL,
+    valid_to timestamptz NOT NULL CHECK (valid_to > valid_from),
+    interval_s integer NOT NULL CHECK (interval_s > 0 AND 3600 % interval_s = 0),
+    PRIMARY KEY (resource_id, valid_from)
+);
+INSERT INTO resource_intervals (resource_id, valid_from, valid_to, interval_s)
+SELECT r.id, date_bin('1 hour', s.first, timestamptz 'epoch'),
+       date_bin('1 hour', s.last, timestamptz 'epoch') + interval '1 hour', m.sample_interval_s
+FROM resources r
+JOIN managers m ON m.id = r.manager_id
+CROSS JOIN LATERAL (SELECT (SELECT min(ts) FROM metric_samples WHERE resource_id = r.id) AS first,
+                           (SELECT max(ts) FROM metric_samples WHERE resource_id = r.id) AS last) s
+WHERE m.sample_interval_s > 0 AND 3600 % m.sample_interval_s = 0 AND s.first IS NOT NULL;
+"""
+
+
 @dataclass(frozen=True)
 class Migration:
     """One numbered, forward-only schema step."""
@@ -254,6 +276,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(
         5, "samples per capture cycle; API requests, CloudWatch metrics and US$ per manager", _m005_capture_outcomes
     ),
+    Migration(6, "each resource's sampling interval by hour (resource_intervals)", _m006_resource_intervals),
 )
 LATEST: Final = MIGRATIONS[-1].version
 

@@ -22,6 +22,7 @@ from psycopg.pq import Format
 
 from cloudmeter.errors import StorageError
 from cloudmeter.model import METRICS
+from cloudmeter.rollups import intervals
 from cloudmeter.rollups.kernels import is_sorted_unique
 from cloudmeter.rollups.series import Rows, last_per_key
 from cloudmeter.storage import pgbinary
@@ -222,13 +223,15 @@ def write_samples(
     *,
     append_from_s: int | None = None,
     dirty: DirtyMarks | None = None,
+    interval_s: int | None = None,
 ) -> int:
     """Write raw samples idempotently (one transaction); return rows inserted or changed.
 
     ``target`` says how rows are loaded and (native mode) creates any partition the batch needs first. Rows
     at or after ``append_from_s`` (past what the manager has captured, so normally not stored yet) are
     appended without the upsert; should any of them exist already, that part falls back to the upsert.
-    ``dirty`` marks the hours of changed rows that are already rolled up.
+    ``dirty`` marks the hours of changed rows that are already rolled up. ``interval_s``, the batch's
+    sampling interval, is recorded for its resources in the same transaction (``record_intervals``).
     """
     if len(ts_s) == 0:
         return 0
@@ -237,6 +240,8 @@ def write_samples(
     key = ("resource_id", "ts")
     method = target.method
     with conn.transaction():
+        if interval_s is not None:
+            record_intervals(conn, resource_id, ts_s, interval_s, dirty)
         if append_from_s is None:
             return upsert(
                 conn, SAMPLES.name, key, sample_columns(resource_id, ts_s, values), dirty=dirty, method=method
@@ -256,6 +261,81 @@ def write_samples(
             except psycopg.errors.UniqueViolation:
                 written += upsert(conn, SAMPLES.name, key, columns, dirty=dirty, method=method)
         return written
+
+
+_EXTEND_INTERVALS = """
+WITH batch(resource_id, first_s, end_s) AS (SELECT * FROM unnest(%(ids)s::int4[], %(first)s::int8[], %(end)s::int8[])),
+newest AS (
+    SELECT b.resource_id, b.first_s, b.end_s, l.valid_from, l.valid_to, l.interval_s
+    FROM batch b LEFT JOIN LATERAL (
+        SELECT valid_from, valid_to, interval_s FROM resource_intervals i
+        WHERE i.resource_id = b.resource_id ORDER BY valid_from DESC LIMIT 1) l ON true),
+extended AS (
+    UPDATE resource_intervals i SET valid_to = to_timestamp(n.end_s) FROM newest n
+    WHERE i.resource_id = n.resource_id AND i.valid_from = n.valid_from AND n.interval_s = %(interval)s
+      AND to_timestamp(n.first_s) >= n.valid_from AND to_timestamp(n.end_s) > n.valid_to)
+SELECT resource_id FROM newest
+WHERE interval_s IS DISTINCT FROM %(interval)s OR to_timestamp(first_s) < valid_from"""
+
+
+def record_intervals(
+    conn: psycopg.Connection,
+    resource_id: npt.NDArray[np.int32],
+    ts_s: npt.NDArray[np.int64],
+    interval_s: int,
+    dirty: DirtyMarks | None = None,
+) -> None:
+    """Record in ``resource_intervals`` that these resources' samples are at ``interval_s`` in the whole UTC
+    hours from each one's first sample to its last (``rollups.intervals.assign``).
+
+    The usual batch (the same interval as its resource's newest row, from that row's start on) only moves
+    that row's end, in one statement; others are rewritten from their rows. With ``dirty``, hours before
+    ``dirty.before_s`` whose interval changed are marked for a rebuild.
+    """
+    if len(ts_s) == 0:
+        return
+    ids, inverse = np.unique(resource_id, return_inverse=True)
+    hours = ts_s - ts_s % intervals.HOUR_S
+    first = np.full(len(ids), np.iinfo(np.int64).max)
+    end = np.zeros(len(ids), np.int64)
+    np.minimum.at(first, inverse, hours)
+    np.maximum.at(end, inverse, hours + intervals.HOUR_S)
+    params = {"ids": ids.tolist(), "first": first.tolist(), "end": end.tolist(), "interval": interval_s}
+    others = [row[0] for row in conn.execute(_EXTEND_INTERVALS, params).fetchall()]
+    if not others:
+        return
+    spans: dict[int, intervals.Spans] = {rid: [] for rid in others}
+    for rid, lo, hi, step in conn.execute(
+        "SELECT resource_id, extract(epoch FROM valid_from)::int8, extract(epoch FROM valid_to)::int8, interval_s "
+        "FROM resource_intervals WHERE resource_id = ANY(%s) ORDER BY resource_id, valid_from",
+        [others],
+    ):
+        spans[rid].append((lo, hi, step))
+    where = {int(rid): k for k, rid in enumerate(ids.tolist())}
+    rows: list[tuple[int, int, int, int]] = []
+    changed: list[tuple[int, int]] = []
+    for rid, old in spans.items():
+        k = where[rid]
+        new = intervals.assign(old, int(first[k]), int(end[k]), interval_s)
+        rows += [(rid, lo, hi, step) for lo, hi, step in new]
+        if dirty is not None:
+            changed += intervals.changed_hours(old, new, dirty.before_s)
+    conn.execute("DELETE FROM resource_intervals WHERE resource_id = ANY(%s)", [others])
+    columns = list(zip(*rows, strict=True))
+    conn.execute(
+        "INSERT INTO resource_intervals (resource_id, valid_from, valid_to, interval_s) "
+        "SELECT r, to_timestamp(a), to_timestamp(b), s FROM unnest(%s::int4[], %s::int8[], %s::int8[], %s::int4[]) "
+        "AS u(r, a, b, s)",
+        [list(column) for column in columns],
+    )
+    if dirty is not None and changed:
+        lows, highs = zip(*changed, strict=True)
+        conn.execute(
+            "INSERT INTO rollup_dirty (manager_id, ts) SELECT DISTINCT %s, h FROM unnest(%s::int8[], %s::int8[]) "
+            "AS u(a, b), generate_series(to_timestamp(a), to_timestamp(b) - interval '1 hour', interval '1 hour') h "
+            "ON CONFLICT DO NOTHING",
+            [dirty.manager_id, list(lows), list(highs)],
+        )
 
 
 def rollup_columns(rows: Rows) -> dict[str, npt.NDArray[Any]]:

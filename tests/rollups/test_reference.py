@@ -101,3 +101,24 @@ def test_dst_days_are_23_and_25_hours() -> None:
     autumn_start = int(datetime(2026, 10, 24, tzinfo=UTC).timestamp())
     autumn = day_edges("Europe/Berlin", autumn_start, autumn_start + 2 * 86400)
     assert np.diff(autumn).tolist() == [86400, 25 * 3600, 86400]
+
+
+def test_each_resource_expects_its_own_interval_never_below_its_samples() -> None:
+    """Resource 1 at 60 s (30 samples an hour), 2 at 300 s (12), 3 with no interval (its 4 samples), 4 at 300 s
+    but sending every minute (60 > 12: complete, not 500 %)."""
+    rows = [(1, T0 + 120 * k) for k in range(30)] + [(2, T0 + 300 * k) for k in range(12)]
+    rows += [(3, T0 + 900 * k) for k in range(4)] + [(4, T0 + 60 * k) for k in range(60)]
+    got = rollup_buckets(
+        np.array([r for r, _ in rows], np.int32),
+        np.array([t for _, t in rows], np.int64),
+        np.ones((len(rows), 2)),
+        hour_edges(T0, T0 + 3600),
+        {1: 60, 2: 300, 4: 300},
+    )
+    counts = zip(got.sample_count.tolist(), got.expected_count.tolist(), strict=True)
+    assert dict(zip(got.resource_id.tolist(), counts, strict=True)) == {
+        1: (30, 60),
+        2: (12, 12),
+        3: (4, 4),
+        4: (60, 60),
+    }
