@@ -5,25 +5,35 @@ vocabulary of ``cloudmeter.model`` (metric and kind names). Semantics, as the RE
 docstrings state them:
 
 - Raw samples are unique on (resource, ts); a later duplicate replaces an earlier one (``dedupe``).
-- A time rollup row per (resource, bucket ``[lo, hi)``) with samples: per metric avg, min, max, p95
-  (``np.percentile(values, 95)``), max_ts (the earliest ts reaching the max) over the non-NaN values (NaN and
-  -1 when there are none); ``sample_count`` = rows (for a parent, the children's raw samples); ``vcpus`` and
-  ``memory_bytes`` = the largest allocation seen in the bucket (-1 if none).
+- A time rollup row per (resource, bucket ``[lo, hi)``) with samples (a parent's points that only hold a
+  child's row over from before a local midnight inside an hour make no row of their own): per metric avg,
+  min, max, p95 (``np.percentile(values, 95)``), max_ts (the earliest ts reaching the max) over the non-NaN
+  values (NaN and -1 when there are none); ``sample_count`` = rows (for a parent, the children's raw
+  samples); ``vcpus`` and ``memory_bytes`` = the largest allocation seen in the bucket (-1 if none).
 - A sample is placed by its own ts: the period of its resource with ``valid_from <= ts < valid_to``.
 - A parent (a resource that is some period's ``parent_id`` or ``project_id``) gets its rows from its children
-  only. Its series has one point per slot ``(ts - base_s) // interval_s`` (ts = ``base_s + slot * interval``)
-  in which at least one child row placed under it falls. Absolute metrics are the sums of the children's
-  non-NaN values, summed in (child id, ts) order (NaN if none); ``cpu_usage_pct`` / ``mem_usage_pct`` are
+  only. Its series has one point per slot of its grid (below) that at least one child row placed under it
+  covers. Absolute metrics are the sums of the covering children's non-NaN values, summed in (child id, ts)
+  order (NaN if none); ``cpu_usage_pct`` / ``mem_usage_pct`` are
   ``100 * sum / capacity``, capacity being the parent's own allocation from its period at the slot's ts if
   known, else the sum of the allocations of the children that reported the absolute metric in that slot
   (unknown if one of them is unknown, and unknown -- NULL, not 0 -- if none reported). That capacity is
   what the parent passes up and what its ``vcpus`` / ``memory_bytes`` columns show.
+- Every resource has an interval per UTC hour (``spans``, else ``interval_s`` for all): that of its span
+  ``[lo, hi)`` holding the hour, after its last span the last one's, else none (0).
+- A parent's grid in hour ``h`` is the gcd of the (non-zero) intervals in ``h`` of the leaves beneath it then
+  (``fallback_s`` if it has children but none has one); its points are ``h + k * grid``. A child row (a raw
+  sample, or a child parent's point, whose interval is that parent's grid) at ``ts`` covers the slots
+  ``k0 = (ts - h) // grid`` to ``k0 + interval // grid`` (only ``k0`` if its interval is unknown or no
+  multiple of the grid), clipped to the hour; a slot the same child covered already in that hour is skipped.
+  The row's samples count in slot ``k0``; a point exists where any child covers the slot.
 - ``child_count`` = distinct children with a period under the parent overlapping the bucket,
   ``children_with_data`` = distinct children with at least one row placed under the parent in the bucket
-  (by the child row's own ts), ``expected_count`` = ``leaves * (width // interval_s)``, where ``leaves`` counts
-  the leaves beneath the parent in the bucket: each such child counts 1 if it is a leaf, else its own leaves
-  in the bucket (so a VM under two hosts of a cluster in one bucket counts twice for the cluster); for leaves
-  ``child_count`` = ``children_with_data`` = -1 and ``expected_count`` = ``width // interval_s``.
+  (by the child row's own ts). A leaf's own expectation in a bucket is the number of points ``h + k * interval``
+  of its hours that fall in the bucket, or its samples in the bucket if more; its ``expected_count`` is that,
+  and a parent's is the sum of its children's in the bucket, a parent child bringing its own (so a VM under
+  two hosts of a cluster in one bucket counts twice for the cluster); for leaves ``child_count`` =
+  ``children_with_data`` = -1.
 - Projects collect their VMs (``project_id`` of the VM's period) but never add into any other level; the
   ``parent_id`` relation takes children of any kind but ``project``.
 """
@@ -37,6 +47,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import reduce
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -69,12 +80,13 @@ class Period:
 
 @dataclass(frozen=True)
 class Point:
-    """One row of a resource's series: a raw sample (``samples`` 1) or a parent's slot."""
+    """One row of a resource's series: a raw sample (``samples`` 1) or a parent's slot (``interval``: its grid)."""
 
     ts: int
     values: Values
     samples: int
     capacity: tuple[float, float]
+    interval: int = 0
 
 
 @dataclass(frozen=True)
@@ -161,7 +173,7 @@ def _as_int(value: float) -> int:
 
 
 class Oracle:
-    """Series of every resource over ``[base_s, ...)`` on the ``interval_s`` grid, and their rollup rows."""
+    """Series of every resource from ``base_s`` on, each on its intervals, and their rollup rows."""
 
     def __init__(
         self,
@@ -170,8 +182,9 @@ class Oracle:
         raw: Iterable[tuple[int, int, Sequence[float]]],
         interval_s: int,
         base_s: int,
+        spans: dict[int, list[tuple[int, int, int]]] | None = None,
     ) -> None:
-        self.kinds, self.interval_s, self.base_s = kinds, interval_s, base_s
+        self.kinds, self.interval_s, self.base_s, self.spans = kinds, interval_s, base_s, spans
         self.periods: dict[int, list[Period]] = defaultdict(list)
         for period in periods:
             self.periods[period.resource].append(period)
@@ -209,25 +222,80 @@ class Oracle:
             self._series[rid] = self._summed(rid) if self.is_parent(rid) else self._leaf(rid)
         return self._series[rid]
 
+    # --- intervals ----------------------------------------------------------------------------------------
+
+    def interval(self, rid: int, hour: int) -> int:
+        """The resource's interval in the UTC hour starting at ``hour`` (0: none)."""
+        if self.spans is None:
+            return self.interval_s
+        spans = sorted(self.spans.get(rid, []))
+        for lo, hi, interval in spans:
+            if lo <= hour < hi:
+                return interval
+        return spans[-1][2] if spans and hour >= spans[-1][1] else 0
+
+    def grid(self, parent: int, hour: int) -> int:
+        """The parent's grid in ``hour``: gcd of the intervals of the leaves beneath it then."""
+        leaves = self.leaves_beneath(parent, hour, hour + HOUR)
+        found = reduce(math.gcd, (self.interval(leaf, hour) for leaf in leaves), 0)
+        return found or self.interval_s
+
+    def leaves_beneath(self, parent: int, lo: int, hi: int) -> list[int]:
+        """Leaves beneath ``parent`` in ``[lo, hi)`` (a leaf once per child path)."""
+        out: list[int] = []
+        for child in self.children_in(parent, lo, hi):
+            out += self.leaves_beneath(child, lo, hi) if self.is_parent(child) else [child]
+        return out
+
+    def own_expected(self, rid: int, lo: int, hi: int) -> int:
+        """Points of the leaf's hourly grids in ``[lo, hi)``, or its samples there if more."""
+        slots = 0
+        for hour in range(lo - lo % HOUR, hi, HOUR):
+            interval = self.interval(rid, hour)
+            if interval:
+                slots += sum(1 for t in range(hour, hour + HOUR, interval) if lo <= t < hi)
+        samples = sum(1 for ts, _ in self.raw.get(rid, []) if lo <= ts < hi)
+        return max(slots, samples)
+
+    def expected_in(self, rid: int, lo: int, hi: int) -> int:
+        """A leaf's own expectation; a parent's children's, summed."""
+        if not self.is_parent(rid):
+            return self.own_expected(rid, lo, hi)
+        return sum(self.expected_in(child, lo, hi) for child in self.children_in(rid, lo, hi))
+
+    # --- series --------------------------------------------------------------------------------------------
+
     def _leaf(self, rid: int) -> list[Point]:
         points = []
         for ts, values in self.raw.get(rid, []):
             period = self.period_at(rid, ts)
             capacity = (period.vcpus, period.memory_bytes) if period is not None else (NAN, NAN)
-            points.append(Point(ts, values, 1, capacity))
+            points.append(Point(ts, values, 1, capacity, self.interval(rid, ts - ts % HOUR)))
         return points
 
     def _summed(self, parent: int) -> list[Point]:
-        slots: dict[int, list[tuple[int, Point]]] = defaultdict(list)
+        slots: dict[tuple[int, int], list[tuple[int, Point]]] = defaultdict(list)  # (hour, k) -> contributions
+        samples: dict[tuple[int, int], int] = defaultdict(int)
         for child in sorted(self.children[parent]):
+            covered: set[tuple[int, int]] = set()
             for point in self.series(child):
-                if self.owner(child, point.ts, parent):
-                    slots[(point.ts - self.base_s) // self.interval_s].append((child, point))
-                    self.placed[parent].append((child, point))
+                if not self.owner(child, point.ts, parent):
+                    continue
+                self.placed[parent].append((child, point))
+                hour = point.ts - point.ts % HOUR
+                grid = self.grid(parent, hour)
+                first = (point.ts - hour) // grid
+                span = point.interval // grid if point.interval and point.interval % grid == 0 else 1
+                samples[(hour, first)] += point.samples
+                for k in range(first, min(first + span, HOUR // grid)):
+                    if (hour, k) not in covered:
+                        covered.add((hour, k))
+                        slots[(hour, k)].append((child, point))
         out = []
-        for slot in sorted(slots):
-            rows = slots[slot]  # in (child, ts) order
-            ts = self.base_s + slot * self.interval_s
+        for hour, k in sorted(slots):
+            rows = slots[(hour, k)]  # in (child, ts) order
+            grid = self.grid(parent, hour)
+            ts = hour + k * grid
             values = [NAN] * len(METRICS)
             for j in range(len(METRICS)):
                 present = [point.values[j] for _, point in rows if not math.isnan(point.values[j])]
@@ -250,7 +318,7 @@ class Oracle:
                 cap = capacity[column]
                 ok = not math.isnan(values[absolute]) and not math.isnan(cap) and cap > 0
                 values[pct] = 100.0 * values[absolute] / cap if ok else NAN
-            out.append(Point(ts, tuple(values), sum(point.samples for _, point in rows), (capacity[0], capacity[1])))
+            out.append(Point(ts, tuple(values), samples[(hour, k)], (capacity[0], capacity[1]), grid))
         return out
 
     # --- rollup rows ---------------------------------------------------------------------------------------
@@ -263,7 +331,7 @@ class Oracle:
             times = [p.ts for p in series]
             for lo, hi in itertools.pairwise(edges):
                 points = series[bisect_left(times, lo) : bisect_left(times, hi)]
-                if points:
+                if sum(p.samples for p in points):  # a parent's points in a bucket may only hold values over
                     out[(rid, lo)] = self._row(rid, lo, hi, points)
         return out
 
@@ -275,13 +343,12 @@ class Oracle:
             stats = metric_stats([(p.ts, p.values[j]) for p in points if not math.isnan(p.values[j])])
             if stats is not None:
                 avg[j], low[j], high[j], p95[j], max_ts[j] = stats.avg, stats.min, stats.max, stats.p95, stats.max_ts
-        slots = (hi - lo) // self.interval_s
+        expected = self.expected_in(rid, lo, hi)
         if self.is_parent(rid):
             with_data = {child for child, point in self.placed[rid] if lo <= point.ts < hi}
             child_count, children_with_data = len(self.children_in(rid, lo, hi)), len(with_data)
-            expected = self.leaves_in(rid, lo, hi) * slots
         else:
-            child_count, children_with_data, expected = -1, -1, slots
+            child_count, children_with_data = -1, -1
         vcpus = [p.capacity[0] for p in points if not math.isnan(p.capacity[0])]
         memory = [p.capacity[1] for p in points if not math.isnan(p.capacity[1])]
         return Row(
@@ -307,13 +374,6 @@ class Oracle:
             for p in self._child_periods(parent)
             if p.valid_from < hi and p.valid_to > lo and p.valid_from < p.valid_to
         }
-
-    def leaves_in(self, parent: int, lo: int, hi: int) -> int:
-        """Leaves beneath ``parent`` in ``[lo, hi)``: 1 per leaf child, a parent child's own leaves in the bucket."""
-        total = 0
-        for child in self.children_in(parent, lo, hi):
-            total += self.leaves_in(child, lo, hi) if self.is_parent(child) else 1
-        return total
 
     def _child_periods(self, parent: int) -> list[Period]:
         return [

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from cloudmeter.model import KINDS, METRICS
 from cloudmeter.rollups.engine import Roller, leaf_series
+from cloudmeter.rollups.intervals import Intervals
 from cloudmeter.rollups.series import Rows, Series, last_per_key
 from cloudmeter.rollups.topology import OPEN_END, Topology
 from tests.rollups.oracle import NAN, Oracle, Period, Row, day_edges, hour_edges
@@ -52,13 +53,21 @@ class Scenario:
     rid: Int32s
     ts: Ints
     values: Floats
+    #: each resource's interval rows (valid_from, valid_to, interval); None: every resource on ``interval_s``
+    spans: dict[int, list[tuple[int, int, int]]] | None = None
 
     def __repr__(self) -> str:
         periods = "\n  ".join(map(repr, sorted(self.periods, key=lambda p: (p.resource, p.valid_from))))
         return (
             f"Scenario(interval_s={self.interval_s}, start_s={self.start_s}, end_s={self.end_s}, "
-            f"kinds={self.kinds}, {len(self.ts)} raw rows,\n  {periods})"
+            f"kinds={self.kinds}, {len(self.ts)} raw rows, spans={self.spans},\n  {periods})"
         )
+
+    def intervals(self) -> Intervals | int:
+        """What the engine is given: the spans (``interval_s`` as the fallback grid), else ``interval_s``."""
+        if self.spans is None:
+            return self.interval_s
+        return Intervals.from_spans(self.spans, 0, self.interval_s)
 
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:  # hypothesis prints failing examples with it
         printer.text(repr(self))
@@ -79,7 +88,7 @@ class Scenario:
 
     def oracle(self) -> Oracle:
         raw = zip(self.rid.tolist(), self.ts.tolist(), self.values.tolist(), strict=True)
-        return Oracle(self.kinds, self.periods, raw, self.interval_s, self.start_s)
+        return Oracle(self.kinds, self.periods, raw, self.interval_s, self.start_s, self.spans)
 
     def unique(self) -> tuple[Int32s, Ints, Floats]:
         """The raw rows sorted by (resource, ts), the last of duplicates kept, as the engine wants them."""
@@ -237,6 +246,37 @@ def topology_scenarios(draw: st.DrawFn, hours: int, intervals: tuple[int, ...], 
     return Scenario(kinds, tuple(periods), interval, start, end, rid, ts, values)
 
 
+def with_own_intervals(s: Scenario, seed: int) -> Scenario:
+    """``s`` with its VMs' samples redrawn, each VM on intervals of its own (issue 20 item 4): one interval
+    for the whole range, another from an hour on, samples in the first hours only (its interval carried on
+    after), or samples sent without any interval recorded (the grid falls back to ``interval_s``)."""
+    rng = np.random.default_rng(seed)
+    vms = [rid for rid, kind in s.kinds.items() if kind == "vm"]
+    spans: dict[int, list[tuple[int, int, int]]] = {}
+    rid_parts, ts_parts = [], []
+    hours = (s.end_s - s.start_s) // HOUR
+    for vm in vms:
+        how = rng.choice(["one", "one", "changed", "early", "unknown"])
+        a, b = (int(x) for x in rng.choice([60, 120, 300, 900], 2))
+        cut = s.start_s + int(rng.integers(1, hours)) * HOUR if hours > 1 else s.end_s
+        parts = {
+            "one": [(s.start_s, s.end_s, a)],
+            "changed": [(s.start_s, cut, a), (cut, s.end_s, b)],
+            "early": [(s.start_s, cut, a)],
+            "unknown": [(s.start_s, s.end_s, b)],
+        }[str(how)]
+        if how != "unknown":
+            spans[vm] = [p for p in parts if p[0] < p[1]]
+        for lo, hi, interval in parts:
+            ts = sample_times(rng, lo, hi, interval)
+            rid_parts.append(np.full(len(ts), vm, np.int32))
+            ts_parts.append(ts)
+    rid, ts = np.concatenate(rid_parts), np.concatenate(ts_parts)
+    order = rng.permutation(len(ts))
+    values = sample_values(rng, len(ts))
+    return Scenario(s.kinds, s.periods, s.interval_s, s.start_s, s.end_s, rid[order], ts[order], values, spans)
+
+
 # --- engine output vs oracle ---------------------------------------------------------------------------------
 
 
@@ -306,7 +346,7 @@ def differences(
 def engine_rows(s: Scenario, zones: tuple[str, ...], chunks: int = 1) -> dict[Key, Row]:
     """One roll over the scenario's range, then every open day closed."""
     topology = s.topology()
-    roller = Roller(topology, s.interval_s, zones)
+    roller = Roller(topology, s.intervals(), zones)
     parts = list(roller.roll(s.start_s, s.end_s, s.leaves(topology, chunks)))
     parts += roller.close(s.end_s + 3 * DAY)
     assert roller.open_days == []
@@ -390,6 +430,31 @@ def test_topology_daily_children_with_data_match_oracle(s: Scenario) -> None:
     assert not problems, "\n".join(problems)
 
 
+mixed = st.builds(with_own_intervals, topology_scenarios(3, (60, 300), TOPOLOGY_STARTS), st.integers(0, 2**32 - 1))
+
+
+@settings(max_examples=60, deadline=None)
+@given(mixed)
+def test_own_intervals_hourly_rows_match_oracle(s: Scenario) -> None:
+    """VMs on intervals of their own: each expects its own, parents the sum, their series on the finest grid."""
+    problems = topology_differences(s, daily=False, columns=ALL)
+    assert not problems, "\n".join(problems)
+
+
+@settings(max_examples=40, deadline=None)
+@given(mixed)
+def test_own_intervals_daily_rows_match_oracle(s: Scenario) -> None:
+    problems = topology_differences(s, daily=True, columns=ALL)
+    assert not problems, "\n".join(problems)
+
+
+@settings(max_examples=40, deadline=None)
+@given(mixed)
+def test_coverage_never_exceeds_100_percent(s: Scenario) -> None:
+    got = engine_rows(s, ZONES, chunks=2)
+    assert [key for key, row in got.items() if row.sample_count > row.expected_count] == []
+
+
 @settings(max_examples=30, deadline=None)
 @given(topologies)
 def test_topology_allocation_columns_match_oracle(s: Scenario) -> None:
@@ -417,7 +482,7 @@ def sorted_parts(parts: list[Rows]) -> dict[str | None, Rows]:
 def stream(s: Scenario, zones: tuple[str, ...]) -> dict[str | None, Rows]:
     """In-stream: one roll per hour, closing the days that end with it."""
     topology = s.topology()
-    roller = Roller(topology, s.interval_s, zones)
+    roller = Roller(topology, s.intervals(), zones)
     parts: list[Rows] = []
     for hour in range(s.start_s, s.end_s, HOUR):
         parts += roller.roll(hour, hour + HOUR, s.leaves(topology, 1, (hour, hour + HOUR)))
@@ -428,7 +493,7 @@ def stream(s: Scenario, zones: tuple[str, ...]) -> dict[str | None, Rows]:
 def rebuild(s: Scenario, zones: tuple[str, ...], chunks: int) -> dict[str | None, Rows]:
     """Rebuild: one roll over the whole range with the leaves in chunks of resources, then close."""
     topology = s.topology()
-    roller = Roller(topology, s.interval_s, zones)
+    roller = Roller(topology, s.intervals(), zones)
     parts = list(roller.roll(s.start_s, s.end_s, s.leaves(topology, chunks)))
     parts += roller.close(s.end_s)
     return sorted_parts(parts)
@@ -436,7 +501,14 @@ def rebuild(s: Scenario, zones: tuple[str, ...], chunks: int) -> dict[str | None
 
 @settings(max_examples=12, deadline=None)
 @given(
-    topology_scenarios(hours=30, intervals=(60, 300, 900), starts=ANCHORS),
+    st.one_of(
+        topology_scenarios(hours=30, intervals=(60, 300, 900), starts=ANCHORS),
+        st.builds(
+            with_own_intervals,
+            topology_scenarios(hours=30, intervals=(60, 300), starts=ANCHORS),
+            st.integers(0, 2**32 - 1),
+        ),
+    ),
     st.integers(2, 4),
 )
 def test_hour_by_hour_equals_one_roll_in_chunks(s: Scenario, chunks: int) -> None:

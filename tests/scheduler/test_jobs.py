@@ -180,3 +180,90 @@ def test_rebuild_never_writes_an_hour_or_a_day_that_is_still_open(db: Database) 
     hours = tables["hourly"]["ts"].dt.epoch("s")
     assert hours.min() == WINDOW.start_s and hours.max() == WINDOW.start_s + 9 * 3600  # 10:00-10:30 is open
     assert all(tables[tz].height == 0 for tz in ZONES)  # no local day has ended
+
+
+# --- each resource's own interval (issue 20 item 4) -------------------------------------------------------------
+
+
+def _mixed(db: Database) -> tuple[int, SimulatorCollector]:
+    """The simulator with about half of its VMs sent every 300 s and the rest every 60 s."""
+    config = SimulatorConfig(kind="simulator", vms=12, start=START, horizon_days=2, seed=3, coarse_share=0.5)
+    collector = SimulatorCollector("lab", config, clock=lambda: WINDOW.end)
+    with db.connection() as conn:
+        manager_id = managers.register_manager(conn, "lab", "simulator", {})
+    jobs.refresh_inventory(db, manager_id, collector)
+    return manager_id, collector
+
+
+def _expected_by_hand(db: Database, manager_id: int, collector: SimulatorCollector) -> dict[tuple[int, int], int]:
+    """(resource, hour) -> expected count, one resource and hour at a time: a VM expects 3600 / the interval the
+    simulator sends it at, from the hour of its first stored sample on (nothing before); a parent the sum of
+    what the children placed under it at any time in the hour expect."""
+    with db.connection() as conn:
+        resources = conn.execute("SELECT id, kind, ems_ref FROM resources WHERE manager_id = %s", [manager_id])
+        kinds, refs = {}, {}
+        for rid, kind, ems_ref in resources.fetchall():
+            kinds[rid], refs[rid] = kind, ems_ref
+        periods = conn.execute(
+            """SELECT h.resource_id, extract(epoch FROM h.valid_from)::int8,
+                      coalesce(extract(epoch FROM h.valid_to)::int8, 4000000000), h.parent_id, p.id
+               FROM resource_history h JOIN resources r ON r.id = h.resource_id
+               LEFT JOIN resources p ON p.manager_id = r.manager_id AND p.kind = 'project' AND p.ems_ref = h.project
+               WHERE r.manager_id = %s""",
+            [manager_id],
+        ).fetchall()
+        first = dict(
+            conn.execute(
+                "SELECT resource_id, extract(epoch FROM min(ts))::int8 FROM metric_samples GROUP BY resource_id"
+            ).fetchall()
+        )
+
+    def expected(rid: int, hour: int) -> int:
+        if kinds[rid] == "vm":
+            interval = collector.interval_of(int(refs[rid].rsplit("-", 1)[1]))
+            return 3600 // interval if rid in first and first[rid] - first[rid] % 3600 <= hour else 0
+        children = set()
+        for child, lo, hi, parent, project in periods:
+            under = project if kinds[rid] == "project" and kinds[child] == "vm" else parent
+            if lo < hour + 3600 and hi > hour and under == rid and kinds[child] != "project":
+                children.add(child)
+        return sum(expected(child, hour) for child in children)
+
+    return {(rid, hour): expected(rid, hour) for rid in kinds for hour in range(WINDOW.start_s, WINDOW.end_s, 3600)}
+
+
+def _is_vm(db: Database, rid: int) -> bool:
+    with db.connection() as conn:
+        row = conn.execute("SELECT kind FROM resources WHERE id = %s", [rid]).fetchone()
+    return row is not None and row[0] == "vm"
+
+
+def test_each_vm_expects_its_own_interval_and_parents_their_vms(db: Database) -> None:
+    manager_id, collector = _mixed(db)
+    assert {collector.interval_of(k) for k in range(12)} == {60, 300}
+    restart = WINDOW.start + timedelta(hours=30, minutes=30)
+    _capture_in_steps(db, manager_id, collector, Window(WINDOW.start, restart))
+    _capture_in_steps(db, manager_id, collector, Window(restart, WINDOW.end))  # a new process resumes
+    streamed = _rollup_tables(db)
+    want = _expected_by_hand(db, manager_id, collector)
+    hourly = streamed["hourly"]
+    got = {
+        (rid, int(ts.timestamp())): (count, expected)
+        for rid, ts, count, expected in hourly.select("resource_id", "ts", "sample_count", "expected_count").rows()
+    }
+    assert {key: expected for key, (_, expected) in got.items()} == {key: want[key] for key in got}
+    assert all(count <= expected for count, expected in got.values())
+    daily = streamed["UTC"]
+    assert (daily["sample_count"] <= daily["expected_count"]).all()
+    days = daily.filter(pl.col("resource_id").is_in([rid for rid in {rid for rid, _ in want} if _is_vm(db, rid)]))
+    for rid, ts in days.select("resource_id", "ts").rows():  # a VM's day: the sum of its hours
+        start = int(ts.timestamp())
+        whole = sum(want[(rid, hour)] for hour in range(start, start + 86400, 3600) if (rid, hour) in want)
+        assert days.filter((pl.col("resource_id") == rid) & (pl.col("ts") == ts))["expected_count"].item() == whole
+    with db.connection() as conn:
+        conn.execute("TRUNCATE metric_hourly, metric_daily")
+        conn.commit()
+    jobs.rollup(db, manager_id, WINDOW, ZONES)
+    rebuilt = _rollup_tables(db)
+    for name, frame in streamed.items():
+        assert rebuilt[name].equals(frame), name

@@ -12,7 +12,7 @@ rolled up already, the next one open).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -26,7 +26,7 @@ from cloudmeter.scheduler.pipeline import StreamRollup
 from cloudmeter.scheduler.windows import CapturePlan, next_window
 from cloudmeter.storage import managers
 from cloudmeter.storage.database import Database
-from tests.scheduler.test_jobs import WINDOW, ZONES, _rollup_tables, _setup
+from tests.scheduler.test_jobs import WINDOW, ZONES, _mixed, _rollup_tables, _setup
 
 MOMENTS = ("between windows", "mid-window", "before the rollup", "mid-rollup")
 #: How a restarted daemon goes on: from captured_until minus 10 minutes, an hour at a time.
@@ -65,10 +65,16 @@ def _arm(monkeypatch: pytest.MonkeyPatch, moment: str, collector: SimulatorColle
         monkeypatch.setattr(pipeline, "_write", dying_write)
 
 
-def _crash_then_resume(db: Database, monkeypatch: pytest.MonkeyPatch, moment: str, crash_at: timedelta) -> int:
+def _crash_then_resume(
+    db: Database,
+    monkeypatch: pytest.MonkeyPatch,
+    moment: str,
+    crash_at: timedelta,
+    setup: Callable[[Database], tuple[int, SimulatorCollector]] = _setup,
+) -> int:
     """Capture from 00:07 to ``crash_at`` and die at ``moment`` of a last window of 2 h 26 min; resume to the
     end of ``WINDOW`` with a new StreamRollup; return the manager's id."""
-    manager_id, collector = _setup(db)
+    manager_id, collector = setup(db)
     first = StreamRollup(db, manager_id, ZONES)
     start, crash = WINDOW.start + timedelta(minutes=7), WINDOW.start + crash_at
     for step in Window(start, crash).split(1800):
@@ -112,6 +118,20 @@ def test_rollups_after_a_crash_equal_a_rebuild_from_storage(
     streamed = _rollup_tables(db)
     assert streamed["hourly"]["ts"].min() == WINDOW.start  # the first, partly captured hour too
     assert streamed["Europe/Berlin"].height > 0
+    rebuilt = _rebuilt(db, manager_id)
+    for name, frame in rebuilt.items():
+        assert streamed[name].equals(frame), name
+
+
+@pytest.mark.parametrize("moment", MOMENTS)
+def test_mixed_intervals_after_a_crash_equal_a_rebuild_from_storage(
+    db: Database, monkeypatch: pytest.MonkeyPatch, moment: str
+) -> None:
+    """VMs at 60 s and at 300 s: the resumed process reads the intervals capture recorded, as a rebuild does."""
+    manager_id = _crash_then_resume(db, monkeypatch, moment, timedelta(hours=25, minutes=27), _mixed)
+    streamed = _rollup_tables(db)
+    assert set(streamed["hourly"]["expected_count"].unique().to_list()) >= {12, 60}  # a VM of each interval
+    assert (streamed["hourly"]["sample_count"] <= streamed["hourly"]["expected_count"]).all()
     rebuilt = _rebuilt(db, manager_id)
     for name, frame in rebuilt.items():
         assert streamed[name].equals(frame), name
