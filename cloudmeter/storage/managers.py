@@ -184,10 +184,12 @@ def _move_mark(conn: psycopg.Connection, manager_id: int, start: datetime | None
 
 def mark_skipped(conn: psycopg.Connection, manager_id: int, start: datetime, end: datetime) -> None:
     """Record that ``[start, end)`` is skipped because the source no longer keeps it: it counts as covered, so
-    ``captured_until`` moves over it as over a captured range, and it shows in ``skipped_ranges``."""
+    ``captured_until`` moves over it as over a captured range, and what of it was not captured before shows in
+    ``skipped_ranges``."""
     with conn.transaction():
         conn.execute(
-            "UPDATE managers SET skipped = skipped + tstzmultirange(tstzrange(%s, %s)) WHERE id = %s",
+            """UPDATE managers SET skipped = skipped + (tstzmultirange(tstzrange(%s, %s)) - captured)
+               WHERE id = %s""",
             (start, end, manager_id),
         )
         _move_mark(conn, manager_id, start, end)

@@ -44,8 +44,11 @@ def test_a_skipped_range_counts_as_covered_and_shows_apart_from_holes(db: Databa
         assert managers.capture_holes(conn, mid) == [(t(5), t(7))]
         managers.mark_skipped(conn, mid, t(5), t(7))  # gone at the source meanwhile
         assert managers.manager_by_id(conn, mid).captured_until == t(8)
+        managers.mark_captured(conn, mid, t(10), t(11), now)
+        managers.mark_skipped(conn, mid, t(8), t(12))  # what was captured of it is not skipped
+        assert managers.manager_by_id(conn, mid).captured_until == t(12)
         (row,) = status.manager_status(conn)
-    assert row.skipped == [(t(1), t(7))]
+    assert row.skipped == [(t(1), t(7)), (t(8), t(10)), (t(11), t(12))]
     assert row.holes == []
 
 
