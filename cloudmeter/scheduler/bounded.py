@@ -2,11 +2,11 @@
 
 httpx and botocore give up on a read that gets no byte for a while (OpenStack's ``timeout_s``, AWS's 60 s), but a
 source that sends a byte every few seconds keeps each read alive and its request open for ever. So the daemon
-calls its collectors through ``Bounded``: each call (``inventory``, ``verify``, the next batch of a ``capture``)
-runs in a helper thread, and the job waits for its answer at most ``limit_s`` (``FACTOR`` x the manager's
-``timeout_s``). Past that the job raises ``NoAnswer``, a ``SourceUnavailable``, and goes on without the helper,
-which is left to end with its request (a daemon thread: it holds up no exit). Only the job's own thread writes to
-storage, so nothing an abandoned call brings back is ever stored.
+calls its collectors through ``Bounded``: each call (``inventory``, ``verify``, ``retention_s``, the next batch
+of a ``capture``) runs in a helper thread, and the job waits for its answer at most ``limit_s`` (``FACTOR`` x the
+manager's ``timeout_s``). Past that the job raises ``NoAnswer``, a ``SourceUnavailable``, and goes on without the
+helper, which is left to end with its request (a daemon thread: it holds up no exit). Only the job's own thread
+writes to storage, so nothing an abandoned call brings back is ever stored.
 
 The bound is per answer, not per job: a long catch-up or a large cloud takes as long as it takes while batches
 keep coming; only a source that stops answering ends a job. A wait also ends when ``stop`` is set (SIGTERM),
@@ -90,6 +90,12 @@ class Bounded:
     def verify(self) -> None:
         """The collector's ``verify``, within the bound."""
         self._call("verify", self.collector.verify)
+
+    @property
+    def retention_s(self) -> int | None:
+        """The collector's ``retention_s`` (which may ask the source, e.g. Gnocchi's archive policies), within the
+        bound; read it once per job."""
+        return self._call("the retention query", lambda: self.collector.retention_s)
 
     def inventory(self) -> Inventory:
         """The collector's ``inventory``, within the bound."""

@@ -11,9 +11,19 @@ the same worker, so a manager holds at most one worker. A job waits for each ans
 read timeout). A failure backs the manager off exponentially (``next_attempt_at``) without touching the others;
 a source that asked to slow down (``Throttled``) is left alone at least as long as it asked. Failures are logged
 in one line each, and so is a database that cannot be reached to record them: no job lets an exception reach
-apscheduler. Each captured batch commits whole with its rows, so a kill at any moment loses nothing already
-committed and the next capture resumes from ``captured_until``. On SIGTERM/SIGINT the daemon stops taking new
-steps, gives up waiting on sources and waits for running steps to commit.
+apscheduler. A failed job runs again at ``next_attempt_at`` (its schedule is moved there), not at its next turn. A
+manager added with ``managers add`` whose stored config does not load here (an ``env:`` variable that is not set)
+fails the same way, as a ``config`` job, retried by a sweep at its ``next_attempt_at``. Each captured batch
+commits whole with its rows, so a kill at any moment loses nothing already committed and the next capture resumes
+from ``captured_until``. On SIGTERM/SIGINT the daemon stops taking new steps, gives up waiting on sources and
+waits for running steps to commit.
+
+Per capture job the daemon reads the source's retention once; a range before it that was never captured is
+skipped in one warning and recorded in ``managers.skipped``. A run of windows that bring nothing is one log line
+saying so and naming the newest sample stored; a source that has sent nothing for ``stale_after_intervals``
+capture intervals of captured time is warned about once and flagged (``cloudmeter_source_stale``). What each job
+asked of the source (``collectors.usage``: requests, CloudWatch metrics, US$) is added to the manager's totals and
+to Prometheus counters; a capture job's figures and samples are also its manager's last cycle's.
 """
 
 from __future__ import annotations
@@ -33,14 +43,16 @@ import psycopg
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from cloudmeter.collectors import usage
 from cloudmeter.collectors.base import Collector, ManagerConfig
 from cloudmeter.collectors.registry import build_collector
 from cloudmeter.config import Settings
-from cloudmeter.errors import CloudmeterError, StorageError, Throttled
+from cloudmeter.errors import CloudmeterError, ConfigError, StorageError, Throttled
+from cloudmeter.model import Window
 from cloudmeter.scheduler import bounded, jobs, metrics
 from cloudmeter.scheduler.fleet import fleet
 from cloudmeter.scheduler.pipeline import StreamRollup
-from cloudmeter.scheduler.windows import CapturePlan, next_window
+from cloudmeter.scheduler.windows import CapturePlan, duration, gone_at_source, next_window, stale_after_s
 from cloudmeter.storage import managers, partitions
 from cloudmeter.storage.database import Database
 from cloudmeter.storage.dsn import scrub
@@ -72,6 +84,7 @@ class _Leased:
     limit_s: float = bounded.FACTOR * bounded.DEFAULT_TIMEOUT_S
     turns: threading.Lock = field(default_factory=threading.Lock)
     waiting: set[str] = field(default_factory=set)
+    stale: bool = False  # warned that its source sends nothing (once, until it sends again)
 
 
 def one_line(text: str) -> str:
@@ -96,6 +109,7 @@ class Daemon:
         self._leased: dict[str, _Leased] = {}
         self._idle_said = False  # warned that there is nothing to run (once, until there is something)
         self._lost_said = False  # warned that the lease connection is lost (once, until it is back)
+        self._sweeping = threading.Lock()  # a sweep at a broken manager's retry time may meet the regular one
 
     def run(self) -> None:
         """Serve until SIGTERM/SIGINT (or ``stop``), then let running steps commit and give the leases back."""
@@ -135,7 +149,8 @@ class Daemon:
         if self.stop.is_set():
             return
         try:
-            self._rebalance()
+            with self._sweeping:
+                self._rebalance()
             self._lost_said = False
         except psycopg.OperationalError as exc:  # the session, and with it every lock, is gone
             # said once per outage (a sweep runs every lease_interval_s), then at DEBUG until it is back
@@ -152,9 +167,9 @@ class Daemon:
             slot = self._leases.join()
             log.info("joined as daemon slot %d", slot)
         found = fleet(self.db, self.settings.managers)
-        for name, why in found.broken.items():
-            log.error("manager %s is skipped: %s", name, why)
-        wanted = self._enabled(found.configs)
+        with self.db.connection() as conn:
+            rows = {row.name: row for row in managers.list_managers(conn)}
+        wanted = self._enabled(found.configs, rows)
         if not wanted and not self._idle_said:
             log.warning(
                 "no enabled managers (%d configured): add [managers.NAME] to the config file or use "
@@ -175,20 +190,56 @@ class Daemon:
             if self._leases.try_acquire(wanted[name][0]):
                 self._take(name, *wanted[name])
         metrics.LEASED.set(len(self._leased))
+        for name, why in found.broken.items():
+            if name in rows and rows[name].enabled:
+                self._unloadable(rows[name], why)
 
-    def _enabled(self, configs: dict[str, ManagerConfig]) -> dict[str, tuple[int, ManagerConfig]]:
+    def _enabled(
+        self, configs: dict[str, ManagerConfig], rows: dict[str, managers.ManagerRow]
+    ) -> dict[str, tuple[int, ManagerConfig]]:
         """Enabled managers by name with their ids."""
-        with self.db.connection() as conn:
-            rows = {row.name: row for row in managers.list_managers(conn)}
         return {
             name: (rows[name].id, config)
             for name, config in configs.items()
             if name in rows and config.enabled and rows[name].enabled
         }
 
+    def _unloadable(self, row: managers.ManagerRow, why: str) -> None:
+        """Record that an added manager's stored config does not load here as a failed ``config`` job, backed off
+        like any failure (one log line per attempt), unless another daemon holds it; try again at its
+        ``next_attempt_at`` (a sweep is scheduled then)."""
+        assert self._leases is not None
+        now = datetime.now(UTC)
+        retry_at = row.next_attempt_at
+        if (retry_at is None or retry_at <= now) and self._leases.try_acquire(row.id):
+            try:  # holding its lease: no other daemon records the same failure meanwhile
+                with self.db.connection() as conn:
+                    current = managers.manager_by_id(conn, row.id)
+                    retry_at = current.next_attempt_at
+                    if retry_at is None or retry_at <= now:
+                        message = one_line(scrub(why))
+                        retry_at = managers.mark_failed(
+                            conn,
+                            row.id,
+                            f"config: {message}",
+                            now,
+                            self._backoff(ConfigError(why), current.failures),
+                        )
+                        metrics.JOBS.labels(row.name, "config", "failed").inc()
+                        log.warning("manager %s: config failed, next attempt at %s: %s", row.name, retry_at, message)
+            finally:
+                self._leases.release(row.id)
+        if retry_at is not None and retry_at > now:
+            self.scheduler.add_job(
+                self._sweep, "date", run_date=retry_at, id=f"retry:{row.name}", name=f"retry {row.name}",
+                replace_existing=True,
+            )  # fmt: skip
+
     def _take(self, name: str, manager_id: int, config: ManagerConfig) -> None:
         schedule = self.settings.schedule
         collector, limit_s = build_collector(name, config), bounded.limit_s(config)
+        with self.db.connection() as conn:  # its config loads here: a back-off for failing to load it is over
+            managers.end_config_backoff(conn, manager_id)
         leased = self._leased[name] = _Leased(name, manager_id, collector, config=config, limit_s=limit_s)
         now = datetime.now(UTC)
         for job, every, first in (
@@ -248,7 +299,9 @@ class Daemon:
     def _attempt(self, leased: _Leased, job: str) -> None:
         """Run one job unless the manager is backing off; record a failure and back it off. Never raises an
         Exception: each outcome is one log line (apscheduler would log a traceback)."""
-        step: Callable[[_Leased, managers.ManagerRow], None] = self._refresh if job == "refresh" else self._capture
+        step: Callable[[_Leased, managers.ManagerRow], int | None] = (
+            self._refresh if job == "refresh" else self._capture
+        )
         name = leased.name
         if self.stop.is_set():
             return
@@ -262,8 +315,9 @@ class Daemon:
         if row.next_attempt_at is not None and row.next_attempt_at > now:
             log.debug("manager %s backs off until %s", name, row.next_attempt_at)
             return
+        samples = None
         try:
-            step(leased, row)
+            samples = step(leased, row)
             metrics.JOBS.labels(name, job, "ok").inc()
         except bounded.Interrupted:
             leased.stream = None
@@ -272,6 +326,23 @@ class Daemon:
             # an abandoned call may still run in its helper thread: the next job gets a collector of its own
             leased.abandoned = leased.abandoned or isinstance(exc, bounded.NoAnswer)
             self._failed(leased, job, exc, row.failures)
+        self._record_usage(leased, job, samples)
+
+    def _record_usage(self, leased: _Leased, job: str, samples: int | None) -> None:
+        """Add what the job asked of the source to the manager's totals and Prometheus's counters; a capture
+        job's (``samples`` not None) is also the manager's last cycle's."""
+        used = usage.METER.take(leased.name)
+        for api, count in used.requests.items():
+            metrics.REQUESTS.labels(leased.name, api).inc(count)
+        metrics.METRICS_REQUESTED.labels(leased.name).inc(used.metrics)
+        metrics.COST.labels(leased.name).inc(float(used.cost_usd))
+        if not used and samples is None:
+            return
+        try:
+            with self.db.connection() as conn:
+                managers.record_job(conn, leased.id, used.total_requests, used.metrics, used.cost_usd, samples)
+        except _DATABASE_ERRORS as exc:  # counted by Prometheus; the stored totals miss it
+            log.warning("manager %s: %s's source usage not recorded: %s", leased.name, job, _reason(exc))
 
     def _failed(self, leased: _Leased, job: str, exc: Exception, failures: int = 0) -> None:
         """Record that ``job`` failed with ``exc`` (the ``failures``-th failure in a row was the last) and back
@@ -287,11 +358,23 @@ class Daemon:
                     conn, leased.id, f"{job}: {message}", datetime.now(UTC), self._backoff(exc, failures)
                 )
             log.warning("manager %s: %s failed, next attempt at %s: %s", name, job, retry_at, message)
+            if retry_at is not None:
+                self._retry_at(leased, job, retry_at)
         except _DATABASE_ERRORS as db_exc:  # the job runs again as scheduled; its failure is not counted
             unrecorded = f"not recorded: the database is unreachable: {_reason(db_exc)}"
             log.warning("manager %s: %s failed (%s): %s", name, job, unrecorded, message)
         if not isinstance(exc, CloudmeterError):
             log.debug("traceback", exc_info=exc)
+
+    def _retry_at(self, leased: _Leased, failed: str, retry_at: datetime) -> None:
+        """Run the ``failed`` job again at ``retry_at`` (its ``next_attempt_at``) and the manager's other job not
+        before then: a back-off longer or shorter than the interval then means what it says."""
+        for job in ("refresh", "capture"):
+            scheduled = self.scheduler.get_job(f"{job}:{leased.name}")
+            if scheduled is None:
+                continue
+            if job == failed or scheduled.next_run_time is None or scheduled.next_run_time < retry_at:
+                scheduled.modify(next_run_time=retry_at)
 
     def _backoff(self, exc: Exception, failures: int) -> tuple[float, float]:
         """``managers.mark_failed``'s (first, most) wait for a job failing with ``exc`` after ``failures`` in a
@@ -307,27 +390,81 @@ class Daemon:
         del row  # a refresh does not depend on progress
         jobs.refresh_inventory(self.db, leased.id, self._source(leased))
 
-    def _capture(self, leased: _Leased, row: managers.ManagerRow) -> None:
+    def _capture(self, leased: _Leased, row: managers.ManagerRow) -> int:
         """Capture from the last captured time (``row``'s) up to now, a window at a time, stopping between
-        windows on shutdown."""
+        windows on shutdown; skip (and record) what the source no longer keeps. Returns the samples captured."""
         source = self._source(leased)
         jobs.ensure_inventory(self.db, leased.id, source)
         schedule = self.settings.schedule
         plan = CapturePlan(
-            schedule.capture_overlap_s, schedule.initial_capture_s, schedule.max_window_s, leased.collector.retention_s
+            schedule.capture_overlap_s, schedule.initial_capture_s, schedule.max_window_s, source.retention_s
         )
         leased.stream = leased.stream or StreamRollup(self.db, leased.id, self.settings.time_zones)
         now = datetime.now(UTC)
         captured_until = row.captured_until
+        gone = gone_at_source(captured_until, now, plan)
+        if gone is not None and plan.retention_s is not None:
+            with self.db.connection() as conn:
+                managers.mark_skipped(conn, leased.id, gone.start, gone.end)
+            log.warning("manager %s: skipping %s: the source keeps %s", leased.name, gone, duration(plan.retention_s))
+            captured_until = gone.end
+        rows = 0
+        empty: list[Window] = []  # the run of windows that brought nothing, said in one line when it ends
         while not self.stop.is_set():
             window = next_window(captured_until, now, plan)
             if window is None:
                 break
             result = jobs.capture(self.db, leased.id, source, window, stream=leased.stream)
             captured_until = max(captured_until or window.end, window.end)  # what jobs.capture marked
+            rows += result.rows
             metrics.SAMPLES.labels(leased.name).inc(result.rows)
             metrics.LAG.labels(leased.name).set((datetime.now(UTC) - window.end).total_seconds())
+            if not result.rows:
+                empty.append(window)
+                continue
+            self._say_empty(leased, empty)
+            empty = []
             log.info("manager %s: captured %d samples, %s", leased.name, result.rows, window)
+        self._say_empty(leased, empty)
+        self._watch_recency(leased)
+        return rows
+
+    def _say_empty(self, leased: _Leased, empty: list[Window]) -> None:
+        """One line for a run of windows that brought nothing: which, and the newest sample stored."""
+        if not empty:
+            return
+        with self.db.connection() as conn:
+            newest = managers.recency(conn, leased.id).newest_sample_at
+        span = Window(empty[0].start, empty[-1].end)
+        what = f"{span}" if len(empty) == 1 else f"{len(empty)} windows, {span}"
+        them = "it" if len(empty) == 1 else "them"
+        last = f"the newest sample stored is from {newest:%Y-%m-%d %H:%M} UTC" if newest else "no sample is stored yet"
+        log.info(
+            "manager %s: captured nothing in %s: the source sent no measures for %s; %s", leased.name, what, them, last
+        )
+
+    def _watch_recency(self, leased: _Leased) -> None:
+        """Export the newest sample's time and whether the source is stale; warn once when it turns stale."""
+        with self.db.connection() as conn:
+            recency = managers.recency(conn, leased.id)
+        if recency.newest_sample_at is not None:
+            metrics.NEWEST.labels(leased.name).set(recency.newest_sample_at.timestamp())
+        limit = stale_after_s(self.settings.schedule)
+        stale = recency.quiet_s is not None and recency.quiet_s > limit
+        metrics.STALE.labels(leased.name).set(1 if stale else 0)
+        if stale and not leased.stale:
+            newest = recency.newest_sample_at
+            log.warning(
+                "manager %s: stale: the source has sent nothing for %s of captured time (more than %d capture "
+                "intervals); %s",
+                leased.name,
+                duration(round(recency.quiet_s or 0)),
+                limit // self.settings.schedule.capture_interval_s,
+                f"the newest sample stored is from {newest:%Y-%m-%d %H:%M} UTC" if newest else "no sample is stored",
+            )
+        elif leased.stale and not stale:
+            log.info("manager %s: the source sends samples again", leased.name)
+        leased.stale = stale
 
     def _source(self, leased: _Leased) -> bounded.Bounded:
         """``leased``'s collector, each answer within its bound (a new collector after one was abandoned)."""

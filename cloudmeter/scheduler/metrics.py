@@ -8,6 +8,21 @@ JOBS = Counter("cloudmeter_jobs", "Jobs run, by manager, job and result", ["mana
 SAMPLES = Counter("cloudmeter_samples_captured", "Raw samples captured", ["manager"])
 LAG = Gauge("cloudmeter_capture_lag_seconds", "Time between now and the end of the last captured window", ["manager"])
 LEASED = Gauge("cloudmeter_managers_leased", "Managers this daemon runs")
+NEWEST = Gauge(
+    "cloudmeter_newest_sample_timestamp_seconds", "Time of the newest raw sample stored (Unix seconds)", ["manager"]
+)
+STALE = Gauge(
+    "cloudmeter_source_stale",
+    "1 while the source has sent nothing for [schedule] stale_after_intervals capture intervals of captured time",
+    ["manager"],
+)
+REQUESTS = Counter(
+    "cloudmeter_source_requests", "API requests sent to the source, by manager and call", ["manager", "api"]
+)
+METRICS_REQUESTED = Counter(
+    "cloudmeter_cloudwatch_metrics_requested", "CloudWatch metrics named by GetMetricData requests", ["manager"]
+)
+COST = Counter("cloudmeter_source_cost_usd", "What the API requests cost at list prices (US$)", ["manager"])
 
 
 def serve(port: int) -> None:
