@@ -26,7 +26,18 @@ from cloudmeter.cli_common import (
     read_settings,
     window_between,
 )
-from cloudmeter.cli_output import JsonOption, Output, OutputOption, View, show, view
+from cloudmeter.cli_output import (
+    JsonOption,
+    Output,
+    OutputOption,
+    View,
+    jsonable,
+    plural,
+    short_time,
+    show,
+    time_ranges,
+    view,
+)
 from cloudmeter.cli_reports import capacity_app, chargeback_app
 from cloudmeter.collectors.base import Collector, ManagerConfig
 from cloudmeter.collectors.registry import build_collector
@@ -36,6 +47,7 @@ from cloudmeter.model import Window
 from cloudmeter.scheduler import jobs
 from cloudmeter.scheduler.fleet import checked_table, fleet
 from cloudmeter.scheduler.pipeline import StreamRollup
+from cloudmeter.scheduler.windows import duration, stale_after_s
 from cloudmeter.storage import managers, schema, status
 from cloudmeter.storage.database import Database
 
@@ -244,27 +256,82 @@ def db_status(config: ConfigOption = None, as_json: JsonOption = False) -> None:
 
 @app.command("status")
 def overall_status(config: ConfigOption = None, as_json: JsonOption = False) -> None:
-    """The database (mode, TimescaleDB, storage per table, policies) and every manager's capture and rollup progress."""
+    """The database (mode, TimescaleDB, storage per table, policies) and every manager's capture and rollup progress:
+    its state, lag, newest sample, samples per capture cycle, failures and next attempt, ranges skipped as gone at
+    the source and holes not captured yet, API requests and their cost."""
     settings = read_settings(config)
     with open_database(settings) as db, db.connection() as conn:
         report = status.database_status(conn, db.server, db.display_dsn, settings.retention.model_dump())
-        report["managers"] = [asdict(m) for m in status.manager_status(conn)] if report["schema_version"] else []
+        version = report["schema_version"]
+        if 0 < version < schema.LATEST:
+            report["notes"].append(
+                f"the schema is at version {version}, this cloudmeter's is {schema.LATEST}: run `cloudmeter db "
+                "migrate` (the daemon migrates when it starts) to see the managers' progress"
+            )
+        found = status.manager_status(conn, stale_after_s(settings.schedule)) if version == schema.LATEST else []
+    report["managers"] = [
+        asdict(m) | {key: [{"start": a, "end": b} for a, b in getattr(m, key)] for key in ("skipped", "holes")}
+        for m in found
+    ]
+    report["stale_after_s"] = stale_after_s(settings.schedule)
     _print_status(report, as_json)
+
+
+#: The columns of the managers table in ``status``, most telling first (the rest: --json, or notes under it).
+_MANAGER_COLUMNS = (
+    "name", "state", "captured_until", "lag_s", "newest_sample_at", "cycle_samples", "failures", "next_attempt_at",
+    "api_requests", "api_cost_usd", "kind", "enabled", "last_refresh_at", "last_capture_at", "rolled_until",
+    "dirty_hours", "cycle_requests", "cycle_cost_usd", "cloudwatch_metrics",
+)  # fmt: skip
 
 
 def _print_status(report: dict[str, Any], as_json: bool) -> None:
     if as_json:
-        typer.echo(json.dumps(report, default=str))
+        typer.echo(json.dumps(jsonable(report)))
         return
     for key, value in report.items():
-        if not isinstance(value, list):
+        if not isinstance(value, list) and key != "stale_after_s":
             console.print(f"{key:>15}: {value}", highlight=False)
     for note in report["notes"]:
         console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
-    for key in ("tables", "policies", "managers"):
+    for key in ("tables", "policies"):
         if report.get(key):
             frame = pl.DataFrame(report[key], infer_schema_length=None)
             show(frame.select(c for c in frame.columns if frame[c].null_count() < len(frame)), View(), key)
+    if report.get("managers"):
+        _print_managers(report["managers"], report.get("stale_after_s"))
+
+
+def _print_managers(rows: list[dict[str, Any]], stale_after: float | None) -> None:
+    """The managers as a table (samples of the last capture cycles oldest first), then a line for each error,
+    stale source, skipped range and hole."""
+    table = [{key: row[key] for key in _MANAGER_COLUMNS} for row in rows]
+    for shown, row in zip(table, rows, strict=True):
+        shown["cycle_samples"] = " ".join(f"{n:,}" for n in row["cycle_samples"]) or None
+    frame = pl.DataFrame(table, infer_schema_length=None)
+    show(frame.select(c for c in frame.columns if frame[c].null_count() < len(frame)), View(), "managers")
+    for row in rows:
+        name = row["name"]
+        if row["last_error"]:
+            retry = f"next attempt {short_time(row['next_attempt_at'])}" if row["next_attempt_at"] else "retrying"
+            failures = plural(row["failures"], "failure")
+            console.print(
+                f"{name}: {failures} in a row ({retry}); last at {short_time(row['last_error_at'])}: "
+                f"{escape(row['last_error'])}",
+                highlight=False,
+            )
+        if row["state"] == "stale" and stale_after:
+            newest = row["newest_sample_at"]
+            console.print(
+                f"{name}: stale: nothing from the source for {duration(row['quiet_s'])} of captured time (more than "
+                f"{duration(stale_after)}); "
+                + (f"the newest sample is from {short_time(newest)}" if newest else "no sample is stored"),
+                highlight=False,
+            )
+        for key, what in (("skipped", "skipped as gone at the source"), ("holes", "not captured yet (holes)")):
+            if row[key]:
+                ranges = time_ranges((r["start"], r["end"]) for r in row[key])
+                console.print(f"{name}: {what}: {ranges}", highlight=False)
 
 
 @managers_app.command("list")
@@ -275,22 +342,41 @@ def managers_list(
     settings = read_settings(config)
     with open_database(settings) as db:
         db.migrate()
-        configs = fleet(db, settings.managers).configs
+        found = fleet(db, settings.managers)
+        configs, broken = found.configs, found.broken
         with db.connection() as conn:
             stored = {m.name: m for m in managers.list_managers(conn)}
     rows = [
         {
             "name": name,
             "kind": cfg.kind,
-            "source": "config" if name in settings.managers else "cli",
+            "source": stored[name].source if name in stored else "config",
             "enabled": cfg.enabled and (stored[name].enabled if name in stored else True),
-            "last_refresh_at": stored[name].last_refresh_at if name in stored else None,
-            "captured_until": stored[name].captured_until if name in stored else None,
+            "last_refresh_at": _seconds(stored[name].last_refresh_at) if name in stored else None,
+            "captured_until": _seconds(stored[name].captured_until) if name in stored else None,
             "last_error": stored[name].last_error if name in stored else None,
         }
-        for name, cfg in sorted(configs.items())
+        for name, cfg in configs.items()
     ]
-    show(pl.DataFrame(rows, infer_schema_length=None), view(output, as_json))
+    rows += [  # added managers whose stored config does not load here (an env: variable not set)
+        {
+            "name": name,
+            "kind": stored[name].kind,
+            "source": stored[name].source,
+            "enabled": stored[name].enabled,
+            "last_refresh_at": _seconds(stored[name].last_refresh_at),
+            "captured_until": _seconds(stored[name].captured_until),
+            "last_error": f"config: {why}",
+        }
+        for name, why in broken.items()
+        if name in stored
+    ]
+    show(pl.DataFrame(sorted(rows, key=lambda row: row["name"]), infer_schema_length=None), view(output, as_json))
+
+
+def _seconds(moment: datetime | None) -> datetime | None:
+    """``moment`` without its microseconds (a listing's times are to the second)."""
+    return moment.replace(microsecond=0) if moment else None
 
 
 @managers_app.command("verify")
@@ -381,9 +467,14 @@ def managers_remove(
     with open_database(settings) as db:
         db.migrate()
         with db.connection() as conn:
-            if not managers.remove_manager(conn, name):
-                raise fail(f"there is no manager {name!r}", 2)
-    console.print(f"removed manager {name}", highlight=False)
+            removed = managers.remove_manager(conn, name)
+    if removed is None:
+        raise fail(f"there is no manager {name!r}", 2)
+    console.print(
+        f"removed manager {name} with {plural(removed.resources, 'resource')}, {plural(removed.samples, 'sample')}, "
+        f"{plural(removed.hourly, 'hourly rollup row')} and {plural(removed.daily, 'daily rollup row')}",
+        highlight=False,
+    )
 
 
 def _set_enabled(name: str, enabled: bool, config: Path | None) -> None:

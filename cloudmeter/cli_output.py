@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -180,3 +181,31 @@ def short_time(moment: datetime, zone: ZoneInfo | None = None) -> str:
     midnight (a day's or a period's start)."""
     local = moment.astimezone(zone) if moment.tzinfo else moment
     return f"{local:%Y-%m-%d}" if (local.hour, local.minute) == (0, 0) else f"{local:%Y-%m-%d %H:%M}"
+
+
+def plural(count: int, noun: str, nouns: str | None = None) -> str:
+    """``count`` and ``noun`` as English says it: ``1 batch``, ``2 batches`` (``nouns``, default ``noun + "s"``)."""
+    return f"{count:,} {noun if count == 1 else nouns or noun + 's'}"
+
+
+def time_ranges(ranges: Iterable[tuple[datetime, datetime]], zone: ZoneInfo | None = None) -> str:
+    """Time ranges to the minute in ``zone`` (else the machine's): ``2026-03-09 01:00 to 2026-11-07 07:00; ...``."""
+    return "; ".join(f"{short_time(start, zone)} to {short_time(end, zone)}" for start, end in ranges)
+
+
+def jsonable(value: object) -> object:
+    """``value`` (a command's report: dicts, lists, tuples, times, decimals) as JSON-ready values: times in ISO 8601
+    to the second, decimals as numbers, tuples as lists."""
+    if isinstance(value, dict):
+        return {str(key): jsonable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(item) for item in value]
+    if isinstance(value, datetime):
+        return value.isoformat(timespec="seconds")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value)
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)

@@ -48,7 +48,15 @@ from tests.scheduler.misbehaving import MisbehavingGnocchi, misbehaving_gnocchi
 
 NOW = datetime.now(UTC).replace(second=0, microsecond=0)
 T1 = NOW - timedelta(hours=2)  # quiet's samples end here
-QUIET = {"vms": 2, "interval_s": 60, "seed": 3, "clusters": 1, "hosts_per_cluster": 2, "start": T1 - timedelta(days=1)}
+QUIET_VMS = 2
+QUIET = {
+    "vms": QUIET_VMS,
+    "interval_s": 60,
+    "seed": 3,
+    "clusters": 1,
+    "hosts_per_cluster": 2,
+    "start": T1 - timedelta(days=1),
+}
 GN_MARK = NOW - timedelta(days=40)  # gn's captured_until before the daemon starts
 INTERVAL_S = 60
 STALE_AFTER_S = 6 * INTERVAL_S  # the default stale_after_intervals (6) x capture_interval_s
@@ -180,7 +188,7 @@ def run(pg_server: str, moto: str, tmp_path_factory: pytest.TempPathFactory) -> 
         with misbehaving_gnocchi() as gnocchi:
             result = Run(dsn, tmp / "cloudmeter.toml")
             # quiet: two hours captured by hand, an hour apart (a hole between); then its VMs are gone
-            result.config.write_text(config(gnocchi, moto, port, quiet_vms=QUIET["vms"]))
+            result.config.write_text(config(gnocchi, moto, port, quiet_vms=QUIET_VMS))
             for since, until in ((T1 - timedelta(hours=3), T1 - timedelta(hours=2)), (T1 - timedelta(hours=1), T1)):
                 cli(
                     dsn,
