@@ -143,8 +143,10 @@ class SampleBatch:
     """Raw samples as parallel arrays.
 
     ``resource_idx[i]`` indexes ``refs``; ``ts_s[i]`` is the sample's time in epoch seconds; ``values[i, m]``
-    is metric ``METRICS[m]`` (NaN = not measured). ``interval_s`` is the source's sampling interval, from
-    which coverage (expected sample counts) is derived.
+    is metric ``METRICS[m]`` (NaN = not measured). ``interval_s`` is the sampling interval of every series in
+    the batch, from which coverage (expected sample counts) is derived: a source whose resources have different
+    intervals (AWS instances with and without detailed monitoring) sends a batch per interval, and capture
+    records each resource's interval from its batches (``resource_intervals``).
     """
 
     refs: tuple[ResourceRef, ...]

@@ -19,7 +19,7 @@ from typing import Any
 import polars as pl
 import pytest
 
-from cloudmeter.collectors.simulator import SimulatorCollector
+from cloudmeter.collectors.simulator import SimulatorCollector, SimulatorConfig
 from cloudmeter.model import SampleBatch, Window
 from cloudmeter.scheduler import jobs, pipeline
 from cloudmeter.scheduler.pipeline import StreamRollup
@@ -135,3 +135,35 @@ def test_mixed_intervals_after_a_crash_equal_a_rebuild_from_storage(
     rebuilt = _rebuilt(db, manager_id)
     for name, frame in rebuilt.items():
         assert streamed[name].equals(frame), name
+
+
+def test_a_switch_to_a_finer_interval_mid_day_equals_a_rebuild(db: Database) -> None:
+    """Every VM at 300 s for the first 30 hours, then at 60 s (detailed monitoring switched on): the open days'
+    percentile heaps were sized for 300 s, so the stream starts over from storage with the new intervals."""
+    manager_id, _ = _setup(db)
+    config = SimulatorConfig(kind="simulator", vms=12, start=WINDOW.start, horizon_days=2, seed=3)
+    basic = SimulatorCollector("lab", config.model_copy(update={"coarse_share": 1.0}), clock=lambda: WINDOW.end)
+    detailed = SimulatorCollector("lab", config, clock=lambda: WINDOW.end)
+    switch = WINDOW.start + timedelta(hours=30, minutes=30)
+    stream = StreamRollup(db, manager_id, ZONES)
+    for step in Window(WINDOW.start, switch).split(1800):
+        jobs.capture(db, manager_id, basic, step, stream=stream)
+    for step in Window(switch, WINDOW.end).split(1800):
+        jobs.capture(db, manager_id, detailed, step, stream=stream)
+    streamed = _rollup_tables(db)
+    hourly = streamed["hourly"].with_columns(pl.col("ts").dt.epoch("s").alias("s"))
+    vm_hours = hourly.filter(pl.col("resource_id").is_in(_vm_ids(db, manager_id)))
+    before = vm_hours.filter(pl.col("s") < switch.timestamp() - 3600)["expected_count"].unique().to_list()
+    after = vm_hours.filter(pl.col("s") > switch.timestamp())["expected_count"].unique().to_list()
+    assert (before, after) == ([12], [60])  # the switch's hour holds both: 60, the finer
+    assert (hourly["sample_count"] <= hourly["expected_count"]).all()
+    rebuilt = _rebuilt(db, manager_id)
+    for name, frame in rebuilt.items():
+        assert streamed[name].equals(frame), name
+
+
+def _vm_ids(db: Database, manager_id: int) -> list[int]:
+    with db.connection() as conn:
+        return [
+            r[0] for r in conn.execute("SELECT id FROM resources WHERE manager_id = %s AND kind = 'vm'", [manager_id])
+        ]
