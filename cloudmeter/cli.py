@@ -313,7 +313,8 @@ def _print_managers(rows: list[dict[str, Any]], stale_after: float | None) -> No
     for row in rows:
         name = row["name"]
         if row["last_error"]:
-            retry = f"next attempt {short_time(row['next_attempt_at'])}" if row["next_attempt_at"] else "retrying"
+            due = row["next_attempt_at"]  # None once it is due: never a past time
+            retry = f"next attempt {short_time(due)}" if due else "next attempt due now"
             failures = plural(row["failures"], "failure")
             console.print(
                 f"{name}: {failures} in a row ({retry}); last at {short_time(row['last_error_at'])}: "
