@@ -568,7 +568,9 @@ def capture(
             window = window_between(mark - overlap, end, "--since", "--until")
         (result,) = _captured(db, settings, manager_id, collector, [window])
     console.print(
-        f"{manager}: {result.rows:,} samples in {result.batches} batches for {result.window}", highlight=False
+        f"{manager}: {plural(result.rows, 'sample')} in {plural(result.batches, 'batch', 'batches')} "
+        f"for {result.window}",
+        highlight=False,
     )
 
 

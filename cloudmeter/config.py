@@ -51,6 +51,9 @@ class Schedule(BaseModel):
     max_window_s: int = Field(21600, ge=60, le=7 * DAY, description="longest window one capture step reads")
     backoff_initial_s: int = Field(60, ge=1, le=DAY, description="wait after a manager's first failure (then doubled)")
     backoff_max_s: int = Field(3600, ge=1, le=7 * DAY, description="longest wait between a failing manager's attempts")
+    stale_after_intervals: int = Field(
+        6, ge=1, le=10_000, description="a source that sends nothing for this many capture intervals is stale"
+    )
 
     @model_validator(mode="after")
     def _window_longer_than_overlap(self) -> Schedule:

@@ -347,7 +347,7 @@ class CloudWatchCollector:
             for period, members in _by_period(instances, age_period).items():
                 yield from self._capture_group(members, types, memory, period, (start_s, end_s), tally)
         log.info(
-            "manager %r: %d GetMetricData calls requested %d metrics, about US$%.5f (US$0.01 per 1,000)",
+            "manager %r: GetMetricData calls: %d, metrics requested: %d, about US$%.5f (US$0.01 per 1,000)",
             self.name,
             tally.calls,
             tally.metrics,

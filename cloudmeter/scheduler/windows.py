@@ -5,15 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Final
 
 from cloudmeter.config import Schedule
 from cloudmeter.model import Window
-
-#: ``[schedule] stale_after_intervals`` while the settings do not have it: a source that has sent nothing for
-#: this many capture intervals of captured time is stale (6 x 300 s: half an hour, longer than Ceilometer's and
-#: CloudWatch's usual delays).
-STALE_AFTER_INTERVALS: Final = 6
 
 
 @dataclass(frozen=True)
@@ -66,12 +60,6 @@ def duration(seconds: float) -> str:
     return " ".join(parts)
 
 
-def stale_after_intervals(schedule: Schedule) -> int:
-    """``[schedule] stale_after_intervals``, or ``STALE_AFTER_INTERVALS`` where the settings lack it."""
-    value = getattr(schedule, "stale_after_intervals", STALE_AFTER_INTERVALS)
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else STALE_AFTER_INTERVALS
-
-
 def stale_after_s(schedule: Schedule) -> int:
     """How much captured time without a sample makes a source stale: that many capture intervals."""
-    return stale_after_intervals(schedule) * schedule.capture_interval_s
+    return schedule.stale_after_intervals * schedule.capture_interval_s

@@ -339,7 +339,7 @@ def test_capture_reads_cloudwatch_statistics(moto: str, caplog: pytest.LogCaptur
     assert_samples(samples(batches), expected)
     assert sorted((b.interval_s, [r.ems_ref for r in b.refs]) for b in batches) == [(60, [detailed]), (300, [basic])]
     assert all(b.values.shape[1] == len(METRICS) for b in batches)
-    assert "2 GetMetricData calls requested 15 metrics" in caplog.text  # 7 + 7 + 1 memory query
+    assert "GetMetricData calls: 2, metrics requested: 15" in caplog.text  # 7 + 7 + 1 memory query
 
 
 def test_refresh_and_capture_into_the_database(moto: str, db: Database) -> None:

@@ -133,7 +133,7 @@ def test_next_token_pages_are_merged_and_the_cost_logged(caplog: pytest.LogCaptu
     series = {("i-1", "CPUUtilization"): CPU_A + CPU_B, ("i-1", "NetworkIn"): NET_IN}
     assert_samples(samples(batches), reference_samples(series, vcpus, memory, 60, R0, R0 + 3600))
     assert [b.interval_s for b in batches] == [60]
-    assert "manager 'lab': 2 GetMetricData calls requested 14 metrics, about US$0.00014" in caplog.text
+    assert "manager 'lab': GetMetricData calls: 2, metrics requested: 14, about US$0.00014" in caplog.text
 
 
 @pytest.mark.parametrize("newest_first", [True, False])

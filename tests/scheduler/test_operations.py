@@ -169,6 +169,8 @@ def moto() -> Iterator[str]:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
+    # moto's backends are one per process: empty them of what other modules' servers left (their instances)
+    urllib.request.urlopen(urllib.request.Request(f"http://{host}:{port}/moto-api/reset", method="POST")).close()
     yield f"http://{host}:{port}"
     server.stop()
 
