@@ -140,12 +140,16 @@ def raise_for_status(manager: str, response: httpx.Response, what: str, secrets:
 
 
 def _description(response: httpx.Response) -> str:
+    """What an error body says: Gnocchi's ``description``, Keystone's ``error``, or Nova's one fault
+    (``{"badRequest": {"message": ...}}``); else the body itself."""
     try:
         body = response.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
         return response.reason_phrase
     if isinstance(body, dict):
         inner = body.get("description") or body.get("error") or body
+        if inner is body and len(body) == 1 and isinstance(fault := next(iter(body.values())), dict):
+            inner = fault  # Nova names the fault: badRequest, itemNotFound, forbidden, ...
         if isinstance(inner, dict):
             inner = inner.get("message") or inner.get("cause") or inner
         return str(inner)

@@ -366,3 +366,19 @@ def test_retry_after_in_seconds_or_as_an_http_date(header: str, wanted: float) -
         raise_for_status("os", response, "Gnocchi GET /v1")
 
     assert caught.value.retry_after == pytest.approx(wanted, abs=1.5)  # the date is read a moment later
+
+
+def test_a_nova_fault_body_is_relayed_by_its_message() -> None:
+    from cloudmeter.collectors.gnocchi_api import raise_for_status
+    from cloudmeter.errors import BadPayload
+
+    # Nova's fault shape (api-ref "Faults"): the fault's name, then code and message
+    body = {"badRequest": {"code": 400, "message": "Invalid input for field/attribute limit."}}
+    response = httpx.Response(400, json=body, request=httpx.Request("GET", "http://nova/v2.1/flavors/detail"))
+
+    with pytest.raises(BadPayload) as caught:
+        raise_for_status("os", response, "Nova GET /flavors/detail")
+
+    assert str(caught.value) == (
+        "manager 'os': Nova GET /flavors/detail was rejected (400 Invalid input for field/attribute limit.)"
+    )
