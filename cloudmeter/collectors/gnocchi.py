@@ -164,7 +164,7 @@ class GnocchiCollector:
                     self._layout(datetime.now(UTC) - timedelta(days=self.config.retired_lookback_days))
                 )
             if not self._policies:
-                self._policies = archive_policies(self.api.request("GET", "/v1/archive_policy"))
+                self._load_policies()
         except PayloadError as exc:
             raise exc.bad_payload(self.name, "Gnocchi") from exc
         used = [self._policies[name] for name in set(self._metric_policy.values()) if name in self._policies]
@@ -231,7 +231,7 @@ class GnocchiCollector:
         wanted = self.config.granularity_s
         if wanted is not None:
             try:
-                policies = archive_policies(self.api.request("GET", "/v1/archive_policy"))
+                policies = self._load_policies()
             except PayloadError as exc:
                 raise exc.bad_payload(self.name, "Gnocchi") from exc
             if all(wanted not in policy.granularities for policy in policies.values()):
@@ -380,7 +380,12 @@ class GnocchiCollector:
             for name in sorted({_METER_NAMES[m.role] for m in unknown}):
                 self._metric_policy |= metric_policies(self.api.metrics_named(name), f"/v1/metric?name={name}")
         if not set(self._metric_policy.values()) <= self._policies.keys():
-            self._policies = archive_policies(self.api.request("GET", "/v1/archive_policy"))
+            self._load_policies()
+
+    def _load_policies(self) -> dict[str, ArchivePolicy]:
+        """Every archive policy Gnocchi has (``GET /v1/archive_policy``), kept for the reads that follow."""
+        self._policies = archive_policies(self.api.request("GET", "/v1/archive_policy"))
+        return self._policies
 
     def _by_granularity(
         self,
