@@ -10,7 +10,6 @@ is counted; `managers remove` says what it deleted and leaves the other manager'
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import signal
@@ -31,6 +30,7 @@ from tests.collectors import ceilometer_cloud as cloud
 from tests.collectors.test_cloudwatch import moto, moto_url, put
 from tests.collectors.test_cloudwatch import run as launch
 from tests.collectors.test_gnocchi import expected_row
+from tests.collectors.test_gnocchi_policies import strict_json
 from tests.gnocchi_server import GnocchiServer
 from tests.loopback import ServerFailed
 
@@ -49,13 +49,6 @@ def gnocchi(pg_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         pytest.fail(str(exc))
 
 
-def _json(text: str) -> Any:
-    def refuse(constant: str) -> None:
-        raise AssertionError(f"{constant} is not JSON")
-
-    return json.loads(text, parse_constant=refuse)
-
-
 def _ok(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     done = run(*args, env=env)
     assert done.returncode == 0, (args, done.stderr)
@@ -64,7 +57,7 @@ def _ok(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 
 def _status(env: dict[str, str]) -> dict[str, dict[str, Any]]:
-    return {m["name"]: m for m in _json(_ok("status", "--json", env=env).stdout)["managers"]}
+    return {m["name"]: m for m in strict_json(_ok("status", "--json", env=env).stdout)["managers"]}
 
 
 def _daemon(env: dict[str, str], seconds: float) -> str:
@@ -129,7 +122,7 @@ secret_access_key = "env:JOURNEY_AWS_SECRET"
     put(moto, "AWS/EC2", "CPUUtilization", {"InstanceId": detailed}, [(later, 5.0)])
     since, until = cloud.T0.isoformat(), cloud.at(24).isoformat()
 
-    verified = _json(_ok("managers", "verify", "--json", env=env).stdout)
+    verified = strict_json(_ok("managers", "verify", "--json", env=env).stdout)
     assert {row["name"]: row["result"] for row in verified} == {"os": "ok", "aws": "ok"}
 
     # backfill: exactly the scenario's readings
@@ -184,7 +177,7 @@ secret_access_key = "env:JOURNEY_AWS_SECRET"
     # every report, as JSON that is JSON; coverage never above 100; unknown capacity null, never 0 or Infinity
     window = ("--from", since, "--to", until)
     for level in ("host", "cluster", "provider"):
-        rows = _json(_ok("capacity", "utilization", "--level", level, *window, "--json", env=env).stdout)
+        rows = strict_json(_ok("capacity", "utilization", "--level", level, *window, "--json", env=env).stdout)
         assert rows and all(r["coverage_pct"] is None or 0 <= r["coverage_pct"] <= 100 for r in rows)
         for row in rows:
             assert row["vcpus_capacity"] is None and row["cpu_pct_avg"] is None  # no Nova here: unknown
@@ -194,7 +187,7 @@ secret_access_key = "env:JOURNEY_AWS_SECRET"
         ("capacity", "rightsize", *window),
         ("chargeback", "show", *window),
     ):
-        assert isinstance(_json(_ok(*report, "--json", env=env).stdout), list), report
+        assert isinstance(strict_json(_ok(*report, "--json", env=env).stdout), list), report
     for form in ("csv", "parquet", "xlsx", "focus"):
         out = tmp_path / f"chargeback.{form}"
         _ok("chargeback", "export", "--format", form, "--output", str(out), *window, env=env)

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
@@ -285,13 +286,13 @@ def test_backfill_beyond_what_is_kept_captures_and_says_what_may_be_missing(
     ), notes
 
 
-def _strict_json(text: str) -> list[dict[str, object]]:
+def strict_json(text: str) -> Any:
+    """``text`` parsed as JSON proper: NaN and Infinity, which Python's json accepts, fail the test."""
+
     def refuse(constant: str) -> None:
         raise AssertionError(f"{constant} is not JSON")
 
-    rows = json.loads(text, parse_constant=refuse)
-    assert isinstance(rows, list)
-    return rows
+    return json.loads(text, parse_constant=refuse)
 
 
 def test_unknown_host_capacity_is_null_with_a_note_and_a_configured_one_is_used(
@@ -315,7 +316,7 @@ def test_unknown_host_capacity_is_null_with_a_note_and_a_configured_one_is_used(
         as_json = run("capacity", "utilization", "--level", "host", *window, "--json", env=env, data_dir=data)
         table = run("capacity", "utilization", "--level", "host", *window, env=env, data_dir=data)
         assert as_json.returncode == 0 and table.returncode == 0, as_json.stderr + table.stderr
-        found[name] = ({row["host"]: row for row in _strict_json(as_json.stdout)}, " ".join(table.stdout.split()))
+        found[name] = ({row["host"]: row for row in strict_json(as_json.stdout)}, " ".join(table.stdout.split()))
 
     hosts, text = found["unknown"]
     for host in ("cn-1", "cn-2"):  # no Nova (basic auth), nothing configured: unknown, never 0 or Infinity
