@@ -16,7 +16,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from cloudmeter.cli_reports import capacity_app
+from cloudmeter.cli.capacity import capacity_app
 from cloudmeter.collectors.cloudwatch import CloudWatchCollector
 from cloudmeter.model import Window, epoch_s
 from cloudmeter.scheduler import jobs

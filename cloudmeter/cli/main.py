@@ -15,7 +15,8 @@ import polars as pl
 import typer
 from rich.markup import escape
 
-from cloudmeter.cli_common import (
+from cloudmeter.cli.capacity import capacity_app, chargeback_app
+from cloudmeter.cli.common import (
     ConfigOption,
     console,
     err_console,
@@ -26,7 +27,7 @@ from cloudmeter.cli_common import (
     read_settings,
     window_between,
 )
-from cloudmeter.cli_output import (
+from cloudmeter.cli.output import (
     JsonOption,
     Output,
     OutputOption,
@@ -38,7 +39,6 @@ from cloudmeter.cli_output import (
     time_ranges,
     view,
 )
-from cloudmeter.cli_reports import capacity_app, chargeback_app
 from cloudmeter.collectors.base import Collector, ManagerConfig
 from cloudmeter.collectors.registry import build_collector
 from cloudmeter.config import Settings, effective_config

@@ -12,7 +12,7 @@ import polars as pl
 import psycopg
 import typer
 
-from cloudmeter.cli_common import (
+from cloudmeter.cli.common import (
     MAX_WINDOW_DAYS,
     ConfigOption,
     console,
@@ -23,7 +23,7 @@ from cloudmeter.cli_common import (
     read_settings,
     window_between,
 )
-from cloudmeter.cli_output import (
+from cloudmeter.cli.output import (
     JsonOption,
     Output,
     OutputOption,

@@ -25,7 +25,7 @@ from rich import box
 from rich.measure import Measurement
 from rich.table import Table
 
-from cloudmeter.cli_common import console, fail
+from cloudmeter.cli.common import console, fail
 
 
 class Output(StrEnum):
