@@ -36,8 +36,8 @@ from botocore.awsrequest import AWSResponse
 from botocore.compat import HTTPHeaders
 from botocore.stub import Stubber
 
-from cloudmeter.collectors.aws_metrics import SERIES, Datapoints, plan_requests
-from cloudmeter.collectors.cloudwatch import AwsClients, AwsConfig, CloudWatchCollector
+from cloudmeter.collectors.aws import AwsClients, AwsConfig, CloudWatchCollector
+from cloudmeter.collectors.aws.parse import SERIES, Datapoints, plan_requests
 from cloudmeter.model import ResourceRef, SampleBatch, Window
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

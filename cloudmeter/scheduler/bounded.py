@@ -31,7 +31,7 @@ _T = TypeVar("_T")
 #: A source must answer each call within this many times its manager's ``timeout_s`` (httpx's per-read timeout):
 #: generous for a call made of many requests (an inventory pages through every instance), short of for ever.
 FACTOR: Final = 10
-#: The ``timeout_s`` of kinds that have none: botocore's read timeout (``collectors.cloudwatch.connect``).
+#: The ``timeout_s`` of kinds that have none: botocore's read timeout (``collectors.aws.connect``).
 DEFAULT_TIMEOUT_S: Final = 60.0
 #: How often a wait looks at ``stop``.
 _POLL_S: Final = 0.25

@@ -1,7 +1,7 @@
 """AWS payloads shaped like the documented EC2 and CloudWatch responses, and a plain reference conversion.
 
 Shared by the CloudWatch collector's tests and ``benchmarks/cloudwatch.py``. The reference works one datapoint
-at a time with dicts, from the metric definitions in the README, independently of ``aws_metrics``.
+at a time with dicts, from the metric definitions in the README, independently of ``collectors.aws.parse``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cloudmeter.collectors.cloudwatch import AwsClients, AwsConfig, connect
+from cloudmeter.collectors.aws import AwsClients, AwsConfig, connect
 from cloudmeter.model import SampleBatch
 
 if TYPE_CHECKING:

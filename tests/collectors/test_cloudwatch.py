@@ -22,8 +22,8 @@ from moto.core import enable_iam_authentication
 from moto.server import ThreadedMotoServer
 
 from cloudmeter.collectors import registry
+from cloudmeter.collectors.aws import CloudWatchCollector
 from cloudmeter.collectors.base import Collector
-from cloudmeter.collectors.cloudwatch import CloudWatchCollector
 from cloudmeter.errors import CollectorAuthError, ConfigError, SourceUnavailable
 from cloudmeter.model import METRICS, ResourceRef, Window, epoch_s
 from cloudmeter.scheduler import jobs
@@ -79,14 +79,14 @@ def test_verify_passes_with_a_secret_from_the_environment(
     moto: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setenv("CLOUDMETER_TEST_AWS_SECRET", SECRET)
-    caplog.set_level(logging.INFO, "cloudmeter.collectors.cloudwatch")
+    caplog.set_level(logging.INFO, "cloudmeter.collectors.aws")
     collector(moto, secret_access_key="env:CLOUDMETER_TEST_AWS_SECRET").verify()
     assert f"manager 'lab' verified: account {ACCOUNT} as arn:aws:sts::{ACCOUNT}:user/moto in us-east-1" in caplog.text
     assert SECRET not in caplog.text
 
 
 def test_verify_with_a_role_acts_as_that_role(moto: str, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, "cloudmeter.collectors.cloudwatch")
+    caplog.set_level(logging.INFO, "cloudmeter.collectors.aws")
     collector(moto, role_arn=f"arn:aws:iam::{ACCOUNT}:role/cloudmeter-reader").verify()
     assert f"as arn:aws:sts::{ACCOUNT}:assumed-role/cloudmeter-reader/cloudmeter in" in caplog.text
 
@@ -316,7 +316,7 @@ def test_capture_reads_cloudwatch_statistics(moto: str, caplog: pytest.LogCaptur
     put(moto, "AWS/EC2", "NetworkOut", {"InstanceId": basic}, [(t0 + 60 * j + 1, 3000.0) for j in range(10)])
 
     lab = CloudWatchCollector("lab", collector(moto).config, clock=lambda: at(t0 + 7200))
-    caplog.set_level(logging.INFO, "cloudmeter.collectors.cloudwatch")
+    caplog.set_level(logging.INFO, "cloudmeter.collectors.aws")
     batches = list(lab.capture(Window(at(t0), at(t0 + 3600))))
 
     nan = np.nan

@@ -26,9 +26,9 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from cloudmeter.collectors import registry
-from cloudmeter.collectors.aws_inventory import build_inventory, parse_instance_types, parse_instances
-from cloudmeter.collectors.aws_metrics import Datapoints, memory_dimensions, periods_by_age, plan_requests, time_slices
-from cloudmeter.collectors.cloudwatch import AwsConfig, CloudWatchCollector, connect, parse_timestamp
+from cloudmeter.collectors.aws import AwsConfig, CloudWatchCollector, connect, parse_timestamp
+from cloudmeter.collectors.aws.inventory import build_inventory, parse_instance_types, parse_instances
+from cloudmeter.collectors.aws.parse import Datapoints, memory_dimensions, periods_by_age, plan_requests, time_slices
 from cloudmeter.errors import BadPayload, CollectorAuthError, ConfigError, SourceUnavailable, Throttled
 from cloudmeter.model import ResourceRef, SampleBatch, Window, epoch_s
 from tests.collectors.aws_fixtures import (
@@ -120,7 +120,7 @@ NET_IN = [(R0 + 60 * k, 6000.0 * k) for k in range(0, 60, 2)]
 
 
 def test_next_token_pages_are_merged_and_the_cost_logged(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, "cloudmeter.collectors.cloudwatch")
+    caplog.set_level(logging.INFO, "cloudmeter.collectors.aws")
     with stubbed(ONE) as stub:
         stub.answer(
             {"MetricDataResults": [result("q0", CPU_B)], "NextToken": "page-2"},

@@ -17,7 +17,7 @@ import typer
 from typer.testing import CliRunner
 
 from cloudmeter.cli.capacity import capacity_app
-from cloudmeter.collectors.cloudwatch import CloudWatchCollector
+from cloudmeter.collectors.aws import CloudWatchCollector
 from cloudmeter.model import Window, epoch_s
 from cloudmeter.scheduler import jobs
 from cloudmeter.storage import managers

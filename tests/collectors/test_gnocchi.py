@@ -16,8 +16,8 @@ import httpx
 import numpy as np
 import pytest
 
-from cloudmeter.collectors.gnocchi import GnocchiCollector, OpenStackConfig
-from cloudmeter.collectors.gnocchi_inventory import Topology, infrastructure, revisions, vm_item
+from cloudmeter.collectors.openstack import GnocchiCollector, OpenStackConfig
+from cloudmeter.collectors.openstack.inventory import Topology, infrastructure, revisions, vm_item
 from cloudmeter.collectors.registry import parse_manager_config
 from cloudmeter.errors import CollectorError, ConfigError, SourceUnavailable
 from cloudmeter.model import METRICS, ResourceRef, SampleBatch, Window
@@ -160,7 +160,7 @@ def test_a_window_without_readings_yields_no_rows(collector: GnocchiCollector) -
 
 
 def test_batches_hold_whole_vms_and_split_long_windows(loaded: GnocchiServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    from cloudmeter.collectors import gnocchi as module
+    from cloudmeter.collectors.openstack import collector as module
 
     monkeypatch.setattr(module, "METRICS_PER_REQUEST", 4)  # smaller than one VM's metrics: one VM per request
     monkeypatch.setattr(module, "CHUNK_S", 3600)
@@ -355,7 +355,7 @@ gnocchi_url = "http://127.0.0.1:{free_port()}"
 def test_retry_after_in_seconds_or_as_an_http_date(header: str, wanted: float) -> None:
     from email.utils import format_datetime
 
-    from cloudmeter.collectors.gnocchi_api import raise_for_status
+    from cloudmeter.collectors.openstack.api import raise_for_status
     from cloudmeter.errors import Throttled
 
     when = datetime.now(UTC) + timedelta(seconds=120)
@@ -369,7 +369,7 @@ def test_retry_after_in_seconds_or_as_an_http_date(header: str, wanted: float) -
 
 
 def test_a_nova_fault_body_is_relayed_by_its_message() -> None:
-    from cloudmeter.collectors.gnocchi_api import raise_for_status
+    from cloudmeter.collectors.openstack.api import raise_for_status
     from cloudmeter.errors import BadPayload
 
     # Nova's fault shape (api-ref "Faults"): the fault's name, then code and message

@@ -12,9 +12,9 @@ from typing import Any
 import httpx
 import pytest
 
-from cloudmeter.collectors.gnocchi import GnocchiCollector, OpenStackConfig
-from cloudmeter.collectors.gnocchi_api import GnocchiAPI
-from cloudmeter.collectors.keystone import KeystoneAuth
+from cloudmeter.collectors.openstack import GnocchiCollector, OpenStackConfig
+from cloudmeter.collectors.openstack.api import GnocchiAPI
+from cloudmeter.collectors.openstack.keystone import KeystoneAuth
 from cloudmeter.collectors.registry import parse_manager_config
 from cloudmeter.errors import BadPayload, CollectorAuthError, ConfigError, SourceUnavailable
 from cloudmeter.model import ResourceRef

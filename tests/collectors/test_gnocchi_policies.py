@@ -28,7 +28,7 @@ import httpx
 import psycopg
 import pytest
 
-from cloudmeter.collectors.gnocchi import GnocchiCollector, OpenStackConfig
+from cloudmeter.collectors.openstack import GnocchiCollector, OpenStackConfig
 from cloudmeter.collectors.registry import parse_manager_config
 from cloudmeter.errors import ConfigError
 from cloudmeter.model import METRICS, ResourceRef, SampleBatch, Window

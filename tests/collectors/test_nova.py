@@ -19,11 +19,10 @@ import httpx
 import pytest
 from hypothesis import given
 
-from cloudmeter.collectors.gnocchi import GnocchiCollector, OpenStackConfig
-from cloudmeter.collectors.gnocchi_parse import MAX_MEMORY_MIB, MAX_VCPUS, MIB, Flavor
-from cloudmeter.collectors.keystone import KeystoneAuth, PasswordCredentials
-from cloudmeter.collectors.nova import NovaAPI, NovaFacts, nova_api, read_nova
-from cloudmeter.collectors.nova_parse import (
+from cloudmeter.collectors.openstack import GnocchiCollector, OpenStackConfig
+from cloudmeter.collectors.openstack.keystone import KeystoneAuth, PasswordCredentials
+from cloudmeter.collectors.openstack.nova import NovaAPI, NovaFacts, nova_api, read_nova
+from cloudmeter.collectors.openstack.nova_parse import (
     HostCapacity,
     page,
     parse_aggregates,
@@ -32,6 +31,7 @@ from cloudmeter.collectors.nova_parse import (
     served_microversion,
     version_range,
 )
+from cloudmeter.collectors.openstack.parse import MAX_MEMORY_MIB, MAX_VCPUS, MIB, Flavor
 from cloudmeter.collectors.registry import parse_manager_config
 from cloudmeter.errors import BadPayload, CollectorAuthError, PayloadError, SourceUnavailable, Throttled
 from cloudmeter.model import ResourceRef
@@ -364,7 +364,8 @@ def test_a_member_reads_public_flavors_and_is_told_what_it_may_not(
         "Nova refused GET /os-aggregates (403): the user lacks the admin role (policy "
         "os_compute_api:os-aggregates:index), so host aggregates (clusters) are unknown",
     )
-    assert [r.levelno for r in caplog.records if r.name == "cloudmeter.collectors.nova"] == [logging.WARNING] * 2
+    nova_log = "cloudmeter.collectors.openstack.nova"
+    assert [r.levelno for r in caplog.records if r.name == nova_log] == [logging.WARNING] * 2
 
 
 def test_an_unknown_token_is_invalid_credentials(nova: NovaServer) -> None:

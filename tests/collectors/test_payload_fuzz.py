@@ -26,11 +26,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cloudmeter.collectors.aws_inventory import InstanceType, build_inventory, parse_instance_types, parse_instances
-from cloudmeter.collectors.aws_metrics import Datapoints, memory_dimensions, plan_requests
-from cloudmeter.collectors.gnocchi import GnocchiCollector, OpenStackConfig
-from cloudmeter.collectors.gnocchi_api import GnocchiAPI
-from cloudmeter.collectors.gnocchi_inventory import (
+from cloudmeter.collectors.aws.inventory import InstanceType, build_inventory, parse_instance_types, parse_instances
+from cloudmeter.collectors.aws.parse import Datapoints, memory_dimensions, plan_requests
+from cloudmeter.collectors.openstack import GnocchiCollector, OpenStackConfig
+from cloudmeter.collectors.openstack.api import GnocchiAPI
+from cloudmeter.collectors.openstack.inventory import (
     Revision,
     Topology,
     allocation,
@@ -39,8 +39,16 @@ from cloudmeter.collectors.gnocchi_inventory import (
     revisions,
     vm_items,
 )
-from cloudmeter.collectors.gnocchi_parse import Flavor, Flavors, Polling, layout, parse_measures, readings, resource_ids
-from cloudmeter.collectors.gnocchi_policy import archive_policies, metric_policies
+from cloudmeter.collectors.openstack.parse import (
+    Flavor,
+    Flavors,
+    Polling,
+    layout,
+    parse_measures,
+    readings,
+    resource_ids,
+)
+from cloudmeter.collectors.openstack.policy import archive_policies, metric_policies
 from cloudmeter.errors import BadPayload, CloudmeterError
 from cloudmeter.model import KINDS, METRICS, InventoryItem, Placement, ResourceRef, SampleBatch, Window, epoch_s
 from tests.collectors import aws_fixtures as aws

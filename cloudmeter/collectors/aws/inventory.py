@@ -1,6 +1,6 @@
 """EC2 inventory parsing: ``describe_instances`` and ``describe_instance_types`` answers to cloudmeter's topology.
 
-Pure functions over the documented response shapes; the API calls live in ``collectors/cloudwatch.py``.
+Pure functions over the documented response shapes; the API calls live in ``collector`` and ``api``.
 
 Topology (``model.KINDS``): ``vm`` (instance id) -> ``host`` (dedicated host id, when the instance runs on one)
 -> ``cluster`` -> ``provider`` (the manager) -> ``region``. An instance's cluster is the value of the configured

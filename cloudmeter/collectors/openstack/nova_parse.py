@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import parse_qsl, urlsplit
 
-from cloudmeter.collectors.gnocchi_parse import MAX_MEMORY_MIB, MAX_VCPUS, Flavor
+from cloudmeter.collectors.openstack.parse import MAX_MEMORY_MIB, MAX_VCPUS, Flavor
 from cloudmeter.errors import PayloadError
 
 #: A compute API microversion, ``(2, 87)`` for "2.87".

@@ -19,7 +19,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from cloudmeter.collectors.gnocchi_parse import (
+from cloudmeter.collectors.openstack.nova_parse import HostCapacity
+from cloudmeter.collectors.openstack.parse import (
     MIB,
     Flavors,
     attribute_text,
@@ -28,7 +29,6 @@ from cloudmeter.collectors.gnocchi_parse import (
     resource_ids,
     resource_of,
 )
-from cloudmeter.collectors.nova_parse import HostCapacity
 from cloudmeter.errors import PayloadError
 from cloudmeter.model import InventoryItem, Placement, ResourceRef, epoch_s
 

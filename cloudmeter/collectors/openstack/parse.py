@@ -30,7 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from cloudmeter.collectors.counters import counter_rates
-from cloudmeter.collectors.gnocchi_policy import polling_interval
+from cloudmeter.collectors.openstack.policy import polling_interval
 from cloudmeter.errors import PayloadError
 from cloudmeter.model import METRICS, ResourceRef, SampleBatch, Window, as_utc, epoch_s
 

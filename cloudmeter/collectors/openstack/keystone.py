@@ -15,7 +15,7 @@ from typing import Any, Final
 
 import httpx
 
-from cloudmeter.collectors.gnocchi_api import raise_for_status
+from cloudmeter.collectors.openstack.api import raise_for_status
 from cloudmeter.errors import BadPayload, SourceUnavailable
 from cloudmeter.redact import mask_logs
 

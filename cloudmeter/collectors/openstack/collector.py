@@ -2,7 +2,7 @@
 
 Authentication is Keystone v3 password (the Gnocchi URL from the service catalog, or ``gnocchi_url``) or
 Gnocchi's own basic auth for deployments without Keystone. Fetching happens here; converting happens in
-``gnocchi_parse``.
+``parse``.
 """
 
 from __future__ import annotations
@@ -12,15 +12,15 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar, Final, Literal
+from typing import Any, ClassVar, Final
 
 import httpx
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from cloudmeter.collectors.base import ManagerConfig, Secret
-from cloudmeter.collectors.gnocchi_api import GnocchiAPI
-from cloudmeter.collectors.gnocchi_inventory import (
+from cloudmeter.collectors.base import ManagerConfig
+from cloudmeter.collectors.openstack.api import GnocchiAPI
+from cloudmeter.collectors.openstack.config import OpenStackConfig
+from cloudmeter.collectors.openstack.inventory import (
     Allocation,
     Revision,
     Topology,
@@ -30,7 +30,10 @@ from cloudmeter.collectors.gnocchi_inventory import (
     revisions,
     vm_items,
 )
-from cloudmeter.collectors.gnocchi_parse import (
+from cloudmeter.collectors.openstack.keystone import KeystoneAuth, PasswordCredentials
+from cloudmeter.collectors.openstack.nova import NovaAPI, NovaFacts, nova_api, read_nova
+from cloudmeter.collectors.openstack.nova_parse import HostCapacity
+from cloudmeter.collectors.openstack.parse import (
     MAX_MEMORY_MIB,
     MAX_VCPUS,
     METERS,
@@ -44,16 +47,13 @@ from cloudmeter.collectors.gnocchi_parse import (
     readings,
     resource_ids,
 )
-from cloudmeter.collectors.gnocchi_policy import (
+from cloudmeter.collectors.openstack.policy import (
     ArchivePolicy,
     NoCommonGranularity,
     archive_policies,
     choose_granularity,
     metric_policies,
 )
-from cloudmeter.collectors.keystone import KeystoneAuth, PasswordCredentials
-from cloudmeter.collectors.nova import NovaAPI, NovaFacts, nova_api, read_nova
-from cloudmeter.collectors.nova_parse import HostCapacity
 from cloudmeter.errors import CollectorError, ConfigError, PayloadError
 from cloudmeter.model import Inventory, ResourceRef, SampleBatch, Window, epoch_s
 
@@ -64,58 +64,6 @@ METRICS_PER_REQUEST: Final = 500
 CHUNK_S: Final = 86400
 #: Ids per ``in`` filter of a resource search.
 IDS_PER_SEARCH: Final = 500
-
-
-class FlavorConfig(BaseModel):
-    """A flavor's allocation (or a host's capacity), where the cloud does not tell it."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    vcpus: int = Field(ge=1)
-    memory_mib: int = Field(ge=1)
-
-
-class OpenStackConfig(ManagerConfig):
-    """A ``[managers.NAME]`` table of kind ``openstack``."""
-
-    kind: Literal["openstack"] = "openstack"
-    auth_mode: Literal["keystone", "basic"] = "keystone"
-    auth_url: str | None = Field(None, description="Keystone, e.g. https://keystone.example:5000/v3")
-    username: str = "admin"
-    password: Secret | None = None
-    project_name: str | None = None
-    user_domain_name: str = "Default"
-    project_domain_name: str = "Default"
-    region: str | None = Field(None, description="the catalog region; also the name of the region resource")
-    interface: Literal["public", "internal", "admin"] = "public"
-    gnocchi_url: str | None = Field(None, description="overrides the catalog; required with basic auth")
-    host_clusters: dict[str, str] = Field(default_factory=dict, description="compute host -> cluster (aggregate/AZ)")
-    host_capacity: dict[str, FlavorConfig] = Field(
-        default_factory=dict, description="compute host -> vcpus, memory_mib (overrides Nova's hypervisors)"
-    )
-    flavors: dict[str, FlavorConfig] = Field(default_factory=dict, description="flavor name -> vcpus, memory_mib")
-    granularity_s: int | None = Field(
-        None, ge=1, le=86400, description="the archive-policy granularity to read (default: the finest kept)"
-    )
-    polling_interval_s: int | None = Field(
-        None, ge=1, le=86400, description="Ceilometer's polling interval (default: what the readings show)"
-    )
-    retired_lookback_days: int = Field(30, ge=1, le=3660, description="keep listing instances deleted this recently")
-    retention_days: int | None = Field(
-        None, ge=1, le=3660, description="how far back Gnocchi keeps measures (default: what its archive policies keep)"
-    )
-    timeout_s: float = Field(30.0, gt=0, le=3600)
-    verify_tls: bool = True
-
-    @model_validator(mode="after")
-    def _auth_complete(self) -> OpenStackConfig:
-        if self.auth_mode == "basic" and not self.gnocchi_url:
-            raise ValueError("auth_mode 'basic' needs gnocchi_url (there is no service catalog without Keystone)")
-        if self.auth_mode == "keystone":
-            missing = [name for name in ("auth_url", "password", "project_name") if getattr(self, name) is None]
-            if missing:
-                raise ValueError(f"auth_mode 'keystone' needs {', '.join(missing)} (or set auth_mode = 'basic')")
-        return self
 
 
 #: Metrics of unknown archive policy looked up one by one; beyond this, metrics are listed by meter name.

@@ -1,6 +1,6 @@
 """Nova's compute API over httpx: flavors, host capacity and host aggregates, for the OpenStack collector.
 
-Errors are translated as ``gnocchi_api.raise_for_status`` does (401/403 -> CollectorAuthError, 429/503 with
+Errors are translated as ``api.raise_for_status`` does (401/403 -> CollectorAuthError, 429/503 with
 Retry-After -> Throttled, 5xx and transport errors -> SourceUnavailable, other 4xx and non-JSON -> BadPayload),
 with no credentials relayed. Two calls are admin-only under Nova's default policy; a 403 there is expected for
 a non-admin user and leaves that fact empty, with a warning naming the policy:
@@ -28,10 +28,9 @@ from typing import Any, Final
 
 import httpx
 
-from cloudmeter.collectors.gnocchi_api import raise_for_status
-from cloudmeter.collectors.gnocchi_parse import Flavor
-from cloudmeter.collectors.keystone import KeystoneAuth
-from cloudmeter.collectors.nova_parse import (
+from cloudmeter.collectors.openstack.api import raise_for_status
+from cloudmeter.collectors.openstack.keystone import KeystoneAuth
+from cloudmeter.collectors.openstack.nova_parse import (
     CAPACITY_REMOVED,
     HostCapacity,
     Microversion,
@@ -42,6 +41,7 @@ from cloudmeter.collectors.nova_parse import (
     served_microversion,
     version_range,
 )
+from cloudmeter.collectors.openstack.parse import Flavor
 from cloudmeter.errors import BadPayload, PayloadError, SourceUnavailable
 from cloudmeter.redact import relay
 

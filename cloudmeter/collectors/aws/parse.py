@@ -1,7 +1,7 @@
 """CloudWatch GetMetricData for EC2 instances: periods, query plans and the conversion of answers to samples.
 
 Pure functions over the documented request and response shapes; the API calls live in
-``collectors/cloudwatch.py``. Per instance and period (timestamps are period starts):
+``collector`` and ``api``. Per instance and period (timestamps are period starts):
 
     cpu_usage_pct    AWS/EC2 CPUUtilization, Average
     cpu_used_cores   cpu_usage_pct / 100 * the instance type's vCPUs
@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from cloudmeter.collectors.aws_inventory import expect_object, expect_pairs
+from cloudmeter.collectors.aws.inventory import expect_object, expect_pairs
 from cloudmeter.errors import PayloadError
 from cloudmeter.model import METRICS, ResourceRef, SampleBatch
 

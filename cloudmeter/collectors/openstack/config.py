@@ -1,0 +1,65 @@
+"""The ``[managers.NAME]`` table of kind ``openstack``."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from cloudmeter.collectors.base import ManagerConfig, Secret
+
+
+class FlavorConfig(BaseModel):
+    """A flavor's allocation (or a host's capacity), where the cloud does not tell it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    vcpus: int = Field(ge=1, description="virtual CPUs")
+    memory_mib: int = Field(ge=1, description="memory in MiB")
+
+
+class OpenStackConfig(ManagerConfig):
+    """A ``[managers.NAME]`` table of kind ``openstack``."""
+
+    kind: Literal["openstack"] = Field("openstack", description="the collector kind")
+    auth_mode: Literal["keystone", "basic"] = Field(
+        "keystone", description="keystone: a token from auth_url; basic: HTTP basic auth straight to gnocchi_url"
+    )
+    auth_url: str | None = Field(None, description="Keystone, e.g. https://keystone.example:5000/v3")
+    username: str = Field("admin", description="the user to authenticate as")
+    password: Secret | None = Field(None, description="that user's password (required with keystone auth)")
+    project_name: str | None = Field(None, description="the project to scope the token to (keystone auth)")
+    user_domain_name: str = Field("Default", description="the Keystone domain of the user")
+    project_domain_name: str = Field("Default", description="the Keystone domain of the project")
+    region: str | None = Field(None, description="the catalog region; also the name of the region resource")
+    interface: Literal["public", "internal", "admin"] = Field(
+        "public", description="the catalog endpoint interface to use"
+    )
+    gnocchi_url: str | None = Field(None, description="overrides the catalog; required with basic auth")
+    host_clusters: dict[str, str] = Field(default_factory=dict, description="compute host -> cluster (aggregate/AZ)")
+    host_capacity: dict[str, FlavorConfig] = Field(
+        default_factory=dict, description="compute host -> vcpus, memory_mib (overrides Nova's hypervisors)"
+    )
+    flavors: dict[str, FlavorConfig] = Field(default_factory=dict, description="flavor name -> vcpus, memory_mib")
+    granularity_s: int | None = Field(
+        None, ge=1, le=86400, description="the archive-policy granularity to read (default: the finest kept)"
+    )
+    polling_interval_s: int | None = Field(
+        None, ge=1, le=86400, description="Ceilometer's polling interval (default: what the readings show)"
+    )
+    retired_lookback_days: int = Field(30, ge=1, le=3660, description="keep listing instances deleted this recently")
+    retention_days: int | None = Field(
+        None, ge=1, le=3660, description="how far back Gnocchi keeps measures (default: what its archive policies keep)"
+    )
+    timeout_s: float = Field(30.0, gt=0, le=3600, description="seconds to wait for each HTTP response")
+    verify_tls: bool = Field(True, description="check the servers' TLS certificates (turn off only for tests)")
+
+    @model_validator(mode="after")
+    def _auth_complete(self) -> OpenStackConfig:
+        if self.auth_mode == "basic" and not self.gnocchi_url:
+            raise ValueError("auth_mode 'basic' needs gnocchi_url (there is no service catalog without Keystone)")
+        if self.auth_mode == "keystone":
+            missing = [name for name in ("auth_url", "password", "project_name") if getattr(self, name) is None]
+            if missing:
+                raise ValueError(f"auth_mode 'keystone' needs {', '.join(missing)} (or set auth_mode = 'basic')")
+        return self
