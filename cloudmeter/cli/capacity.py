@@ -1,28 +1,15 @@
-"""``cloudmeter capacity ...`` and ``cloudmeter chargeback ...``: the report commands (typer sub-apps)."""
+"""``cloudmeter capacity ...``: utilization, headroom, forecast and right-sizing reports (a typer sub-app)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
 import polars as pl
-import psycopg
 import typer
 
-from cloudmeter.cli.common import (
-    MAX_WINDOW_DAYS,
-    ConfigOption,
-    console,
-    fail,
-    handled_errors,
-    open_database,
-    parse_time,
-    read_settings,
-    window_between,
-)
+from cloudmeter.cli.common import MAX_WINDOW_DAYS, ConfigOption, console, handled_errors
 from cloudmeter.cli.output import (
     JsonOption,
     Output,
@@ -35,40 +22,16 @@ from cloudmeter.cli.output import (
     show,
     view,
 )
+from cloudmeter.cli.reporting import FromOption, RatesOption, ToOption, TzOption, rate_card, report_window, reporting
 from cloudmeter.model import Window
-from cloudmeter.reports import capacity, chargeback, charts, export, focus, forecast, headroom, rightsize
-from cloudmeter.reports.inputs import regions
+from cloudmeter.reports import capacity, charts, forecast, headroom, rightsize
 from cloudmeter.reports.paths import check_writable
-from cloudmeter.reports.periods import check_zone
-from cloudmeter.reports.ratecard import RateCard, load_rate_card, sample_rate_card
-from cloudmeter.storage import schema
 
 capacity_app = typer.Typer(
     help="Capacity planning: utilization, headroom, forecasts, right-sizing.", no_args_is_help=True
 )
-chargeback_app = typer.Typer(
-    help="Chargeback: costs under a rate card, exports (CSV, Parquet, XLSX, FOCUS).", no_args_is_help=True
-)
 
-FromOption = Annotated[
-    str | None, typer.Option("--from", help="Start date/time (ISO 8601; a date is local midnight in --tz).")
-]
-ToOption = Annotated[str | None, typer.Option("--to", help="End, exclusive (ISO 8601); default: the last whole hour.")]
-TzOption = Annotated[str, typer.Option("--tz", help="Time zone of dates and days (IANA name).")]
 PlotOption = Annotated[Path | None, typer.Option("--plot", help="Also write a PNG chart to this path.")]
-RatesOption = Annotated[
-    Path | None, typer.Option("--rates", help="Rate card (TOML or YAML); default: the sample card.")
-]
-
-
-def _window(start: str | None, end: str | None, days: int, tz: str) -> Window:
-    """--from/--to (dates at local midnight in ``tz``), or the ``days`` before --to (default: the last whole hour)."""
-    with handled_errors():
-        check_zone(tz)
-    stop = parse_time(end, "--to", tz) or datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-    begin = parse_time(start, "--from", tz) or stop - timedelta(days=days)
-    return window_between(begin, stop, "--from", "--to", "swap them or widen the window")
-
 
 #: Columns a table shows first (the rest follow in the report's order, as the terminal's width allows).
 _UTILIZATION = ("coverage_pct", "cpu_pct_avg", "cpu_pct_p95", "cpu_pct_peak", "mem_pct_avg", "mem_pct_p95")
@@ -129,31 +92,6 @@ def _rightsize_notes(frame: pl.DataFrame, currency: str) -> None:
         console.print(f"monthly savings if all are applied: {total} {currency} ({len(savings)} VMs)", highlight=False)
 
 
-def _total_line(rows: pl.DataFrame, total_nanos: int, currency: str) -> str:
-    """``total 1,234.56 EUR``, or that there is nothing to total (never a made-up 0)."""
-    if not rows.height:
-        return "total: n/a (no charges in this window)"
-    return f"total {cell('cost', chargeback.money(pl.Series([total_nanos]))[0])} {currency}"
-
-
-@contextmanager
-def reporting(config: Path | None) -> Iterator[psycopg.Connection]:
-    """A connection to the configured database, or one line saying there is nothing to report on yet."""
-    settings = read_settings(config)
-    with open_database(settings) as db, db.connection() as conn:
-        if schema.applied_version(conn) == 0:
-            raise fail(
-                f"no cloudmeter data in {db.display_dsn} yet: run `cloudmeter demo` to try the reports, "
-                "or add a manager and capture (README: Configuration)"
-            )
-        yield conn
-
-
-def _rates(path: Path | None) -> RateCard:
-    with handled_errors():
-        return load_rate_card(path) if path else sample_rate_card()
-
-
 @capacity_app.command("utilization")
 def utilization_command(
     level: Annotated[str, typer.Option(help="host, cluster or provider.")] = "cluster",
@@ -171,7 +109,7 @@ def utilization_command(
 ) -> None:
     """Avg, p95 and peak CPU/memory/disk/network per host, cluster or provider, coverage, and allocation
     against capacity (overcommit)."""
-    window = _window(start, end, days, tz)
+    window = report_window(start, end, days, tz)
     if plot:
         with handled_errors():
             check_writable(plot, "chart")
@@ -207,7 +145,7 @@ def headroom_command(
     wide: WideOption = False,
 ) -> None:
     """How many more VMs of a flavor fit per cluster, host by host, under usage and allocation limits."""
-    window = _window(start, end, days, tz)
+    window = report_window(start, end, days, tz)
     with handled_errors():
         flavor = headroom.Flavor(vcpus, memory_gb)
         limits = headroom.Limits(cpu_usage_pct, mem_usage_pct, cpu_ratio, mem_ratio)
@@ -233,7 +171,7 @@ def forecast_command(
     wide: WideOption = False,
 ) -> None:
     """Days until each cluster's CPU and memory reach the limit (linear and weekly-seasonal fits on daily peaks)."""
-    window = _window(start, end, days, tz)
+    window = report_window(start, end, days, tz)
     if plot:
         with handled_errors():
             check_writable(plot, "chart")
@@ -267,8 +205,8 @@ def rightsize_command(
     wide: WideOption = False,
 ) -> None:
     """Recommended vCPUs and memory per VM, idle VMs, and the monthly cost change under the rate card."""
-    window = _window(start, end, days, tz)
-    card = _rates(rates)
+    window = report_window(start, end, days, tz)
+    card = rate_card(rates)
     with handled_errors():
         policy = rightsize.Policy(percentile, headroom_pct, idle_cpu_pct)
     with reporting(config) as conn, handled_errors():
@@ -278,76 +216,3 @@ def rightsize_command(
     report(frame.drop("resource_id"), chosen_view, title, window)
     if chosen_view.output is Output.table:
         _rightsize_notes(frame, card.currency)
-
-
-def _charges(config: Path | None, window: Window, card: RateCard, tz: str) -> tuple[pl.DataFrame, pl.DataFrame]:
-    with reporting(config) as conn, handled_errors():
-        return chargeback.charges(conn, window, card, tz), regions(conn)
-
-
-GroupOption = Annotated[str, typer.Option("--group-by", help="vm, project, cluster, provider or tag:KEY.")]
-IntervalOption = Annotated[str, typer.Option("--interval", help="daily, weekly or monthly (in --tz).")]
-
-
-@chargeback_app.command("show")
-def show_command(
-    start: FromOption = None,
-    end: ToOption = None,
-    days: Annotated[int, typer.Option(min=1, max=MAX_WINDOW_DAYS, help="Window when --from is not given.")] = 7,
-    group_by: GroupOption = "project",
-    interval: IntervalOption = "monthly",
-    rates: RatesOption = None,
-    tz: TzOption = "UTC",
-    config: ConfigOption = None,
-    output: OutputOption = Output.table,
-    as_json: JsonOption = False,
-    sort: SortOption = None,
-    top: TopOption = None,
-    wide: WideOption = False,
-) -> None:
-    """Costs per group, period and rate line, with the grand total."""
-    window = _window(start, end, days, tz)
-    card = _rates(rates)
-    with handled_errors():
-        chargeback.group_columns(group_by)
-    costs, _ = _charges(config, window, card, tz)
-    with handled_errors():
-        report = chargeback.summarise(costs, group_by, interval, tz, card.currency)
-    chosen_view = view(output, as_json, sort, top, wide, tz)
-    rows = report.rows.drop("cost_nanos")
-    first = [*chargeback.group_columns(group_by), "period_start", "line", "component", "cost", "quantity", "unit"]
-    show(rows.select(*first, pl.exclude(first)), chosen_view, f"chargeback per {group_by}, {card.currency}, {window}")
-    if chosen_view.output is Output.table:
-        console.print(_total_line(rows, report.total_nanos, card.currency), highlight=False)
-
-
-@chargeback_app.command("export")
-def export_command(
-    output: Annotated[Path, typer.Option("--output", "-o", help="File to write.")],
-    start: Annotated[str, typer.Option("--from", help="First day (ISO 8601 date, local midnight in --tz).")],
-    end: Annotated[str, typer.Option("--to", help="End day, exclusive (ISO 8601).")],
-    fmt: Annotated[
-        str, typer.Option("--format", help="csv, parquet, xlsx or focus (FOCUS 1.2; .parquet or CSV).")
-    ] = "csv",
-    group_by: GroupOption = "vm",
-    interval: IntervalOption = "daily",
-    rates: RatesOption = None,
-    tz: TzOption = "UTC",
-    config: ConfigOption = None,
-) -> None:
-    """Write the costs of a period grouped by VM, project, cluster, provider or tag (FOCUS: per VM and day)."""
-    window = _window(start, end, 1, tz)
-    with handled_errors():
-        export.check_format(fmt)
-        chargeback.group_columns(group_by)
-        check_writable(output, "export")
-    card = _rates(rates)
-    costs, located = _charges(config, window, card, tz)
-    with handled_errors():
-        if fmt == "focus":
-            frame = focus.focus_rows(costs, card.currency, tz, located, interval)
-        else:
-            frame = chargeback.summarise(costs, group_by, interval, tz, card.currency).rows
-        export.write(frame, output, fmt)
-    total = _total_line(costs, int(costs["cost_nanos"].sum()), card.currency)
-    console.print(f"wrote {frame.height} rows to {output} ({fmt}); {total}", highlight=False)

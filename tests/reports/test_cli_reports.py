@@ -11,7 +11,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from cloudmeter.cli.capacity import capacity_app, chargeback_app
+from cloudmeter.cli.capacity import capacity_app
+from cloudmeter.cli.chargeback import chargeback_app
 from cloudmeter.storage.database import Database
 from tests.reports.rates import CARD_TOML, TOTAL
 
