@@ -34,7 +34,6 @@ import random
 import signal
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import FrameType
 from typing import Final
@@ -44,15 +43,13 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from cloudmeter.collectors import usage
-from cloudmeter.collectors.base import Collector, ManagerConfig
+from cloudmeter.collectors.base import ManagerConfig
 from cloudmeter.collectors.registry import build_collector
 from cloudmeter.config import Settings
 from cloudmeter.errors import CloudmeterError, ConfigError, StorageError, Throttled
-from cloudmeter.model import Window
 from cloudmeter.scheduler import bounded, jobs, metrics
+from cloudmeter.scheduler.cycle import Leased, capture_cycle
 from cloudmeter.scheduler.fleet import fleet
-from cloudmeter.scheduler.pipeline import StreamRollup
-from cloudmeter.scheduler.windows import CapturePlan, duration, gone_at_source, next_window, stale_after_s
 from cloudmeter.storage import managers, partitions
 from cloudmeter.storage.database import Database
 from cloudmeter.storage.dsn import scrub
@@ -64,27 +61,6 @@ log = logging.getLogger(__name__)
 MAX_RETRY_AFTER_S: Final = 86400.0
 #: What the database raises when it cannot be reached or refuses (a pool timeout is an OperationalError).
 _DATABASE_ERRORS: Final = (psycopg.Error, StorageError)
-
-
-@dataclass
-class _Leased:
-    """A manager this daemon runs.
-
-    ``lock`` is held while one of its jobs runs; ``waiting`` holds the jobs that fired meanwhile (run next by the
-    worker holding the lock; both guarded by ``turns``).
-    """
-
-    name: str
-    id: int
-    collector: Collector
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    stream: StreamRollup | None = None
-    config: ManagerConfig | None = None  # to build a new collector after a call to this one was abandoned
-    abandoned: bool = False
-    limit_s: float = bounded.FACTOR * bounded.DEFAULT_TIMEOUT_S
-    turns: threading.Lock = field(default_factory=threading.Lock)
-    waiting: set[str] = field(default_factory=set)
-    stale: bool = False  # warned that its source sends nothing (once, until it sends again)
 
 
 def one_line(text: str) -> str:
@@ -106,7 +82,7 @@ class Daemon:
             timezone=UTC,
         )
         self._leases: Leases | None = None
-        self._leased: dict[str, _Leased] = {}
+        self._leased: dict[str, Leased] = {}
         self._idle_said = False  # warned that there is nothing to run (once, until there is something)
         self._lost_said = False  # warned that the lease connection is lost (once, until it is back)
         self._sweeping = threading.Lock()  # a sweep at a broken manager's retry time may meet the regular one
@@ -240,7 +216,7 @@ class Daemon:
         collector, limit_s = build_collector(name, config), bounded.limit_s(config)
         with self.db.connection() as conn:  # its config loads here: a back-off for failing to load it is over
             managers.end_config_backoff(conn, manager_id)
-        leased = self._leased[name] = _Leased(name, manager_id, collector, config=config, limit_s=limit_s)
+        leased = self._leased[name] = Leased(name, manager_id, collector, config=config, limit_s=limit_s)
         now = datetime.now(UTC)
         for job, every, first in (
             ("refresh", schedule.refresh_interval_s, now),
@@ -271,7 +247,7 @@ class Daemon:
 
     # --- jobs ---------------------------------------------------------------------------------------------
 
-    def _guarded(self, leased: _Leased, job: str) -> None:
+    def _guarded(self, leased: Leased, job: str) -> None:
         """Run one job of a manager, then any of its jobs that fired meanwhile; if one is running already, leave
         this job to the worker running it (a manager never holds more than one worker)."""
         with leased.turns:
@@ -296,12 +272,10 @@ class Daemon:
                     leased.waiting.clear()
                     leased.lock.release()
 
-    def _attempt(self, leased: _Leased, job: str) -> None:
+    def _attempt(self, leased: Leased, job: str) -> None:
         """Run one job unless the manager is backing off; record a failure and back it off. Never raises an
         Exception: each outcome is one log line (apscheduler would log a traceback)."""
-        step: Callable[[_Leased, managers.ManagerRow], int | None] = (
-            self._refresh if job == "refresh" else self._capture
-        )
+        step: Callable[[Leased, managers.ManagerRow], int | None] = self._refresh if job == "refresh" else self._capture
         name = leased.name
         if self.stop.is_set():
             return
@@ -328,7 +302,7 @@ class Daemon:
             self._failed(leased, job, exc, row.failures)
         self._record_usage(leased, job, samples)
 
-    def _record_usage(self, leased: _Leased, job: str, samples: int | None) -> None:
+    def _record_usage(self, leased: Leased, job: str, samples: int | None) -> None:
         """Add what the job asked of the source to the manager's totals and Prometheus's counters; a capture
         job's (``samples`` not None) is also the manager's last cycle's."""
         used = usage.METER.take(leased.name)
@@ -344,7 +318,7 @@ class Daemon:
         except _DATABASE_ERRORS as exc:  # counted by Prometheus; the stored totals miss it
             log.warning("manager %s: %s's source usage not recorded: %s", leased.name, job, _reason(exc))
 
-    def _failed(self, leased: _Leased, job: str, exc: Exception, failures: int = 0) -> None:
+    def _failed(self, leased: Leased, job: str, exc: Exception, failures: int = 0) -> None:
         """Record that ``job`` failed with ``exc`` (the ``failures``-th failure in a row was the last) and back
         the manager off; one log line, also when the database cannot be reached to record it."""
         name = leased.name
@@ -366,7 +340,7 @@ class Daemon:
         if not isinstance(exc, CloudmeterError):
             log.debug("traceback", exc_info=exc)
 
-    def _retry_at(self, leased: _Leased, failed: str, retry_at: datetime) -> None:
+    def _retry_at(self, leased: Leased, failed: str, retry_at: datetime) -> None:
         """Run the ``failed`` job again at ``retry_at`` (its ``next_attempt_at``) and the manager's other job not
         before then: a back-off longer or shorter than the interval then means what it says."""
         for job in ("refresh", "capture"):
@@ -386,87 +360,14 @@ class Daemon:
         wait = max(usual, min(exc.retry_after, MAX_RETRY_AFTER_S))
         return (wait, wait)  # least(wait * 2^n, wait): this wait, whatever the count
 
-    def _refresh(self, leased: _Leased, row: managers.ManagerRow) -> None:
+    def _refresh(self, leased: Leased, row: managers.ManagerRow) -> None:
         del row  # a refresh does not depend on progress
         jobs.refresh_inventory(self.db, leased.id, self._source(leased))
 
-    def _capture(self, leased: _Leased, row: managers.ManagerRow) -> int:
-        """Capture from the last captured time (``row``'s) up to now, a window at a time, stopping between
-        windows on shutdown; skip (and record) what the source no longer keeps. Returns the samples captured."""
-        source = self._source(leased)
-        jobs.ensure_inventory(self.db, leased.id, source)
-        schedule = self.settings.schedule
-        plan = CapturePlan(
-            schedule.capture_overlap_s, schedule.initial_capture_s, schedule.max_window_s, source.retention_s
-        )
-        leased.stream = leased.stream or StreamRollup(self.db, leased.id, self.settings.time_zones)
-        now = datetime.now(UTC)
-        captured_until = row.captured_until
-        gone = gone_at_source(captured_until, now, plan)
-        if gone is not None and plan.retention_s is not None:
-            with self.db.connection() as conn:
-                managers.mark_skipped(conn, leased.id, gone.start, gone.end)
-            log.warning("manager %s: skipping %s: the source keeps %s", leased.name, gone, duration(plan.retention_s))
-            captured_until = gone.end
-        rows = 0
-        empty: list[Window] = []  # the run of windows that brought nothing, said in one line when it ends
-        while not self.stop.is_set():
-            window = next_window(captured_until, now, plan)
-            if window is None:
-                break
-            result = jobs.capture(self.db, leased.id, source, window, stream=leased.stream)
-            captured_until = max(captured_until or window.end, window.end)  # what jobs.capture marked
-            rows += result.rows
-            metrics.SAMPLES.labels(leased.name).inc(result.rows)
-            metrics.LAG.labels(leased.name).set((datetime.now(UTC) - window.end).total_seconds())
-            if not result.rows:
-                empty.append(window)
-                continue
-            self._say_empty(leased, empty)
-            empty = []
-            log.info("manager %s: captured %d samples, %s", leased.name, result.rows, window)
-        self._say_empty(leased, empty)
-        self._watch_recency(leased)
-        return rows
+    def _capture(self, leased: Leased, row: managers.ManagerRow) -> int:
+        return capture_cycle(self.db, self.settings, leased, row, self._source(leased), self.stop)
 
-    def _say_empty(self, leased: _Leased, empty: list[Window]) -> None:
-        """One line for a run of windows that brought nothing: which, and the newest sample stored."""
-        if not empty:
-            return
-        with self.db.connection() as conn:
-            newest = managers.recency(conn, leased.id).newest_sample_at
-        span = Window(empty[0].start, empty[-1].end)
-        what = f"{span}" if len(empty) == 1 else f"{len(empty)} windows, {span}"
-        them = "it" if len(empty) == 1 else "them"
-        last = f"the newest sample stored is from {newest:%Y-%m-%d %H:%M} UTC" if newest else "no sample is stored yet"
-        log.info(
-            "manager %s: captured nothing in %s: the source sent no measures for %s; %s", leased.name, what, them, last
-        )
-
-    def _watch_recency(self, leased: _Leased) -> None:
-        """Export the newest sample's time and whether the source is stale; warn once when it turns stale."""
-        with self.db.connection() as conn:
-            recency = managers.recency(conn, leased.id)
-        if recency.newest_sample_at is not None:
-            metrics.NEWEST.labels(leased.name).set(recency.newest_sample_at.timestamp())
-        limit = stale_after_s(self.settings.schedule)
-        stale = recency.quiet_s is not None and recency.quiet_s > limit
-        metrics.STALE.labels(leased.name).set(1 if stale else 0)
-        if stale and not leased.stale:
-            newest = recency.newest_sample_at
-            log.warning(
-                "manager %s: stale: the source has sent nothing for %s of captured time (more than %d capture "
-                "intervals); %s",
-                leased.name,
-                duration(round(recency.quiet_s or 0)),
-                limit // self.settings.schedule.capture_interval_s,
-                f"the newest sample stored is from {newest:%Y-%m-%d %H:%M} UTC" if newest else "no sample is stored",
-            )
-        elif leased.stale and not stale:
-            log.info("manager %s: the source sends samples again", leased.name)
-        leased.stale = stale
-
-    def _source(self, leased: _Leased) -> bounded.Bounded:
+    def _source(self, leased: Leased) -> bounded.Bounded:
         """``leased``'s collector, each answer within its bound (a new collector after one was abandoned)."""
         if leased.abandoned and leased.config is not None:
             leased.collector = build_collector(leased.name, leased.config)

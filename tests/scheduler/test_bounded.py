@@ -21,7 +21,8 @@ from cloudmeter.config import load_settings
 from cloudmeter.errors import SourceUnavailable, Throttled
 from cloudmeter.model import METRICS, Inventory, ResourceRef, SampleBatch, Window
 from cloudmeter.scheduler.bounded import Bounded, Interrupted, NoAnswer, limit_s
-from cloudmeter.scheduler.daemon import MAX_RETRY_AFTER_S, Daemon, _Leased
+from cloudmeter.scheduler.cycle import Leased
+from cloudmeter.scheduler.daemon import MAX_RETRY_AFTER_S, Daemon
 from cloudmeter.storage import managers
 from cloudmeter.storage.database import Database
 from tests.scheduler.test_daemon import wait_for
@@ -169,7 +170,7 @@ def daemon(db: Database, tmp_path: Path) -> Daemon:
 def test_a_throttled_manager_waits_the_longer_of_retry_after_and_its_back_off(db: Database, daemon: Daemon) -> None:
     with db.connection() as conn:
         manager_id = managers.register_manager(conn, "lab", "simulator", {})
-    leased = _Leased("lab", manager_id, SimulatorCollector("lab", SimulatorConfig(kind="simulator")))
+    leased = Leased("lab", manager_id, SimulatorCollector("lab", SimulatorConfig(kind="simulator")))
     waits = []
     for retry_after in (100.0, 100.0, 100.0, 1e9):
         with db.connection() as conn:
@@ -194,7 +195,7 @@ def test_a_job_firing_while_its_manager_runs_another_runs_next_on_the_same_worke
     gated.batches = []
     with db.connection() as conn:
         manager_id = managers.register_manager(conn, "gated", "gated", {})
-    leased = daemon._leased["gated"] = _Leased("gated", manager_id, gated)
+    leased = daemon._leased["gated"] = Leased("gated", manager_id, gated)
     worker = threading.Thread(target=daemon._guarded, args=(leased, "refresh"))
     worker.start()
     assert gated.waiting.wait(5)  # the refresh waits for its source

@@ -25,7 +25,8 @@ from cloudmeter.collectors.registry import build_collector, parse_manager_config
 from cloudmeter.collectors.simulator import SimulatorCollector, SimulatorConfig
 from cloudmeter.config import load_settings
 from cloudmeter.model import METRICS, Window
-from cloudmeter.scheduler.daemon import Daemon, _Leased
+from cloudmeter.scheduler.cycle import Leased
+from cloudmeter.scheduler.daemon import Daemon
 from cloudmeter.scheduler.windows import CapturePlan, next_window
 from cloudmeter.storage import managers
 from cloudmeter.storage.database import Database
@@ -280,7 +281,7 @@ def test_a_failure_quoting_a_dsn_is_stored_and_logged_without_its_password(
     config.write_text("")
     daemon = Daemon(db, load_settings(config))
     leak = RuntimeError("could not reach postgresql://meter:hunter2@db.example/cm")
-    daemon._failed(_Leased("lab", manager_id, collector), "capture", leak)
+    daemon._failed(Leased("lab", manager_id, collector), "capture", leak)
     with db.connection() as conn:
         row = managers.get_manager(conn, "lab")
     assert (

@@ -344,7 +344,7 @@ def test_what_the_source_no_longer_keeps_is_skipped_in_one_warning_and_recorded(
     assert first_poll - timedelta(days=30, seconds=5) < end < run.polls[-1].at - timedelta(days=30)
     warnings = [line for line in run.log.splitlines() if "skipping" in line]
     assert warnings == [
-        f"WARNING cloudmeter.scheduler.daemon: manager gn: skipping {_minute(start)} to {_minute(end)} UTC: "
+        f"WARNING cloudmeter.scheduler.cycle: manager gn: skipping {_minute(start)} to {_minute(end)} UTC: "
         "the source keeps 30 days"
     ]
     assert gn["holes"] == []
@@ -373,7 +373,7 @@ def test_a_run_of_empty_windows_is_one_line_naming_the_newest_sample(run: Run) -
     mark = T1 - timedelta(hours=2)
     until = datetime.fromisoformat(run.managers(run.after)["quiet"]["captured_until"])
     assert lines == [
-        f"INFO cloudmeter.scheduler.daemon: manager quiet: captured nothing in "
+        f"INFO cloudmeter.scheduler.cycle: manager quiet: captured nothing in "
         f"{_minute(mark - timedelta(seconds=120))} to {_minute(until)} UTC: the source sent no measures for it; "
         f"the newest sample stored is from {_minute(run.quiet_newest)} UTC"
     ]
@@ -397,7 +397,7 @@ def test_status_shows_the_newest_sample_the_last_cycles_and_flags_a_stale_source
     assert shown["gn"]["state"] == "stale" and shown["gn"]["newest_sample_at"] is None
     stale_lines = [line for line in run.log.splitlines() if "manager quiet: stale" in line]
     assert stale_lines == [
-        f"WARNING cloudmeter.scheduler.daemon: manager quiet: stale: the source has sent nothing for "
+        f"WARNING cloudmeter.scheduler.cycle: manager quiet: stale: the source has sent nothing for "
         f"{_spoken(quiet_s)} of captured time (more than 6 capture intervals); the newest sample stored is from "
         f"{_minute(run.quiet_newest)} UTC"
     ]
