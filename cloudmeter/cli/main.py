@@ -1,9 +1,9 @@
 """The root ``cloudmeter`` app (typer): its options, and every command group and top-level command on it.
 
-Each command group is a typer sub-app in its own module (``config``, ``db``, ``managers``, ``capacity``,
-``chargeback``); the top-level commands are put on the root app by their module's ``register(app)``, in the order
-``--help`` lists them (``demo``, ``status``, then the jobs). Errors print what is wrong and how to fix it, and
-exit non-zero.
+Each command group is a typer sub-app in its own module (``config``, ``db``, ``managers``, ``collectors``,
+``capacity``, ``chargeback``); the top-level commands are put on the root app by their module's ``register(app)``,
+in the order ``--help`` lists them (``demo``, ``status``, then the jobs). Errors print what is wrong and how to fix
+it, and exit non-zero.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import typer
 from cloudmeter.cli import demo, jobs, status
 from cloudmeter.cli.capacity import capacity_app
 from cloudmeter.cli.chargeback import chargeback_app
+from cloudmeter.cli.collectors import collectors_app
 from cloudmeter.cli.config import config_app
 from cloudmeter.cli.db import db_app
 from cloudmeter.cli.managers import managers_app
@@ -27,6 +28,7 @@ app = typer.Typer(
 app.add_typer(config_app, name="config")
 app.add_typer(db_app, name="db")
 app.add_typer(managers_app, name="managers")
+app.add_typer(collectors_app, name="collectors")
 app.add_typer(capacity_app, name="capacity")
 app.add_typer(chargeback_app, name="chargeback")
 demo.register(app)
