@@ -7,6 +7,7 @@ and ``parse``. An answer that does not follow its documented shape (PayloadError
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -15,6 +16,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, ClassVar, Final, cast
 
 import numpy as np
+import numpy.typing as npt
 
 from cloudmeter.collectors import usage
 from cloudmeter.collectors.aws.api import AwsAPI, AwsClients
@@ -34,6 +36,7 @@ from cloudmeter.collectors.aws.parse import (
     EC2_NAMESPACE,
     Datapoints,
     Request,
+    ceil_to,
     floor_to,
     memory_dimensions,
     periods_by_age,
@@ -54,6 +57,7 @@ log = logging.getLogger(__name__)
 RETENTION_S: Final = 455 * 86400
 #: GetMetricData price: US$0.01 per 1,000 metrics requested.
 USD_PER_METRIC: Final = 0.01 / 1000
+_NEVER: Final = np.iinfo(np.int64).max
 #: Most instance types one describe_instance_types call may name.
 TYPES_PER_CALL: Final = 100
 
@@ -136,15 +140,21 @@ class CloudWatchCollector:
         beyond) and the instance's monitoring (at least 300 s without detailed monitoring). Logs the cost.
         """
         now_s = epoch_s(self._clock())
-        instances = [i for i in self._instances() if i.alive_during(window.start, window.end)]
-        if not instances:
+        listed = self._instances()
+        groups: list[tuple[int, int, int, list[Instance]]] = []
+        for start_s, end_s, age_period in periods_by_age(window.start_s, window.end_s, now_s):
+            for period, members in _by_period(listed, age_period).items():
+                reach = from_epoch_s(ceil_to(window.end_s, period))  # where the last period starting in it ends
+                alive = [i for i in members if i.alive_during(window.start, reach)]
+                if alive:
+                    groups.append((start_s, end_s, period, alive))
+        if not groups:
             return
-        types = self._instance_types({i.instance_type for i in instances})
+        types = self._instance_types({i.instance_type for *_, alive in groups for i in alive})
         memory = self._memory_dimensions()
         tally = _Tally()
-        for start_s, end_s, age_period in periods_by_age(window.start_s, window.end_s, now_s):
-            for period, members in _by_period(instances, age_period).items():
-                yield from self._capture_group(members, types, memory, period, (start_s, end_s), tally)
+        for start_s, end_s, period, alive in groups:
+            yield from self._capture_group(alive, types, memory, period, (start_s, end_s), tally)
         log.info(
             "manager %r: GetMetricData calls: %d, metrics requested: %d, about US$%.5f (US$0.01 per 1,000)",
             self.name,
@@ -166,12 +176,17 @@ class CloudWatchCollector:
         known = [types.get(i.instance_type) for i in members]
         vcpus = np.array([t.vcpus if t else np.nan for t in known], np.float64)
         memory_bytes = np.array([t.memory_bytes if t else np.nan for t in known], np.float64)
+        started_s = np.array([epoch_s(i.started_at) for i in members], np.int64)
+        ended_s = np.array(
+            [_NEVER if i.ended_at is None else math.ceil(i.ended_at.timestamp()) for i in members], np.int64
+        )
         for request in plan_requests([i.ref.ems_ref for i in members], memory, period):
             refs = tuple(i.ref for i in members[request.first : request.stop])
             rows = slice(request.first, request.stop)
             for lo, hi in time_slices(*span, period):
                 points = self._metric_data(request, lo, hi, tally)
                 batch = points.batch(refs, vcpus[rows], memory_bytes[rows], period, max(lo, span[0]), min(hi, span[1]))
+                batch = _while_alive(batch, started_s[rows], ended_s[rows])
                 if len(batch):
                     yield batch
 
@@ -267,6 +282,18 @@ class _Tally:
 
     calls: int = 0
     metrics: int = 0
+
+
+def _while_alive(batch: SampleBatch, started_s: npt.NDArray[np.int64], ended_s: npt.NDArray[np.int64]) -> SampleBatch:
+    """The rows of ``batch`` whose period overlaps its instance's life (``started_s``/``ended_s`` per ref, as
+    ``Instance.alive_during``). CloudWatch still publishes the minutes an instance takes to stop after the time
+    EC2 gives for it; kept, they would be captured or not depending on where capture windows are cut (a window
+    starting after that time leaves the instance out), and they would fall after the inventory's retired_at."""
+    idx, ts = batch.resource_idx, batch.ts_s
+    keep = (started_s[idx] < ts + batch.interval_s) & (ts < ended_s[idx])
+    if keep.all():
+        return batch
+    return SampleBatch(batch.refs, idx[keep], ts[keep], batch.values[keep], batch.interval_s)
 
 
 def _by_period(instances: list[Instance], age_period: int) -> dict[int, list[Instance]]:
