@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Final
@@ -55,7 +55,7 @@ from cloudmeter.collectors.openstack.policy import (
     metric_policies,
 )
 from cloudmeter.errors import CollectorError, ConfigError, PayloadError
-from cloudmeter.model import Inventory, ResourceRef, SampleBatch, Window, epoch_s
+from cloudmeter.model import Inventory, ResourceRef, SampleBatch, Window, as_utc, epoch_s
 
 log = logging.getLogger(__name__)
 
@@ -77,15 +77,27 @@ _METER_NAMES: Final = {role: name for meters in METERS.values() for name, role i
 
 
 class GnocchiCollector:
-    """Inventory and metrics of one OpenStack cloud from Gnocchi."""
+    """Inventory and metrics of one OpenStack cloud from Gnocchi.
+
+    ``transport`` (httpx's) and ``clock`` (what "now" is: the deleted instances still listed, the newest
+    allocation readings, the granularity still kept) are seams for tests and recorded runs.
+    """
 
     kind: ClassVar[str] = "openstack"
     config_model: ClassVar[type[ManagerConfig]] = OpenStackConfig
 
-    def __init__(self, name: str, config: OpenStackConfig, transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        config: OpenStackConfig,
+        transport: httpx.BaseTransport | None = None,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self.name = name
         self.config = config
         self._transport = transport
+        self._clock = clock
         self._api: GnocchiAPI | None = None
         self._flavors = Flavors(by_name={name: Flavor(f.vcpus, f.memory_mib) for name, f in config.flavors.items()})
         region = config.region or "RegionOne"
@@ -108,9 +120,7 @@ class GnocchiCollector:
             return self.config.retention_days * 86400
         try:
             if not self._metric_policy:
-                self._learn_policies(
-                    self._layout(datetime.now(UTC) - timedelta(days=self.config.retired_lookback_days))
-                )
+                self._learn_policies(self._layout(self._clock() - timedelta(days=self.config.retired_lookback_days)))
             if not self._policies:
                 self._load_policies()
         except PayloadError as exc:
@@ -192,7 +202,7 @@ class GnocchiCollector:
     def inventory(self) -> Inventory:
         """Instances alive or deleted within ``retired_lookback_days``, with their host history and each
         revision's allocation; their hosts, clusters, the provider and the region."""
-        now = datetime.now(UTC)
+        now = as_utc(self._clock())
         current = list(
             self.api.search("instance", _alive_since(now - timedelta(days=self.config.retired_lookback_days)))
         )
@@ -252,7 +262,7 @@ class GnocchiCollector:
         """Counter rates and gauges of every VM alive in ``window``, one batch per group of VMs (of one
         granularity) and day."""
         config = self.config
-        now = datetime.now(UTC)
+        now = as_utc(self._clock())
         try:
             if not self._nova_read:
                 self._learn_nova()
