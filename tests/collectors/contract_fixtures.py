@@ -1,0 +1,48 @@
+"""What the contract tests of the built-in collectors share: a closed port, and recording a live run."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from cloudmeter.testing import CollectorCassette, Scenario, recording
+
+if TYPE_CHECKING:
+    from vcr.request import Request  # type: ignore[import-untyped]
+
+CASSETTES = Path(__file__).resolve().parent / "cassettes"
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released: a connection is refused at once)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def live_cassette(
+    config: pytest.Config,
+    name: str,
+    scenario: Scenario,
+    secrets: Sequence[str],
+    hosts: Mapping[str, str],
+    edit: Callable[[Request, dict[str, Any]], dict[str, Any]] | None = None,
+) -> Iterator[CollectorCassette | None]:
+    """For a contract class against a real peer: None (no cassette), or, when this run records, the cassette
+    ``cassettes/NAME.yaml`` being recorded, saved when the class is done."""
+    if not recording(config):
+        yield None
+        return
+    path = CASSETTES / f"{name}.yaml"
+    cassette = CollectorCassette(path, record=True, scenario=scenario, secrets=secrets, hosts=hosts, edit=edit)
+    yield cassette
+    cassette.save()
+
+
+def replayed(name: str, secrets: Sequence[str]) -> CollectorCassette:
+    """The committed cassette ``cassettes/NAME.yaml``, to replay."""
+    return CollectorCassette(CASSETTES / f"{name}.yaml", record=False, secrets=secrets)
