@@ -3,6 +3,7 @@ secrets a collector holds and where they may show. Used by ``contract.CollectorC
 
 from __future__ import annotations
 
+import re
 import traceback
 import typing
 from collections import defaultdict
@@ -121,6 +122,20 @@ def config_secrets(config: Any) -> list[str]:
 def declares_secrets(model: type[BaseModel]) -> bool:
     """Whether a config model has a secret field (SecretStr, optional or annotated) anywhere."""
     return any(_mentions_secret(info.annotation) for info in model.model_fields.values())
+
+
+#: Field names that hold a secret whatever the kind (a field named so must be typed ``Secret``).
+SECRET_NAMES: Final = re.compile(r"password|secret|token|passphrase|private_key|api_key")
+
+
+def plain_secret_fields(model: type[BaseModel]) -> list[str]:
+    """Fields of a config model named like a secret (``SECRET_NAMES``) but not typed as one: they would be
+    stored, shown and logged in clear."""
+    return [
+        name
+        for name, info in model.model_fields.items()
+        if SECRET_NAMES.search(name) and not _mentions_secret(info.annotation)
+    ]
 
 
 def _mentions_secret(annotation: Any) -> bool:

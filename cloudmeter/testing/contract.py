@@ -53,7 +53,8 @@ What each check guards
 - ``test_secrets_stay_out_of_reprs`` / ``..._logs`` and the two failing verifies: no secret, as is or
   URL-quoted, JSON-escaped or inside base64 (a basic-auth header), in repr/str of the collectors and their
   configs, in any log record at DEBUG during verify, inventory and capture, or in the errors raised (their
-  whole chain). A kind whose config model has no secret field skips the two secret tests; one that has secret
+  whole chain). For a kind whose config model has no secret field, the two secret tests check instead that no
+  field is named like a secret (password, token, ...) without being typed ``Secret``; one that has secret
   fields fails them when no secret is configured.
 """
 
@@ -101,6 +102,7 @@ from cloudmeter.testing.checks import (
     log_text,
     memory_at,
     name_of,
+    plain_secret_fields,
     vcpus_at,
 )
 
@@ -156,11 +158,16 @@ class CollectorContract:
 
     @classmethod
     def _secrets_to_check(cls, secrets: Iterable[str], *collectors: Any) -> list[str]:
-        """``all_secrets``, skipping the test when there are none to look for."""
+        """``all_secrets``; when there are none (the config model declares no secret field), checks instead that
+        no field is named like a secret without being typed ``Secret``."""
         found = cls.all_secrets(secrets, *collectors)
-        if not found:
-            model = getattr(collectors[0], "config_model", None) if collectors else None
-            pytest.skip(f"{getattr(model, '__name__', 'the config model')} has no secret field: nothing can leak")
+        model = getattr(collectors[0], "config_model", None) if collectors else None
+        if not found and model is not None:
+            plain = plain_secret_fields(model)
+            assert not plain, (
+                f"{model.__name__} fields {plain} are named like secrets but typed as plain values: type them "
+                "cloudmeter.collectors.base.Secret, so they are masked in repr, logs and storage"
+            )
         return found
 
     # ---- the protocol -------------------------------------------------------------------------------------

@@ -8,13 +8,14 @@ import dataclasses
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
 from vcr.request import Request  # type: ignore[import-untyped]
 
 from cloudmeter.collectors.aws import AwsConfig, CloudWatchCollector
+from cloudmeter.collectors.base import ManagerConfig
 from cloudmeter.collectors.simulator import SimulatorCollector, SimulatorConfig
 from cloudmeter.model import Inventory, ResourceRef, SampleBatch, Window
 from cloudmeter.testing import CollectorContract, Redactor, leaks, secret_forms
@@ -114,6 +115,27 @@ def test_a_secret_in_a_repr_is_found() -> None:
         CollectorContract().test_secrets_stay_out_of_reprs(
             broken("secret in repr"), broken(fail="auth"), broken(fail="unavailable"), [SECRET]
         )
+
+
+class PlainTokenConfig(SimulatorConfig):
+    """A kind that forgot to type its token ``Secret``."""
+
+    api_token: str = "plain-token-value"
+
+
+class PlainToken(SimulatorCollector):
+    config_model: ClassVar[type[ManagerConfig]] = PlainTokenConfig
+
+
+def test_a_field_named_like_a_secret_must_be_typed_secret(caplog: pytest.LogCaptureFixture) -> None:
+    contract = CollectorContract()
+    collector = broken()
+    contract.test_secrets_stay_out_of_logs(collector, WINDOW, [], caplog)  # no secret field: the naming holds
+    careless = PlainToken("sim", PlainTokenConfig.model_validate(WORLD), clock=lambda: NOW)
+    with pytest.raises(AssertionError, match=r"PlainTokenConfig fields \['api_token'\] are named like secrets"):
+        contract.test_secrets_stay_out_of_logs(careless, WINDOW, [], caplog)
+    with pytest.raises(AssertionError, match=r"PlainTokenConfig fields \['api_token'\] are named like secrets"):
+        contract.test_secrets_stay_out_of_reprs(careless, careless, careless, [])
 
 
 def test_the_wrong_error_class_fails_verify_checks(caplog: pytest.LogCaptureFixture) -> None:
