@@ -1,20 +1,31 @@
-"""``cloudmeter managers ...``: list, verify, add, remove, enable and disable the provider connections."""
+"""``cloudmeter managers ...``: list, show, verify, add, remove, enable and disable the provider connections."""
 
 from __future__ import annotations
 
+import json
+import os
+import sys
+import tomllib
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import polars as pl
 import typer
+from pydantic import SecretStr
+from rich import box
+from rich.table import Table
 
+from cloudmeter.cli import prompts
 from cloudmeter.cli.common import ConfigOption, console, fail, handled_errors, open_database, read_settings
 from cloudmeter.cli.output import JsonOption, Output, OutputOption, plural, show, view
 from cloudmeter.cli.resolve import configured, registered
 from cloudmeter.collectors.base import ManagerConfig
-from cloudmeter.collectors.registry import build_collector
+from cloudmeter.collectors.registry import build_collector, collector_class, parse_manager_config
+from cloudmeter.config import CONFIG_ENV, Settings
 from cloudmeter.errors import CloudmeterError, ConfigError
+from cloudmeter.redact import MASK, mask
 from cloudmeter.scheduler.fleet import checked_table, fleet
 from cloudmeter.storage import managers
 
@@ -119,10 +130,17 @@ def managers_add(
     verify: Annotated[bool, typer.Option(help="Check endpoint and credentials before saving.")] = True,
     config: ConfigOption = None,
 ) -> None:
-    """Add a manager to the database (the daemon picks it up); its secrets are stored only as env references."""
+    """Add a manager to the database (the daemon picks it up); its secrets are stored only as env references.
+
+    In a terminal without --set, asks for each field of the kind's config (secrets as the environment variable
+    holding them) and verifies before saving.
+    """
     settings = read_settings(config)
     if name in settings.managers:
         raise fail(f"manager {name!r} is in the config file already; pick another name", 2)
+    if not fields and sys.stdin.isatty():
+        _add_asking(name, kind, verify, settings)
+        return
     with handled_errors():
         manager, table = checked_table(name, kind, _fields(fields or []))
     if verify:
@@ -137,6 +155,130 @@ def managers_add(
             except LookupError as exc:
                 raise fail(f"{exc}; remove it first or pick another name", 2) from None
     console.print(f"added manager {name} ({kind})", highlight=False)
+
+
+def _add_asking(name: str, kind: str, verify: bool, settings: Settings) -> None:
+    """``managers add`` in a terminal: the questions, verify (saving a manager that fails it only when told to),
+    then the manager is saved. Ctrl-C or end of input stops it with nothing saved."""
+    with handled_errors():
+        model = collector_class(kind).config_model
+    with open_database(settings) as db:  # a taken name fails before the questions, not after them
+        db.migrate()
+        with db.connection() as conn:
+            if managers.get_manager(conn, name) is not None:
+                raise fail(f"a manager named {name!r} exists already; remove it first or pick another name", 2)
+    prompts.let_ctrl_c_interrupt()
+    try:
+        manager, answers = prompts.ask(console, name, kind, model)
+        if verify:
+            console.print(f"\nverifying {name} ...", highlight=False, markup=False)
+            result = mask(_verified(name, manager)["result"], _secret_values(manager))
+            if result == "ok":
+                console.print("verify: ok", highlight=False)
+            else:
+                console.print(f"verify failed: {result}", highlight=False, markup=False)
+                if not prompts.YesNo.ask("save it anyway?", default=False, console=console):
+                    raise fail(f"not saved: {name} failed verify")
+    except KeyboardInterrupt:
+        console.print()
+        raise fail("stopped (Ctrl-C); nothing saved", 130) from None
+    except EOFError:
+        console.print()
+        raise fail("stopped at the end of input; nothing saved") from None
+    with open_database(settings) as db, db.connection() as conn:
+        try:
+            managers.add_manager(conn, name, kind, answers.table())
+        except LookupError as exc:
+            raise fail(f"{exc}; remove it first or pick another name", 2) from None
+    console.print(f"added manager {name} ({kind})", highlight=False, markup=False)
+    for variable in answers.typed:
+        console.print(f"note: export {variable} where cloudmeter runs {name}", highlight=False, markup=False)
+
+
+def _secret_values(manager: ManagerConfig) -> Iterable[str]:
+    return [value.get_secret_value() for value in dict(manager).values() if isinstance(value, SecretStr)]
+
+
+@managers_app.command("show")
+def managers_show(
+    name: Annotated[str, typer.Argument(help="The manager.")], config: ConfigOption = None, as_json: JsonOption = False
+) -> None:
+    """A manager's effective config: every field, defaults marked, secrets masked (env: references by name)."""
+    settings = read_settings(config)
+    if name in settings.managers:
+        manager, table, source = settings.managers[name], _file_table(config, name), "config"
+    else:
+        with open_database(settings) as db:
+            db.migrate()
+            with db.connection() as conn:
+                added = managers.added_managers(conn)
+        if name not in added:
+            known = ", ".join(sorted({*settings.managers, *added})) or "none"
+            raise fail(
+                f"manager {name!r} is not configured (configured: {known}); add [managers.{name}] or `managers add`", 2
+            )
+        table, source = added[name], "cli"
+        with handled_errors():
+            manager = _loaded(name, table)
+    effective = _effective(manager, table)
+    defaults = [key for key in type(manager).model_fields if key not in manager.model_fields_set]
+    if as_json:
+        report = {"name": name, "kind": manager.kind, "source": source, "config": effective, "defaults": defaults}
+        typer.echo(json.dumps(report))
+        return
+    where = "in the config file" if source == "config" else "added with managers add"
+    grid = Table(
+        title=f"manager {name} ({manager.kind}, {where})", box=box.SIMPLE_HEAD, pad_edge=False, title_justify="left"
+    )
+    grid.add_column("field", no_wrap=True)
+    grid.add_column("value", overflow="fold")  # a long table (flavors) wraps within the terminal, never cut
+    grid.add_column("note", no_wrap=True)
+    for key, value in effective.items():
+        grid.add_row(key, _shown(value), _note(value, key in defaults))
+    console.print(grid, highlight=False)
+
+
+def _file_table(config: Path | None, name: str) -> Mapping[str, Any]:
+    """Manager ``name``'s table as the config file gives it (secrets too: only to tell env: references)."""
+    path = config or (Path(os.environ[CONFIG_ENV]) if os.environ.get(CONFIG_ENV) else None)
+    if path is None:  # given in CLOUDMETER_MANAGERS__... variables: its secrets are masked
+        return {}
+    table: Mapping[str, Any] = tomllib.loads(path.read_text(encoding="utf-8")).get("managers", {}).get(name, {})
+    return table
+
+
+def _loaded(name: str, table: Mapping[str, Any]) -> ManagerConfig:
+    """An added manager's config; a secret's ``env:`` reference need not be set here (it is shown, not used)."""
+    model = collector_class(str(table.get("kind"))).config_model
+    referenced = {
+        key: SecretStr("")
+        for key in prompts.secret_fields(model)
+        if isinstance(table.get(key), str) and table[key].startswith("env:")
+    }
+    return parse_manager_config(name, {**table, **referenced})
+
+
+def _effective(manager: ManagerConfig, table: Mapping[str, Any]) -> dict[str, Any]:
+    """Every field's value as JSON; a secret as its ``env:VARNAME`` reference or masked."""
+    dumped = manager.model_dump(mode="json")
+    for key, value in dict(manager).items():
+        if isinstance(value, SecretStr):
+            given = table.get(key)
+            dumped[key] = given if isinstance(given, str) and given.startswith("env:") else MASK
+    return dumped
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "-"
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _note(value: Any, default: bool) -> str:
+    notes = ["default"] if default else []
+    if isinstance(value, str) and value.startswith("env:") and value.removeprefix("env:") not in os.environ:
+        notes.append("not set here")
+    return ", ".join(notes)
 
 
 @managers_app.command("remove")

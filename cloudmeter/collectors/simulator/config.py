@@ -34,9 +34,7 @@ class SimulatorConfig(ManagerConfig):
         description="share of the VMs sampled at coarse_interval_s, picked by a hash of (seed, VM) so the rest of "
         "the world stays as the seed draws it",
     )
-    start: AwareDatetime = Field(
-        default=datetime(2026, 1, 1, tzinfo=UTC), description="when the world begins (ISO 8601 with an offset)"
-    )
+    start: AwareDatetime = Field(default=datetime(2026, 1, 1, tzinfo=UTC), description="when the world begins")
     horizon_days: int = Field(
         default=30, ge=1, le=3660, description="days after start in which VMs are created, migrated and deleted"
     )
