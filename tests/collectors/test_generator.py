@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 import sysconfig
+import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -226,6 +227,16 @@ def test_new_writes_to_cloudmeter_name_in_the_current_directory_by_default(
     done = cli("collectors", "new", "beta")
     assert done.exit_code == 0, done.stderr
     assert (tmp_path / "cloudmeter-beta" / "cloudmeter_beta" / "collector.py").is_file()
+
+
+def test_every_template_ships_in_the_wheel() -> None:
+    """cloudmeter's package-data covers every template (an editable install finds them without it, a wheel not)."""
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    shipped = {
+        path for pattern in setuptools["package-data"]["cloudmeter"] for path in (ROOT / "cloudmeter").glob(pattern)
+    }
+    templates = {path for path in (ROOT / "cloudmeter" / "collectors" / "template").rglob("*") if path.is_file()}
+    assert templates and templates <= shipped, sorted(str(path) for path in templates - shipped)
 
 
 def test_the_generated_code_passes_ruff_as_written(tmp_path: Path) -> None:
