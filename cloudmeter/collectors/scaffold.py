@@ -58,8 +58,7 @@ def check_name(name: str, installed: Collection[str]) -> None:
     """A ConfigError naming the fix unless ``name`` can be a new kind: a lowercase identifier not installed yet."""
     if not NAME.match(name):
         raise ConfigError(
-            f"collector name {name!r} is not a lowercase identifier ([a-z][a-z0-9_]*); use e.g. "
-            f"{_suggestion(name)!r}"
+            f"collector name {name!r} is not a lowercase identifier ([a-z][a-z0-9_]*); use e.g. {_suggestion(name)!r}"
         )
     if name in installed:
         raise ConfigError(f"kind {name!r} is installed already (cloudmeter collectors list); pick another name")
