@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import sys
 import textwrap
 import types
 from dataclasses import asdict, dataclass, field
@@ -194,13 +195,15 @@ def collectors_new(
         console.print(f"  {path:<{width}}  {lines[0]}".rstrip(), markup=False, highlight=False)
         for more in lines[1:]:
             console.print(f"  {'':<{width}}  {more}", markup=False, highlight=False)
+    python = shlex.quote(sys.executable)
     console.print(
         "\nA starting point, not a working collector: its tests fail until you implement\n"
-        f"{names.package}/parse.py. Next steps:\n"
+        f"{names.package}/parse.py. Next steps: install it into the environment this\n"
+        f"cloudmeter runs from, see kind {name} listed, and run its tests:\n"
         f"  cd {shlex.quote(str(target))}\n"
-        "  pip install -e '.[test]'\n"
-        f"  cloudmeter collectors list   # kind {name} is listed\n"
-        "  python -m pytest             # NotImplementedError until parse.py is done\n"
+        f"  {python} -m pip install -e '.[test]'\n"
+        "  cloudmeter collectors list\n"
+        f"  {python} -m pytest\n"
         "README.md says how to replace the example API with your source's, and use it.",
         markup=False,
         highlight=False,

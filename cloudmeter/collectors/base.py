@@ -10,7 +10,7 @@ import os
 from collections.abc import Iterator
 from typing import Annotated, Any, ClassVar, Protocol, runtime_checkable
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, SecretStr
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
 
 from cloudmeter.model import Inventory, SampleBatch, Window
 
@@ -35,7 +35,7 @@ class ManagerConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     kind: str
-    enabled: bool = True
+    enabled: bool = Field(True, description="whether the daemon runs this manager (managers enable|disable)")
 
     def public_fields(self) -> dict[str, Any]:
         """The fields that may be stored and shown: everything but secrets, as JSON-ready values."""

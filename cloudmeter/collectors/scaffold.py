@@ -2,7 +2,7 @@
 
 The templates are package data (``*.tmpl``, so neither ruff, mypy nor pytest reads them as cloudmeter's own code)
 filled in with ``string.Template``: ``$name`` (the kind), ``$Name`` (its class-name form), ``$package``,
-``$distribution``, ``$env_var`` and ``$cloudmeter_version``. ``template/package/`` becomes the package
+``$distribution``, ``$env_var`` and ``$cloudmeter_requirement``. ``template/package/`` becomes the package
 ``cloudmeter_NAME/``. Rendering is pure (name -> {relative path: text}); the command writes the files.
 """
 
@@ -35,7 +35,9 @@ class Names:
     package: str  # cloudmeter_acme
     distribution: str  # cloudmeter-acme
     env_var: str  # ACME_TOKEN
-    cloudmeter_version: str  # the lowest cloudmeter it depends on: this one
+    #: The cloudmeter versions it works with: this one's release series (PyPI's "cloudmeter" 0.5 is another
+    #: project, which an open ">=" would let pip install in its place).
+    cloudmeter_requirement: str
 
 
 def names(name: str) -> Names:
@@ -43,15 +45,23 @@ def names(name: str) -> Names:
     try:
         floor = version("cloudmeter")
     except PackageNotFoundError:  # running from a source tree that was never installed
-        floor = "0.1"
+        floor = "0.1.0"
     return Names(
         name=name,
         Name="".join(part.capitalize() for part in name.split("_")),
         package=f"cloudmeter_{name}",
         distribution=f"cloudmeter-{name.replace('_', '-')}",
         env_var=f"{name.upper()}_TOKEN",
-        cloudmeter_version=floor,
+        cloudmeter_requirement=release_series(floor),
     )
+
+
+def release_series(current: str) -> str:
+    """The requirement on cloudmeter's release series of version ``current``: ``>=0.1.0,<0.2`` for 0.1.0 (before
+    1.0 a minor release may break), ``>=1.4.2,<2`` from 1.0 on."""
+    major, minor = (int(part) for part in re.findall(r"\d+", current)[:2])
+    upper = f"0.{minor + 1}" if major == 0 else f"{major + 1}"
+    return f">={current},<{upper}"
 
 
 def check_name(name: str, installed: Collection[str]) -> None:

@@ -183,6 +183,18 @@ def test_every_file_is_rendered_with_its_names_filled_in() -> None:
 
 
 @pytest.mark.parametrize(
+    ("current", "requirement"),
+    [("0.1.0", ">=0.1.0,<0.2"), ("0.12.3", ">=0.12.3,<0.13"), ("1.4.2", ">=1.4.2,<2"), ("2.0.0rc1", ">=2.0.0rc1,<3")],
+)
+def test_the_package_requires_this_cloudmeters_release_series(current: str, requirement: str) -> None:
+    # PyPI's "cloudmeter" 0.5.0 is another project: an open ">=0.1.0" would let pip install it instead
+    assert scaffold.release_series(current) == requirement
+    dependencies = scaffold.render("my_cloud")["pyproject.toml"]
+    series = scaffold.release_series(scaffold.names("my_cloud").cloudmeter_requirement.split(",")[0][2:])
+    assert f'"cloudmeter{series}"' in dependencies and f'"cloudmeter[testing]{series}"' in dependencies
+
+
+@pytest.mark.parametrize(
     ("name", "says"),
     [
         ("Acme", "'Acme' is not a lowercase identifier ([a-z][a-z0-9_]*); use e.g. 'acme'"),
