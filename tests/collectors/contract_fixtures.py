@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from cloudmeter.testing import CollectorCassette, Scenario, recording
+from cloudmeter.testing import CollectorCassette, Scenario, leaks, recording
 
 if TYPE_CHECKING:
     from vcr.request import Request  # type: ignore[import-untyped]
@@ -46,3 +46,11 @@ def live_cassette(
 def replayed(name: str, secrets: Sequence[str]) -> CollectorCassette:
     """The committed cassette ``cassettes/NAME.yaml``, to replay."""
     return CollectorCassette(CASSETTES / f"{name}.yaml", record=False, secrets=secrets)
+
+
+def committed_leaks(name: str, secrets: Sequence[str]) -> list[str]:
+    """What the committed cassette ``cassettes/NAME.yaml`` and its scenario give away of ``secrets`` (or of any
+    credential header); fails when they are missing."""
+    files = [CASSETTES / f"{name}.yaml", CASSETTES / f"{name}.scenario.json"]
+    assert all(f.exists() for f in files), f"record the cassette first: {files}"
+    return [leak for f in files for leak in leaks(f, secrets)]

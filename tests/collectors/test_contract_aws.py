@@ -20,7 +20,6 @@ import time
 import urllib.request
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 from xml.etree import ElementTree
@@ -32,8 +31,8 @@ from moto.server import ThreadedMotoServer
 
 from cloudmeter.collectors.aws import AwsConfig, CloudWatchCollector
 from cloudmeter.model import ResourceRef, Window, epoch_s
-from cloudmeter.testing import CollectorCassette, CollectorContract, Scenario, leaks
-from tests.collectors.contract_fixtures import CASSETTES, closed_port, live_cassette, replayed
+from cloudmeter.testing import CollectorCassette, CollectorContract, Scenario, ScenarioFixtures
+from tests.collectors.contract_fixtures import closed_port, committed_leaks, live_cassette, replayed
 
 if TYPE_CHECKING:
     from vcr.request import Request  # type: ignore[import-untyped]
@@ -170,7 +169,7 @@ def moto_cloud() -> Iterator[tuple[str, Scenario]]:
         server.stop()
 
 
-class TestCloudWatchLive(CollectorContract):
+class TestCloudWatchLive(ScenarioFixtures, CollectorContract):
     @pytest.fixture(scope="class")
     @classmethod
     def cassette(
@@ -180,13 +179,13 @@ class TestCloudWatchLive(CollectorContract):
         yield from live_cassette(request.config, NAME, scenario, SECRETS, {url: MOTO}, edit=max_results)
 
     @pytest.fixture
+    def scenario(self, moto_cloud: tuple[str, Scenario]) -> Scenario:
+        return moto_cloud[1]
+
+    @pytest.fixture
     def collector(self, moto_cloud: tuple[str, Scenario]) -> CloudWatchCollector:
         url, scenario = moto_cloud
         return aws_collector(scenario, url)
-
-    @pytest.fixture
-    def window(self, moto_cloud: tuple[str, Scenario]) -> Window:
-        return moto_cloud[1].window
 
     @pytest.fixture
     def bad_credentials(self, moto_cloud: tuple[str, Scenario]) -> Iterator[CloudWatchCollector]:
@@ -202,31 +201,23 @@ class TestCloudWatchLive(CollectorContract):
     def secrets(self) -> list[str]:
         return SECRETS
 
-    @pytest.fixture
-    def retired_refs(self, moto_cloud: tuple[str, Scenario]) -> set[ResourceRef]:
-        return set(moto_cloud[1].retired_refs)
-
-    @pytest.fixture
-    def missing_metric(self, moto_cloud: tuple[str, Scenario]) -> tuple[ResourceRef, str]:
-        return moto_cloud[1].missing_metric
-
 
 # ---- replayed from the cassette ------------------------------------------------------------------------------
 
 
-class TestCloudWatchReplay(CollectorContract):
+class TestCloudWatchReplay(ScenarioFixtures, CollectorContract):
     @pytest.fixture(scope="class")
     @classmethod
     def cassette(cls) -> CollectorCassette:
         return replayed(NAME, SECRETS)
 
     @pytest.fixture
-    def collector(self, cassette: CollectorCassette) -> CloudWatchCollector:
-        return aws_collector(cassette.scenario, MOTO)
+    def scenario(self, cassette: CollectorCassette) -> Scenario:
+        return cassette.scenario
 
     @pytest.fixture
-    def window(self, cassette: CollectorCassette) -> Window:
-        return cassette.scenario.window
+    def collector(self, cassette: CollectorCassette) -> CloudWatchCollector:
+        return aws_collector(cassette.scenario, MOTO)
 
     @pytest.fixture
     def bad_credentials(self, cassette: CollectorCassette) -> CloudWatchCollector:
@@ -240,18 +231,7 @@ class TestCloudWatchReplay(CollectorContract):
     def secrets(self) -> list[str]:
         return SECRETS
 
-    @pytest.fixture
-    def retired_refs(self, cassette: CollectorCassette) -> set[ResourceRef]:
-        return set(cassette.scenario.retired_refs)
-
-    @pytest.fixture
-    def missing_metric(self, cassette: CollectorCassette) -> tuple[ResourceRef, str]:
-        return cassette.scenario.missing_metric
-
 
 def test_the_committed_cassette_holds_no_secret() -> None:
     """Runs after the classes, so a recording run checks what it just wrote."""
-    files = [CASSETTES / f"{NAME}.yaml", CASSETTES / f"{NAME}.scenario.json"]
-    assert all(Path(f).exists() for f in files), f"record the cassette first: {files}"
-    found = [leak for f in files for leak in leaks(f, SECRETS)]
-    assert not found, found
+    assert committed_leaks(NAME, SECRETS) == []

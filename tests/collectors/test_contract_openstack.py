@@ -13,16 +13,15 @@ from a real Keystone given a wrong password. The collectors' clock stands at the
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from cloudmeter.collectors.openstack import GnocchiCollector, OpenStackConfig
 from cloudmeter.model import ResourceRef, Window
-from cloudmeter.testing import CollectorCassette, CollectorContract, Scenario, leaks
+from cloudmeter.testing import CollectorCassette, CollectorContract, Scenario, ScenarioFixtures
 from tests import gnocchi_server
 from tests.collectors import ceilometer_cloud as cloud
-from tests.collectors.contract_fixtures import CASSETTES, closed_port, live_cassette, replayed
+from tests.collectors.contract_fixtures import closed_port, committed_leaks, live_cassette, replayed
 from tests.gnocchi_server import GnocchiServer
 from tests.keystone_server import ADMIN_PASSWORD, KeystoneServer
 
@@ -82,7 +81,7 @@ LIVE_SCENARIO = Scenario(
 )
 
 
-class TestGnocchiLive(CollectorContract):
+class TestGnocchiLive(ScenarioFixtures, CollectorContract):
     @pytest.fixture(scope="class")
     @classmethod
     def cassette(
@@ -93,12 +92,12 @@ class TestGnocchiLive(CollectorContract):
         yield from live_cassette(request.config, NAME, LIVE_SCENARIO, SECRETS, hosts)
 
     @pytest.fixture
-    def collector(self, contract_gnocchi: GnocchiServer) -> GnocchiCollector:
-        return gnocchi_collector(LIVE_SCENARIO, contract_gnocchi.url)
+    def scenario(self) -> Scenario:
+        return LIVE_SCENARIO
 
     @pytest.fixture
-    def window(self) -> Window:
-        return LIVE_SCENARIO.window
+    def collector(self, contract_gnocchi: GnocchiServer) -> GnocchiCollector:
+        return gnocchi_collector(LIVE_SCENARIO, contract_gnocchi.url)
 
     @pytest.fixture
     def bad_credentials(self, contract_gnocchi: GnocchiServer, keystone: KeystoneServer) -> GnocchiCollector:
@@ -112,31 +111,23 @@ class TestGnocchiLive(CollectorContract):
     def secrets(self) -> list[str]:
         return SECRETS
 
-    @pytest.fixture
-    def retired_refs(self) -> set[ResourceRef]:
-        return set(LIVE_SCENARIO.retired_refs)
-
-    @pytest.fixture
-    def missing_metric(self) -> tuple[ResourceRef, str]:
-        return LIVE_SCENARIO.missing_metric
-
 
 # ---- replayed from the cassette ------------------------------------------------------------------------------
 
 
-class TestGnocchiReplay(CollectorContract):
+class TestGnocchiReplay(ScenarioFixtures, CollectorContract):
     @pytest.fixture(scope="class")
     @classmethod
     def cassette(cls) -> CollectorCassette:
         return replayed(NAME, SECRETS)
 
     @pytest.fixture
-    def collector(self, cassette: CollectorCassette) -> GnocchiCollector:
-        return gnocchi_collector(cassette.scenario, GNOCCHI)
+    def scenario(self, cassette: CollectorCassette) -> Scenario:
+        return cassette.scenario
 
     @pytest.fixture
-    def window(self, cassette: CollectorCassette) -> Window:
-        return cassette.scenario.window
+    def collector(self, cassette: CollectorCassette) -> GnocchiCollector:
+        return gnocchi_collector(cassette.scenario, GNOCCHI)
 
     @pytest.fixture
     def bad_credentials(self, cassette: CollectorCassette) -> GnocchiCollector:
@@ -150,18 +141,7 @@ class TestGnocchiReplay(CollectorContract):
     def secrets(self) -> list[str]:
         return SECRETS
 
-    @pytest.fixture
-    def retired_refs(self, cassette: CollectorCassette) -> set[ResourceRef]:
-        return set(cassette.scenario.retired_refs)
-
-    @pytest.fixture
-    def missing_metric(self, cassette: CollectorCassette) -> tuple[ResourceRef, str]:
-        return cassette.scenario.missing_metric
-
 
 def test_the_committed_cassette_holds_no_secret() -> None:
     """Runs after the classes, so a recording run checks what it just wrote."""
-    files = [CASSETTES / f"{NAME}.yaml", CASSETTES / f"{NAME}.scenario.json"]
-    assert all(Path(f).exists() for f in files), f"record the cassette first: {files}"
-    found = [leak for f in files for leak in leaks(f, [*SECRETS, ADMIN_PASSWORD])]
-    assert not found, found
+    assert committed_leaks(NAME, [*SECRETS, ADMIN_PASSWORD]) == []
