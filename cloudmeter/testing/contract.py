@@ -195,27 +195,29 @@ class CollectorContract:
     def test_verify_refuses_bad_credentials_with_collector_auth_error(
         self, bad_credentials: Collector, secrets: list[str], caplog: pytest.LogCaptureFixture
     ) -> None:
-        known = self.all_secrets(secrets, bad_credentials)
-        caplog.set_level(logging.DEBUG)
-        with pytest.raises(Exception) as caught:
-            bad_credentials.verify()
-        self._check_error(caught.value, CollectorAuthError, bad_credentials, known)
-        leaked = find_secrets(log_text(caplog), known)
-        assert not leaked, f"log records of the refused verify carry {', '.join(leaked)}"
+        self._failed_verify(bad_credentials, CollectorAuthError, secrets, caplog)
 
     def test_verify_reports_an_unreachable_source_as_unavailable(
         self, unreachable: Collector, secrets: list[str], caplog: pytest.LogCaptureFixture
     ) -> None:
-        known = self.all_secrets(secrets, unreachable)
+        error = self._failed_verify(unreachable, SourceUnavailable, secrets, caplog)
+        assert not isinstance(error, Throttled), (
+            f"an unreachable source is not throttling: raise SourceUnavailable, not Throttled ({error})"
+        )
+
+    def _failed_verify(
+        self, collector: Collector, wanted: type[CollectorError], secrets: list[str], caplog: pytest.LogCaptureFixture
+    ) -> BaseException:
+        """The error ``collector.verify()`` raises, checked to be a ``wanted`` naming the manager, with no secret
+        in it (or its chain) nor in the log records meanwhile."""
+        known = self.all_secrets(secrets, collector)
         caplog.set_level(logging.DEBUG)
         with pytest.raises(Exception) as caught:
-            unreachable.verify()
-        self._check_error(caught.value, SourceUnavailable, unreachable, known)
-        assert not isinstance(caught.value, Throttled), (
-            f"an unreachable source is not throttling: raise SourceUnavailable, not Throttled ({caught.value})"
-        )
+            collector.verify()
+        self._check_error(caught.value, wanted, collector, known)
         leaked = find_secrets(log_text(caplog), known)
         assert not leaked, f"log records of the failed verify carry {', '.join(leaked)}"
+        return caught.value
 
     @staticmethod
     def _check_error(
