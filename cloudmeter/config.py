@@ -75,6 +75,16 @@ class Retention(BaseModel):
     daily_days: int = Field(1830, ge=1, le=36600)
 
 
+class Api(BaseModel):
+    """The HTTP API (``cloudmeter serve``, and ``cloudmeter run`` when ``port`` is set)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str = Field("127.0.0.1", min_length=1, description="address to listen on; expose it through a TLS proxy")
+    port: int | None = Field(None, ge=0, le=65535, description="`cloudmeter run` serves the API here too")
+    rates: Path | None = Field(None, description="rate card of the API's chargeback and right-sizing (default: sample)")
+
+
 def default_data_dir() -> Path:
     """The user's data directory for cloudmeter (embedded database, caches)."""
     return platformdirs.user_data_path("cloudmeter")
@@ -96,6 +106,7 @@ class Settings(BaseSettings):
     retention: Retention = Retention()
     managers: dict[str, ManagerConfig] = Field(default_factory=dict)
     metrics_port: int | None = Field(None, ge=0, le=65535, description="serve Prometheus /metrics here (run)")
+    api: Api = Api()
 
     @field_validator("dsn", mode="after")
     @classmethod

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
-from zoneinfo import ZoneInfo
 
 import psycopg
 import typer
@@ -17,14 +16,15 @@ from rich.markup import escape
 from cloudmeter.config import Settings, load_settings
 from cloudmeter.errors import CloudmeterError, ConfigError
 from cloudmeter.model import Window
+from cloudmeter.reports import views
 from cloudmeter.storage.database import Database
 from cloudmeter.storage.dsn import scrub
 
 console = Console()
 err_console = Console(stderr=True)
 
-#: Times the CLI accepts, and the longest window a command reads (ten years).
-EARLIEST_YEAR, LATEST_YEAR, MAX_WINDOW_DAYS = 1970, 2200, 3660
+#: The longest window a command reads (ten years).
+MAX_WINDOW_DAYS = views.MAX_WINDOW_DAYS
 
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", "-c", help="TOML config file (default: $CLOUDMETER_CONFIG).")
@@ -69,24 +69,12 @@ def open_database(settings: Settings) -> Iterator[Database]:
 
 def parse_time(value: str | None, name: str, tz: str = "UTC") -> datetime | None:
     """The ISO 8601 date or time of option ``name`` (in ``tz`` when it names no offset), or a clear error."""
-    if value is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise fail(
-            f"{name} {value!r} is not an ISO 8601 date or time; use e.g. 2026-11-01 or 2026-11-01T06:00Z", 2
-        ) from None
-    if not EARLIEST_YEAR <= moment.year <= LATEST_YEAR:
-        raise fail(f"{name} {value!r} is out of range; give a time between {EARLIEST_YEAR} and {LATEST_YEAR}", 2)
-    return moment if moment.tzinfo else moment.replace(tzinfo=ZoneInfo(tz))
+    with handled_errors():
+        return views.parse_time(value, name, tz)
 
 
 def window_between(start: datetime, end: datetime, first: str, last: str, fix: str = "swap them") -> Window:
     """The window from option ``first``'s ``start`` to option ``last``'s ``end``, or a one-line error (exit 2)
     when it is empty or longer than ``MAX_WINDOW_DAYS`` (a report or capture of centuries would run for hours)."""
-    if end <= start:
-        raise fail(f"{last} {end.isoformat()} is not after {first} {start.isoformat()}; {fix}", 2)
-    if end - start > timedelta(days=MAX_WINDOW_DAYS):
-        raise fail(f"{first} to {last} spans more than {MAX_WINDOW_DAYS} days; give a shorter window", 2)
-    return Window(start, end)
+    with handled_errors():
+        return views.window_between(start, end, first, last, fix)

@@ -14,13 +14,14 @@ from typing import Annotated
 
 import typer
 
-from cloudmeter.cli import demo, jobs, status
+from cloudmeter.cli import demo, jobs, serve, status
 from cloudmeter.cli.capacity import capacity_app
 from cloudmeter.cli.chargeback import chargeback_app
 from cloudmeter.cli.collectors import collectors_app
 from cloudmeter.cli.config import config_app
 from cloudmeter.cli.db import db_app
 from cloudmeter.cli.managers import managers_app
+from cloudmeter.cli.tokens import tokens_app
 
 app = typer.Typer(
     help="Cloud metrics collection, rollups, capacity and chargeback on PostgreSQL.", no_args_is_help=True
@@ -31,9 +32,11 @@ app.add_typer(managers_app, name="managers")
 app.add_typer(collectors_app, name="collectors")
 app.add_typer(capacity_app, name="capacity")
 app.add_typer(chargeback_app, name="chargeback")
+app.add_typer(tokens_app, name="tokens")
 demo.register(app)
 status.register(app)
 jobs.register(app)
+serve.register(app)
 
 
 def _version(shown: bool) -> None:

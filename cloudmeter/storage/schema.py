@@ -257,6 +257,22 @@ WHERE m.sample_interval_s > 0 AND 3600 % m.sample_interval_s = 0 AND s.first IS 
 """
 
 
+def _m007_api_tokens(mode: Mode) -> str:
+    del mode  # the same in both modes
+    # Only the token's SHA-256 is stored: a random 256-bit token needs no slow hash (nothing to guess).
+    return """
+CREATE TABLE api_tokens (
+    id serial PRIMARY KEY,
+    name text NOT NULL UNIQUE,
+    role text NOT NULL CHECK (role IN ('viewer', 'admin')),
+    token_hash text NOT NULL UNIQUE,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    last_used_at timestamptz,
+    revoked_at timestamptz
+);
+"""
+
+
 @dataclass(frozen=True)
 class Migration:
     """One numbered, forward-only schema step."""
@@ -277,6 +293,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
         5, "samples per capture cycle; API requests, CloudWatch metrics and US$ per manager", _m005_capture_outcomes
     ),
     Migration(6, "each resource's sampling interval by hour (resource_intervals)", _m006_resource_intervals),
+    Migration(7, "bearer tokens of the HTTP API, stored as SHA-256 (api_tokens)", _m007_api_tokens),
 )
 LATEST: Final = MIGRATIONS[-1].version
 
