@@ -20,7 +20,15 @@ import psycopg
 
 from cloudmeter.errors import ConfigError
 from cloudmeter.model import Window
-from cloudmeter.reports.inputs import GIB, ancestor, hourly, placements, resources, sample_coverage
+from cloudmeter.reports.inputs import (
+    GIB,
+    ancestor,
+    at_hourly_intervals,
+    hourly,
+    placements,
+    resources,
+    sample_coverage,
+)
 
 Level = Literal["host", "cluster", "provider"]
 LEVELS: Final[tuple[str, ...]] = ("host", "cluster", "provider")
@@ -61,7 +69,11 @@ def hourly_capacity(conn: psycopg.Connection, window: Window, level: Level) -> p
     samples = hourly(conn, window, vms["resource_id"].unique().to_list()).select("ts", "resource_id", "sample_count")
     interval = info.select(pl.col("id").alias("resource_id"), "interval_s")
     vms = sample_coverage(
-        vms.join(samples, on=["ts", "resource_id"], how="left").join(interval, on="resource_id", how="left")
+        at_hourly_intervals(
+            conn,
+            window,
+            vms.join(samples, on=["ts", "resource_id"], how="left").join(interval, on="resource_id", how="left"),
+        )
     )
     allocation = (
         vms.filter(pl.col("group_id").is_not_null())

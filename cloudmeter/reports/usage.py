@@ -10,7 +10,7 @@ import polars as pl
 import psycopg
 
 from cloudmeter.model import Window
-from cloudmeter.reports.inputs import GIB, hourly, placements, resources, sample_coverage
+from cloudmeter.reports.inputs import GIB, at_hourly_intervals, hourly, placements, resources, sample_coverage
 
 USAGE_COLUMNS = ("cpu_used_cores_avg", "mem_used_bytes_avg", "net_rx_bps_avg", "net_tx_bps_avg")
 
@@ -58,7 +58,7 @@ def vm_hours(conn: psycopg.Connection, window: Window) -> pl.DataFrame:
         .join(usage, on=["ts", "resource_id"], how="left")
     )
     return (
-        sample_coverage(frame)
+        sample_coverage(at_hourly_intervals(conn, window, frame))
         .select(
             "ts",
             "resource_id",
