@@ -22,9 +22,9 @@ from cloudmeter.cli.output import (
     show,
     view,
 )
-from cloudmeter.cli.reporting import FromOption, RatesOption, ToOption, TzOption, rate_card, report_window, reporting
+from cloudmeter.cli.reporting import FromOption, RatesOption, ToOption, TzOption, rate_card, reporting
 from cloudmeter.model import Window
-from cloudmeter.reports import capacity, charts, forecast, headroom, rightsize
+from cloudmeter.reports import capacity, charts, forecast, views
 from cloudmeter.reports.paths import check_writable
 
 capacity_app = typer.Typer(
@@ -33,19 +33,14 @@ capacity_app = typer.Typer(
 
 PlotOption = Annotated[Path | None, typer.Option("--plot", help="Also write a PNG chart to this path.")]
 
-#: Columns a table shows first (the rest follow in the report's order, as the terminal's width allows).
-_UTILIZATION = ("coverage_pct", "cpu_pct_avg", "cpu_pct_p95", "cpu_pct_peak", "mem_pct_avg", "mem_pct_p95")
-_FORECAST = ("resource", "method", "status", "exhaustion_date", "days_to_exhaustion", "extrapolation", "days_of_data")
-_HEADROOM = ("cluster", "fit", "limited_by", "coverage_pct", "hosts", "hosts_without_data")
 
-
-def report(frame: pl.DataFrame, chosen: View, title: str, window: Window, first: tuple[str, ...] = ()) -> None:
-    """Print a capacity report (its ``first`` columns leading, after the row's name) and, in a table, what part
-    of ``window`` its data covers."""
-    leading = [frame.columns[0], *(c for c in first if c in frame.columns and c != frame.columns[0])]
-    show(frame.select(*leading, pl.exclude(leading)), chosen, title)
+def report(shown: views.Shown, chosen: View) -> None:
+    """Print a capacity report (``reports.views`` orders its columns) and, in a table, what part of its window
+    its data covers."""
+    frame = shown.frame
+    show(frame, chosen, shown.title)
     if chosen.output is Output.table:
-        for note in [*coverage_notes(frame, window), *capacity_notes(frame)]:
+        for note in [*coverage_notes(frame, shown.window), *capacity_notes(frame)]:
             console.print(f"[yellow]note:[/] {note}", highlight=False)
 
 
@@ -109,18 +104,18 @@ def utilization_command(
 ) -> None:
     """Avg, p95 and peak CPU/memory/disk/network per host, cluster or provider, coverage, and allocation
     against capacity (overcommit)."""
-    window = report_window(start, end, days, tz)
-    if plot:
-        with handled_errors():
-            check_writable(plot, "chart")
-    with reporting(config) as conn:
-        chosen = capacity.check_level(level)
-        frame = capacity.utilization(conn, window, chosen)
+    params = views.Utilization(level, views.Period(start, end, days, tz))
+    with handled_errors():
+        params.period.window()
         if plot:
-            series = capacity.hourly_series(conn, window, chosen)
+            check_writable(plot, "chart")
+    with reporting(config) as conn, handled_errors():
+        shown = views.utilization(conn, params)
+        if plot:
+            chosen = params.check()
+            series = capacity.hourly_series(conn, shown.window, chosen)
             charts.plot_trend(series, chosen, "cpu_pct", plot, f"CPU used, % of capacity, per {chosen}")
-    chosen_view = view(output, as_json, sort, top, wide, tz)
-    report(frame.drop("resource_id"), chosen_view, f"utilization per {chosen}, {window}", window, _UTILIZATION)
+    report(shown, view(output, as_json, sort, top, wide, tz))
 
 
 @capacity_app.command("headroom")
@@ -145,14 +140,14 @@ def headroom_command(
     wide: WideOption = False,
 ) -> None:
     """How many more VMs of a flavor fit per cluster, host by host, under usage and allocation limits."""
-    window = report_window(start, end, days, tz)
+    period = views.Period(start, end, days, tz)
+    params = views.Headroom(vcpus, memory_gb, cpu_usage_pct, mem_usage_pct, cpu_ratio, mem_ratio, period)
     with handled_errors():
-        flavor = headroom.Flavor(vcpus, memory_gb)
-        limits = headroom.Limits(cpu_usage_pct, mem_usage_pct, cpu_ratio, mem_ratio)
-    with reporting(config) as conn:
-        frame = headroom.headroom(conn, window, flavor, limits)
-    title = f"headroom for {vcpus} vCPU / {memory_gb:g} GB, {window}"
-    report(frame, view(output, as_json, sort, top, wide, tz), title, window, _HEADROOM)
+        period.window()
+        params.check()
+    with reporting(config) as conn, handled_errors():
+        shown = views.headroom_report(conn, params)
+    report(shown, view(output, as_json, sort, top, wide, tz))
 
 
 @capacity_app.command("forecast")
@@ -171,18 +166,19 @@ def forecast_command(
     wide: WideOption = False,
 ) -> None:
     """Days until each cluster's CPU and memory reach the limit (linear and weekly-seasonal fits on daily peaks)."""
-    window = report_window(start, end, days, tz)
-    if plot:
-        with handled_errors():
+    params = views.Forecast(limit, views.Period(start, end, days, tz))
+    with handled_errors():
+        params.period.window()
+        if plot:
             check_writable(plot, "chart")
     with reporting(config) as conn, handled_errors():
-        frame = forecast.forecast(conn, window, limit, tz)
+        shown = views.forecast_report(conn, params)
         if plot:
-            charts.plot_forecast(forecast.daily_peaks(conn, window, tz), frame, plot)
+            charts.plot_forecast(forecast.daily_peaks(conn, shown.window, tz), shown.frame, plot)
     chosen = view(output, as_json, sort, top, wide, tz)
-    report(frame, chosen, f"forecast to {limit:g}% of capacity, {window}", window, _FORECAST)
+    report(shown, chosen)
     if chosen.output is Output.table:
-        for row in frame.filter(pl.col("note").is_not_null()).iter_rows(named=True):
+        for row in shown.frame.filter(pl.col("note").is_not_null()).iter_rows(named=True):
             label = f"{row['cluster']} {row['resource']} {row['method']}"
             console.print(f"[yellow]note:[/] {label}: {row['note']}", highlight=False)
 
@@ -205,14 +201,15 @@ def rightsize_command(
     wide: WideOption = False,
 ) -> None:
     """Recommended vCPUs and memory per VM, idle VMs, and the monthly cost change under the rate card."""
-    window = report_window(start, end, days, tz)
+    params = views.Rightsize(percentile, headroom_pct, idle_cpu_pct, rates, views.Period(start, end, days, tz))
+    with handled_errors():
+        params.period.window()
     card = rate_card(rates)
     with handled_errors():
-        policy = rightsize.Policy(percentile, headroom_pct, idle_cpu_pct)
+        params.check()
     with reporting(config) as conn, handled_errors():
-        frame = rightsize.rightsize(conn, window, card, policy)
-    title = f"right-sizing (p{percentile:g} + {headroom_pct:g}%), costs in {card.currency}, {window}"
+        shown = views.rightsize_report(conn, params, card)
     chosen_view = view(output, as_json, sort, top, wide, tz)
-    report(frame.drop("resource_id"), chosen_view, title, window)
+    report(shown, chosen_view)
     if chosen_view.output is Output.table:
-        _rightsize_notes(frame, card.currency)
+        _rightsize_notes(shown.frame, card.currency)

@@ -10,28 +10,20 @@ import typer
 
 from cloudmeter.cli.common import MAX_WINDOW_DAYS, ConfigOption, console, handled_errors
 from cloudmeter.cli.output import JsonOption, Output, OutputOption, SortOption, TopOption, WideOption, cell, show, view
-from cloudmeter.cli.reporting import FromOption, RatesOption, ToOption, TzOption, rate_card, report_window, reporting
-from cloudmeter.model import Window
-from cloudmeter.reports import chargeback, export, focus
-from cloudmeter.reports.inputs import regions
+from cloudmeter.cli.reporting import FromOption, RatesOption, ToOption, TzOption, rate_card, reporting
+from cloudmeter.reports import chargeback, export, views
 from cloudmeter.reports.paths import check_writable
-from cloudmeter.reports.ratecard import RateCard
 
 chargeback_app = typer.Typer(
     help="Chargeback: costs under a rate card, exports (CSV, Parquet, XLSX, FOCUS).", no_args_is_help=True
 )
 
 
-def _total_line(rows: pl.DataFrame, total_nanos: int, currency: str) -> str:
+def _total_line(total_nanos: int | None, currency: str | None) -> str:
     """``total 1,234.56 EUR``, or that there is nothing to total (never a made-up 0)."""
-    if not rows.height:
+    if total_nanos is None:
         return "total: n/a (no charges in this window)"
     return f"total {cell('cost', chargeback.money(pl.Series([total_nanos]))[0])} {currency}"
-
-
-def _charges(config: Path | None, window: Window, card: RateCard, tz: str) -> tuple[pl.DataFrame, pl.DataFrame]:
-    with reporting(config) as conn, handled_errors():
-        return chargeback.charges(conn, window, card, tz), regions(conn)
 
 
 GroupOption = Annotated[str, typer.Option("--group-by", help="vm, project, cluster, provider or tag:KEY.")]
@@ -55,19 +47,18 @@ def show_command(
     wide: WideOption = False,
 ) -> None:
     """Costs per group, period and rate line, with the grand total."""
-    window = report_window(start, end, days, tz)
+    params = views.Chargeback(group_by, interval, rates, views.Period(start, end, days, tz))
+    with handled_errors():
+        params.period.window()
     card = rate_card(rates)
     with handled_errors():
-        chargeback.group_columns(group_by)
-    costs, _ = _charges(config, window, card, tz)
-    with handled_errors():
-        report = chargeback.summarise(costs, group_by, interval, tz, card.currency)
+        params.check()
+    with reporting(config) as conn, handled_errors():
+        shown = views.chargeback_report(conn, params, card)
     chosen_view = view(output, as_json, sort, top, wide, tz)
-    rows = report.rows.drop("cost_nanos")
-    first = [*chargeback.group_columns(group_by), "period_start", "line", "component", "cost", "quantity", "unit"]
-    show(rows.select(*first, pl.exclude(first)), chosen_view, f"chargeback per {group_by}, {card.currency}, {window}")
+    show(shown.frame, chosen_view, shown.title)
     if chosen_view.output is Output.table:
-        console.print(_total_line(rows, report.total_nanos, card.currency), highlight=False)
+        console.print(_total_line(shown.total_nanos, shown.currency), highlight=False)
 
 
 @chargeback_app.command("export")
@@ -85,18 +76,16 @@ def export_command(
     config: ConfigOption = None,
 ) -> None:
     """Write the costs of a period grouped by VM, project, cluster, provider or tag (FOCUS: per VM and day)."""
-    window = report_window(start, end, 1, tz)
+    params = views.Chargeback(group_by, interval, rates, views.Period(start, end, 1, tz))
     with handled_errors():
+        params.period.window()
         export.check_format(fmt)
-        chargeback.group_columns(group_by)
+        params.check()
         check_writable(output, "export")
     card = rate_card(rates)
-    costs, located = _charges(config, window, card, tz)
+    with reporting(config) as conn, handled_errors():
+        shown = views.chargeback_export(conn, params, fmt, card)
     with handled_errors():
-        if fmt == "focus":
-            frame = focus.focus_rows(costs, card.currency, tz, located, interval)
-        else:
-            frame = chargeback.summarise(costs, group_by, interval, tz, card.currency).rows
-        export.write(frame, output, fmt)
-    total = _total_line(costs, int(costs["cost_nanos"].sum()), card.currency)
-    console.print(f"wrote {frame.height} rows to {output} ({fmt}); {total}", highlight=False)
+        export.write(shown.frame, output, fmt)
+    total = _total_line(shown.total_nanos, shown.currency)
+    console.print(f"wrote {shown.frame.height} rows to {output} ({fmt}); {total}", highlight=False)

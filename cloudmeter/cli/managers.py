@@ -7,7 +7,6 @@ import os
 import sys
 import tomllib
 from collections.abc import Iterable, Mapping
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -26,6 +25,7 @@ from cloudmeter.collectors.registry import build_collector, collector_class, par
 from cloudmeter.config import CONFIG_ENV, Settings
 from cloudmeter.errors import CloudmeterError, ConfigError
 from cloudmeter.redact import MASK, mask
+from cloudmeter.scheduler import views
 from cloudmeter.scheduler.fleet import checked_table, fleet
 from cloudmeter.storage import managers
 
@@ -40,41 +40,8 @@ def managers_list(
     settings = read_settings(config)
     with open_database(settings) as db:
         db.migrate()
-        found = fleet(db, settings.managers)
-        configs, broken = found.configs, found.broken
-        with db.connection() as conn:
-            stored = {m.name: m for m in managers.list_managers(conn)}
-    rows = [
-        {
-            "name": name,
-            "kind": cfg.kind,
-            "source": stored[name].source if name in stored else "config",
-            "enabled": cfg.enabled and (stored[name].enabled if name in stored else True),
-            "last_refresh_at": _seconds(stored[name].last_refresh_at) if name in stored else None,
-            "captured_until": _seconds(stored[name].captured_until) if name in stored else None,
-            "last_error": stored[name].last_error if name in stored else None,
-        }
-        for name, cfg in configs.items()
-    ]
-    rows += [  # added managers whose stored config does not load here (an env: variable not set)
-        {
-            "name": name,
-            "kind": stored[name].kind,
-            "source": stored[name].source,
-            "enabled": stored[name].enabled,
-            "last_refresh_at": _seconds(stored[name].last_refresh_at),
-            "captured_until": _seconds(stored[name].captured_until),
-            "last_error": f"config: {why}",
-        }
-        for name, why in broken.items()
-        if name in stored
-    ]
-    show(pl.DataFrame(sorted(rows, key=lambda row: row["name"]), infer_schema_length=None), view(output, as_json))
-
-
-def _seconds(moment: datetime | None) -> datetime | None:
-    """``moment`` without its microseconds (a listing's times are to the second)."""
-    return moment.replace(microsecond=0) if moment else None
+        listing = views.managers_listing(db, settings)
+    show(listing, view(output, as_json))
 
 
 @managers_app.command("verify")

@@ -9,11 +9,10 @@ JSON and CSV carry the frame's own values, unrounded.
 
 from __future__ import annotations
 
-import json
 import textwrap
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated
@@ -25,7 +24,8 @@ from rich import box
 from rich.measure import Measurement
 from rich.table import Table
 
-from cloudmeter.cli.common import console, fail
+from cloudmeter.cli.common import console, handled_errors
+from cloudmeter.reports.serialize import ordered, to_csv, to_json
 
 
 class Output(StrEnum):
@@ -73,33 +73,14 @@ def view(
 
 def show(frame: pl.DataFrame, chosen: View = View(), title: str | None = None) -> None:
     """Print ``frame`` as ``chosen`` says: sorted, cut to ``top`` rows, as a table, JSON or CSV."""
-    frame = _ordered(frame, chosen)
+    with handled_errors():
+        frame = ordered(frame, chosen.sort, chosen.top)
     if chosen.output is Output.json:
-        finite = [
-            pl.when(pl.col(c).is_finite()).then(pl.col(c)).alias(c) for c, t in frame.schema.items() if t.is_float()
-        ]
-        typer.echo(json.dumps(frame.with_columns(finite).to_dicts(), default=_json_value, allow_nan=False))
+        typer.echo(to_json(frame))
     elif chosen.output is Output.csv:
-        typer.echo(frame.select(pl.col(c).cast(pl.String) for c in frame.columns).write_csv(), nl=False)
+        typer.echo(to_csv(frame), nl=False)
     else:
         _print_table(frame, chosen, title)
-
-
-def _json_value(value: object) -> object:
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    return str(value)
-
-
-def _ordered(frame: pl.DataFrame, chosen: View) -> pl.DataFrame:
-    if chosen.sort:
-        column = chosen.sort.removeprefix("-")
-        if column not in frame.columns:
-            raise fail(f"--sort {column!r} is not a column; choose one of: {', '.join(frame.columns)}", 2)
-        frame = frame.sort(column, descending=chosen.sort.startswith("-"), nulls_last=True, maintain_order=True)
-    return frame.head(chosen.top) if chosen.top else frame
 
 
 def _print_table(frame: pl.DataFrame, chosen: View, title: str | None) -> None:
@@ -191,21 +172,3 @@ def plural(count: int, noun: str, nouns: str | None = None) -> str:
 def time_ranges(ranges: Iterable[tuple[datetime, datetime]], zone: ZoneInfo | None = None) -> str:
     """Time ranges to the minute in ``zone`` (else the machine's): ``2026-03-09 01:00 to 2026-11-07 07:00; ...``."""
     return "; ".join(f"{short_time(start, zone)} to {short_time(end, zone)}" for start, end in ranges)
-
-
-def jsonable(value: object) -> object:
-    """``value`` (a command's report: dicts, lists, tuples, times, decimals) as JSON-ready values: times in ISO 8601
-    to the second, decimals as numbers, tuples as lists."""
-    if isinstance(value, dict):
-        return {str(key): jsonable(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [jsonable(item) for item in value]
-    if isinstance(value, datetime):
-        return value.isoformat(timespec="seconds")
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return float(value)
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    return str(value)

@@ -1,21 +1,19 @@
-"""What the report commands (``capacity``, ``chargeback``) share: their window and rate card options, the window
-they read, the rate card, and a connection to a database that has something to report."""
+"""What the report commands (``capacity``, ``chargeback``) share: their window and rate card options, the rate
+card, and a connection to a database that has something to report (``reports.views`` computes the reports)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
 import psycopg
 import typer
 
-from cloudmeter.cli.common import fail, handled_errors, open_database, parse_time, read_settings, window_between
-from cloudmeter.model import Window
-from cloudmeter.reports.periods import check_zone
-from cloudmeter.reports.ratecard import RateCard, load_rate_card, sample_rate_card
+from cloudmeter.cli.common import fail, handled_errors, open_database, read_settings
+from cloudmeter.reports import views
+from cloudmeter.reports.ratecard import RateCard
 from cloudmeter.storage import schema
 
 FromOption = Annotated[
@@ -26,15 +24,6 @@ TzOption = Annotated[str, typer.Option("--tz", help="Time zone of dates and days
 RatesOption = Annotated[
     Path | None, typer.Option("--rates", help="Rate card (TOML or YAML); default: the sample card.")
 ]
-
-
-def report_window(start: str | None, end: str | None, days: int, tz: str) -> Window:
-    """--from/--to (dates at local midnight in ``tz``), or the ``days`` before --to (default: the last whole hour)."""
-    with handled_errors():
-        check_zone(tz)
-    stop = parse_time(end, "--to", tz) or datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-    begin = parse_time(start, "--from", tz) or stop - timedelta(days=days)
-    return window_between(begin, stop, "--from", "--to", "swap them or widen the window")
 
 
 @contextmanager
@@ -53,4 +42,4 @@ def reporting(config: Path | None) -> Iterator[psycopg.Connection]:
 def rate_card(path: Path | None) -> RateCard:
     """The rate card at ``path``, or the sample card; a bad card is one line (exit 2)."""
     with handled_errors():
-        return load_rate_card(path) if path else sample_rate_card()
+        return views.rate_card(path)

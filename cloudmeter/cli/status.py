@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from typing import Any
 
 import polars as pl
@@ -11,9 +10,10 @@ import typer
 from rich.markup import escape
 
 from cloudmeter.cli.common import ConfigOption, console, open_database, read_settings
-from cloudmeter.cli.output import JsonOption, View, jsonable, plural, short_time, show, time_ranges
-from cloudmeter.scheduler.windows import duration, stale_after_s
-from cloudmeter.storage import schema, status
+from cloudmeter.cli.output import JsonOption, View, plural, short_time, show, time_ranges
+from cloudmeter.reports.serialize import jsonable
+from cloudmeter.scheduler import views
+from cloudmeter.scheduler.windows import duration
 
 
 def register(app: typer.Typer) -> None:
@@ -26,20 +26,8 @@ def overall_status(config: ConfigOption = None, as_json: JsonOption = False) -> 
     its state, lag, newest sample, samples per capture cycle, failures and next attempt, ranges skipped as gone at
     the source and holes not captured yet, API requests and their cost."""
     settings = read_settings(config)
-    with open_database(settings) as db, db.connection() as conn:
-        report = status.database_status(conn, db.server, db.display_dsn, settings.retention.model_dump())
-        version = report["schema_version"]
-        if 0 < version < schema.LATEST:
-            report["notes"].append(
-                f"the schema is at version {version}, this cloudmeter's is {schema.LATEST}: run `cloudmeter db "
-                "migrate` (the daemon migrates when it starts) to see the managers' progress"
-            )
-        found = status.manager_status(conn, stale_after_s(settings.schedule)) if version == schema.LATEST else []
-    report["managers"] = [
-        asdict(m) | {key: [{"start": a, "end": b} for a, b in getattr(m, key)] for key in ("skipped", "holes")}
-        for m in found
-    ]
-    report["stale_after_s"] = stale_after_s(settings.schedule)
+    with open_database(settings) as db:
+        report = views.status_report(db, settings)
     print_status(report, as_json)
 
 

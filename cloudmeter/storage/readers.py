@@ -113,18 +113,27 @@ def read_rollups(
     window: Window,
     resource_ids: Sequence[int] | None = None,
     tz: str = "UTC",
+    after: tuple[int, datetime] | None = None,
+    limit: int | None = None,
 ) -> pl.DataFrame:
-    """Hourly or daily rollup rows whose bucket starts in ``window``; daily rows of time zone ``tz``."""
+    """Hourly or daily rollup rows whose bucket starts in ``window``; daily rows of time zone ``tz``; sorted by
+    (resource_id, ts), only those after ``after`` (a resource_id and ts) and at most ``limit`` (a page)."""
     where, extra = _resource_filter(resource_ids)
     table = "metric_hourly" if level == "hourly" else "metric_daily"
     tz_filter = sql.SQL(" AND tz = %s") if level == "daily" else sql.SQL("")
     tz_param = [tz] if level == "daily" else []
-    query = sql.SQL("SELECT {} FROM {} WHERE ts >= %s AND ts < %s{}{} ORDER BY resource_id, ts").format(
-        sql.SQL(", ").join(sql.Identifier(name) for name, _ in ROLLUP_KINDS), sql.Identifier(table), tz_filter, where
+    page = sql.SQL(" AND (resource_id, ts) > (%s, %s)" if after is not None else "")
+    cut = sql.SQL(" LIMIT {}").format(sql.Literal(limit)) if limit is not None else sql.SQL("")
+    query = sql.SQL("SELECT {} FROM {} WHERE ts >= %s AND ts < %s{}{}{} ORDER BY resource_id, ts{}").format(
+        sql.SQL(", ").join(sql.Identifier(name) for name, _ in ROLLUP_KINDS),
+        sql.Identifier(table),
+        tz_filter,
+        where,
+        page,
+        cut,
     )
-    frame = to_frame(
-        read_arrays(conn, query, [window.start, window.end, *tz_param, *extra], ROLLUP_KINDS), ROLLUP_KINDS
-    )
+    params = [window.start, window.end, *tz_param, *extra, *(after or ())]
+    frame = to_frame(read_arrays(conn, query, params, ROLLUP_KINDS), ROLLUP_KINDS)
     return frame.insert_column(1, pl.lit(tz).alias("tz")) if level == "daily" else frame
 
 
