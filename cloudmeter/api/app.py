@@ -25,8 +25,8 @@ from cloudmeter.api import v1
 from cloudmeter.api.web import router as web_router
 from cloudmeter.api.web import static as web_static
 from cloudmeter.config import Settings
-from cloudmeter.errors import CloudmeterError, ConfigError, StorageError
-from cloudmeter.reports.views import ParameterError
+from cloudmeter.errors import CloudmeterError, CollectorError, ConfigError, StorageError
+from cloudmeter.reports import views
 from cloudmeter.scheduler import metrics as daemon_metrics
 from cloudmeter.storage.database import Database
 from cloudmeter.storage.dsn import scrub
@@ -65,12 +65,14 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.db = db
+    app.state.card = views.rate_card(settings.api.rates)  # a bad [api] rates stops serve before it listens
     app.include_router(v1.router, prefix=PREFIX)
     app.add_api_route("/metrics", metrics, methods=["GET"], include_in_schema=False)
     app.include_router(web_router)
     if web_static is not None:
         app.mount("/static", web_static, name="static")
     app.add_exception_handler(ConfigError, _bad_parameter)
+    app.add_exception_handler(CollectorError, _source_failed)
     app.add_exception_handler(StorageError, _unavailable)
     app.add_exception_handler(psycopg.Error, _unavailable)
     app.add_exception_handler(CloudmeterError, _failed)
@@ -93,11 +95,17 @@ def api_message(text: str) -> str:
 async def _bad_parameter(request: Request, exc: Exception) -> Response:
     """A value the report functions refuse: 422, shaped like FastAPI's own validation errors."""
     message = api_message(str(exc))
-    parameter = exc.parameter if isinstance(exc, ParameterError) else None
+    named = _OPTION.search(str(exc))
+    parameter = exc.parameter if isinstance(exc, views.ParameterError) else None
+    parameter = parameter or (named.group(1).replace("-", "_") if named else None)
     loc = ["query", parameter] if parameter else ["query"]
     return JSONResponse(
         {"detail": [{"loc": loc, "msg": message, "type": "value_error"}]}, status.HTTP_422_UNPROCESSABLE_CONTENT
     )
+
+
+async def _source_failed(request: Request, exc: Exception) -> Response:
+    return JSONResponse({"detail": api_message(f"{type(exc).__name__}: {exc}")}, status.HTTP_502_BAD_GATEWAY)
 
 
 async def _unavailable(request: Request, exc: Exception) -> Response:
