@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -31,6 +31,9 @@ from cloudmeter.scheduler import jobs
 from cloudmeter.scheduler.pipeline import StreamRollup
 from cloudmeter.storage import managers
 from cloudmeter.storage.database import Database
+
+if TYPE_CHECKING:
+    from cloudmeter.api.server import Background
 
 ManagerOption = Annotated[str, typer.Option("--manager", "-m", help="Manager name from the config.")]
 
@@ -89,7 +92,8 @@ def _manager(db: Database, settings: Settings, name: str) -> tuple[int, Collecto
 def run(config: ConfigOption = None) -> None:
     """Run the daemon: refresh, capture and roll up every enabled manager on schedule, until SIGTERM/SIGINT.
 
-    Several daemons may share one database: managers are spread among them and taken over when one dies.
+    Several daemons may share one database: managers are spread among them and taken over when one dies. With
+    [api] port set (CLOUDMETER_API__PORT), the HTTP API is served beside it, as `cloudmeter serve` does.
     """
     from cloudmeter.scheduler import daemon
 
@@ -97,7 +101,27 @@ def run(config: ConfigOption = None) -> None:
     if not logging.getLogger().isEnabledFor(logging.INFO):
         logging.getLogger("cloudmeter").setLevel(logging.INFO)
     with open_database(settings) as db, handled_errors():
-        daemon.run(db, settings)
+        api = _api_beside(db, settings)
+        try:
+            daemon.run(db, settings)
+        finally:
+            if api is not None:
+                api.stop()
+
+
+def _api_beside(db: Database, settings: Settings) -> Background | None:
+    """With ``[api] port`` set, the HTTP API served in a thread beside the daemon, on the daemon's database."""
+    if settings.api.port is None:
+        return None
+    from cloudmeter.api import server
+    from cloudmeter.api.app import create_app
+
+    sock = server.listen(settings.api.host, settings.api.port)
+    db.migrate()  # tokens are checked from the first request on
+    api = server.Background(create_app(settings, db), sock)
+    api.start()
+    logging.getLogger("cloudmeter.api").info("HTTP API at %s/api/v1 (docs %s/api/v1/docs)", *[server.url(sock)] * 2)
+    return api
 
 
 def backfill(
