@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Everything the test suite needs on a fresh Debian 12 machine, then the suite itself.
 # - Debian's PostgreSQL 15 (the oldest supported server) from apt, if missing
+# - Debian's Chromium (the web page's browser tests drive it with Playwright), from apt, if missing
 # - PGlite + TimescaleDB for the TimescaleDB-mode tests, from npm (tests/pglite, pinned by its lock file)
 # - Gnocchi 4.7.1 (what Ceilometer writes to) and Keystone, each in a virtualenv of its own, pinned by
 #   tests/gnocchi/requirements.lock and tests/keystone/requirements.lock
@@ -14,6 +15,12 @@ if [ ! -x /usr/lib/postgresql/15/bin/initdb ]; then
     SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq postgresql-15 >/dev/null
+fi
+if [ ! -x /usr/bin/chromium ]; then
+    step "installing Debian's Chromium for the web page's tests (apt-get)"
+    SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
 fi
 if [ ! -d tests/pglite/node_modules ]; then
     step "installing PGlite + TimescaleDB (npm ci in tests/pglite)"
