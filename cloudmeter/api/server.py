@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import signal
 import socket
 import threading
 from dataclasses import dataclass, field
+from types import FrameType
 
 import uvicorn
 from fastapi import FastAPI
@@ -44,6 +46,23 @@ def server(app: FastAPI) -> uvicorn.Server:
     """A uvicorn server for ``app``: logging as cloudmeter's (access lines with ``--debug``), no server header."""
     config = uvicorn.Config(app, log_config=None, server_header=False, proxy_headers=False, timeout_graceful_shutdown=5)
     return uvicorn.Server(config)
+
+
+def run(app: FastAPI, sock: socket.socket) -> None:
+    """Serve ``app`` on ``sock`` in this (main) thread until SIGTERM or SIGINT, then let requests in flight finish
+    and return, so that the caller closes what it opened (uvicorn raises the signal again once it has stopped: here
+    it finds a handler that ignores it, instead of the default that would end the process on the spot)."""
+    handled = (signal.SIGTERM, signal.SIGINT)
+    previous = {signum: signal.signal(signum, _stopped) for signum in handled}
+    try:
+        server(app).run(sockets=[sock])
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _stopped(signum: int, frame: FrameType | None) -> None:
+    """Uvicorn's signal, raised again after it stopped: nothing left to do."""
 
 
 @dataclass

@@ -47,4 +47,5 @@ def serve(
             highlight=False,
             soft_wrap=True,
         )
-        server.server(create_app(settings, db)).run(sockets=[sock])
+        server.run(create_app(settings, db), sock)
+    console.print("stopped", highlight=False)
