@@ -339,14 +339,18 @@ def _money(value: str | None) -> float | None:
     return None if value is None else float(value)
 
 
-def chargeback_chart(report: list[Row], group: str, currency: str) -> Spec:
-    """Horizontal bars per group (and period, when there are several), stacked by rate line and component: each
-    segment is one row of the report, so a bar's length is the group's cost in the period."""
+def chargeback_chart(report: list[Row], group: Sequence[str], currency: str, interval: str = "monthly") -> Spec:
+    """Horizontal bars per group and period (the period only when there are several), stacked by rate line and
+    component: each segment is one row of the report, so a bar's length is the group's cost in the period. A group
+    is named by the last of its ``group`` columns, or by all of them (joined by " / ") where that is ambiguous."""
     periods = list(dict.fromkeys(r["period_start"] for r in report))
+    short = {_name(r, group[-1:]) for r in report}
+    keys = group[-1:] if len(short) == len({_name(r, group) for r in report}) else group
+    cut = 7 if interval == "monthly" else 10  # 2026-11, or 2026-11-16
 
-    def label(row: Row) -> str:
-        name = "(none)" if row[group] is None else str(row[group])
-        return name if len(periods) == 1 else f"{name} · {row['period_start'][:10]}"
+    def label(row: Row) -> str | tuple[str, str]:  # a pair is two lines under the bar
+        name = _name(row, keys)
+        return name if len(periods) == 1 else (name, row["period_start"][:cut])
 
     labels = list(dict.fromkeys(label(r) for r in report))
     parts = list(dict.fromkeys((r["line"], r["component"]) for r in report))
@@ -374,9 +378,13 @@ def chargeback_chart(report: list[Row], group: str, currency: str) -> Spec:
             "datasets": datasets,
             "y_title": currency,
             "unit": currency,
-            "height": BAR_FRAME_PX + 20 * ((len(parts) + 2) // 3) + BAR_PX * len(labels),
+            "height": BAR_FRAME_PX + 20 * ((len(parts) + 2) // 3) + (BAR_PX + 6 * (len(periods) > 1)) * len(labels),
         }
     )
+
+
+def _name(row: Row, keys: Sequence[str]) -> str:
+    return " / ".join("(none)" if row[key] is None else str(row[key]) for key in keys)
 
 
 def names_in_order(frame: pl.DataFrame, id_column: str, name_column: str) -> dict[int, str]:

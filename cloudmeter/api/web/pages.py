@@ -30,6 +30,7 @@ from cloudmeter.reports.chargeback import money
 from cloudmeter.reports.ratecard import RateCard
 from cloudmeter.reports.serialize import jsonable, ordered
 from cloudmeter.scheduler.views import status_report
+from cloudmeter.storage.dsn import scrub
 
 router = APIRouter(include_in_schema=False)
 
@@ -95,8 +96,8 @@ def _form(period: views.Period) -> dict[str, Any]:
 
 
 def views_message(text: str) -> str:
-    """A report's refusal as one line."""
-    return text.strip().splitlines()[0] if text.strip() else "invalid parameters"
+    """A report's refusal as one line, nothing DSN-shaped in it."""
+    return scrub(text.strip().splitlines()[0]) if text.strip() else "invalid parameters"
 
 
 # --- overview ----------------------------------------------------------------------------------------------------
@@ -224,8 +225,8 @@ FORECAST_COLUMNS: Final = (
     Column("cluster", "cluster"),
     Column("resource", "resource"),
     Column("method", "method"),
-    Column("status", "status", "words"),
-    Column("exhaustion_date", "limit reached", "date"),
+    Column("status", "status", "words", wide_only=True),
+    Column("outcome", "limit reached", "words"),
     Column("days_to_exhaustion", "days", "num1", wide_only=True),
     Column("days_lower", "days (lower)", "num1", wide_only=True),
     Column("days_upper", "days (upper)", "num1", wide_only=True),
@@ -257,6 +258,8 @@ def forecast_page(
             peaks = forecast.daily_peaks(conn, shown.window, tz)
         table = charts.rows(shown.frame)
         specs = charts.forecast_charts(table, charts.rows(peaks))
+        for row in table:  # the day, or why there is none
+            row["outcome"] = row["exhaustion_date"] or row["status"]
         return {
             "title": "Forecast",
             "shown": shown,
@@ -350,8 +353,8 @@ CHARGEBACK_COLUMNS: Final = (
     Column("unknown_hours", "hours without data", "num1", wide_only=True),
     Column("cost", "cost", "money"),
 )
-GROUPS: Final = ("project", "cluster", "provider", "vm")
-INTERVALS: Final = ("monthly", "weekly", "daily")
+#: The columns that name a group in the chart (joined by " / ") and its heading in the table.
+GROUP_LABELS: Final = {"vm": (("manager", "name"), "VM"), "provider": (("manager",), "provider")}
 
 
 @router.get("/chargeback", response_class=HTMLResponse)
@@ -375,8 +378,9 @@ def chargeback_page(
         with database(request).connection() as conn:
             shown = views.chargeback_report(conn, params, _card(request))
         table = charts.rows(shown.frame)
-        group = params.check()[-1]
-        spec = charts.chargeback_chart(table, group, shown.currency or "")
+        columns = params.check()
+        keys, heading = GROUP_LABELS.get(group_by, (columns, group_by.replace("tag:", "tag ")))
+        spec = charts.chargeback_chart(table, keys, shown.currency or "", interval)
         total = None
         if shown.total_nanos is not None:
             total = charts.rows(pl.DataFrame({"t": money(pl.Series([shown.total_nanos]))}))[0]["t"]
@@ -384,8 +388,8 @@ def chargeback_page(
             "title": "Chargeback",
             "shown": shown,
             "rows": table,
-            "group": group,
-            "columns": (Column(group, group), *CHARGEBACK_COLUMNS),
+            "group": heading,
+            "columns": (*(Column(key, heading if key == keys[-1] else key) for key in keys), *CHARGEBACK_COLUMNS),
             "charts": [spec],
             "currency": shown.currency,
             "total": total,

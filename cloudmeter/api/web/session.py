@@ -101,7 +101,7 @@ async def login(request: Request) -> Response:
     who = await anyio.to_thread.run_sync(principal_for, request, token) if token else None
     if who is None:
         context = {"title": "Log in", "next": target, "error": WRONG_TOKEN if token else "Paste a token."}
-        return page(request, "login.html", context, status.HTTP_401_UNAUTHORIZED)
+        return page(request, "login.html", context)  # the form again (a 401 would need an HTTP auth scheme)
     response = _redirect(target)
     response.set_cookie(
         COOKIE,

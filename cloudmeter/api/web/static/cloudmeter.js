@@ -114,7 +114,20 @@
     };
     var category = {
       stacked: !!spec.stacked,
-      ticks: { autoSkip: false, font: { size: 12 } },
+      ticks: {
+        autoSkip: false,
+        font: { size: 12 },
+        callback: function (value) {
+          // a long name is shortened on a narrow screen (the tooltip has it whole); a pair is two lines
+          var room = Math.max(12, Math.floor(this.chart.width / 20));
+          var lines = [].concat(this.chart.data.labels[value]);
+          return lines.map(function (text) {
+            if (text.length <= room) return text;
+            var head = Math.floor((room - 1) / 2);
+            return text.slice(0, head) + "…" + text.slice(text.length - (room - 1 - head));
+          });
+        },
+      },
       grid: { display: false },
     };
     return {
