@@ -162,6 +162,11 @@ def test_every_page_loads_without_errors_and_fits_the_width(admin_at_width: Tab,
     width = tab.page.viewport_size["width"] if tab.page.viewport_size else 0
     assert tab.problems == []
     assert tab.page.evaluate("document.documentElement.scrollWidth") <= width, "the page scrolls sideways"
+    cut = tab.page.evaluate(
+        """() => [...document.querySelectorAll('.table-wrap')].filter(t => t.offsetParent !== null)
+               .filter(t => t.scrollWidth > t.clientWidth + 1).map(t => t.scrollWidth - t.clientWidth)"""
+    )
+    assert cut == [], "a table is wider than the page (the columns a phone leaves out: wide-only)"
     drawn = tab.page.evaluate(
         """() => [...document.querySelectorAll('canvas')].map(c => {
                const chart = Chart.getChart(c);

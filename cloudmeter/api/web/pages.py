@@ -111,9 +111,7 @@ MANAGER_COLUMNS: Final = (
     Column("newest_sample_at", "newest sample", "time", wide_only=True),
     Column("failures", "failures", "count", wide_only=True),
     Column("next_attempt_at", "next attempt", "time", wide_only=True),
-    Column("api_requests", "API requests", "count", wide_only=True),
     Column("api_cost_usd", "API US$", "usd", wide_only=True),
-    Column("rolled_until", "rolled up until", "time", wide_only=True),
 )
 
 

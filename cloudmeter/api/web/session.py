@@ -4,9 +4,10 @@ Secure when the page came over https; Path=/). The API reads the same cookie, so
 the signed-in user. Logging out clears the cookie.
 
 Cross-site requests: the login and logout forms accept a POST only from this origin (its ``Origin`` header, when
-the browser sends one, must be this server's); the admin actions are API calls that need the cookie, which
-SameSite=Strict keeps off cross-site requests, and the ``X-Cloudmeter-Action`` header, which only a script of this
-origin can add (a form cannot, and another origin would need a CORS preflight the API never grants).
+the browser sends one, must name this host: ``Host``, or ``X-Forwarded-Host`` behind a proxy). The admin actions
+are API calls authenticated by the cookie, which SameSite=Strict keeps off every request another site starts; the
+page's script also sends the header ``X-Cloudmeter-Action``, which no form can send and no other origin can add
+without a CORS preflight (the API grants none), so the API can refuse a cookie-authenticated change without it.
 """
 
 from __future__ import annotations

@@ -163,7 +163,7 @@
   (payload.charts || []).forEach(draw);
 
   /* Admin actions: a POST to the API with the session cookie (SameSite=Strict) and the X-Cloudmeter-Action header,
-     which no other site's form or script can send without a CORS preflight the API never grants. */
+     which no form can send and no other origin's script without a CORS preflight the API never grants. */
   var flash = document.getElementById("flash");
   function say(text, failed) {
     if (!flash) return;
