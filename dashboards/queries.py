@@ -291,7 +291,10 @@ def headroom(vcpus: str, memory_gb: str, select: str) -> str:
          ({" OR ".join(f"{c} IS NULL" for c in CONSTRAINTS)}) AS unknown
   FROM (SELECT group_id, vcpus_capacity, vcpus_allocated,
          {per_host}
-        FROM h_summary) f
+        FROM h_summary
+        WHERE group_id NOT IN (  -- retired before the range's last hour: no room now, known or not
+          SELECT id FROM resources WHERE kind = 'host'
+            AND retired_at <= date_bin('1 hour', $__timeTo()::timestamptz, timestamptz '2000-01-01 00:00+00'))) f
   LEFT JOIN anc a ON a.id = f.group_id AND a.kind = 'cluster'
 )""",
             f"""fit AS (

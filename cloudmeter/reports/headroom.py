@@ -10,6 +10,7 @@ part of the window its data covers (``hours_with_data``, ``data_from``, ``data_t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 import polars as pl
 import psycopg
@@ -66,12 +67,16 @@ def _known_sum(name: str) -> pl.Expr:
 def headroom(conn: psycopg.Connection, window: Window, flavor: Flavor, limits: Limits = Limits()) -> pl.DataFrame:
     """Per cluster: VMs of ``flavor`` that fit by each constraint (summed over hosts), the overall fit,
     the limiting constraint, hosts, and hosts lacking usage data."""
-    hosts = utilization(conn, window, "host")
+    info = resources(conn)
+    # a host retired before the window's last hour has no room now, known or not (it would make the room unknown)
+    last_hour = window.end - timedelta(hours=1)
+    gone = info.filter(pl.col("retired_at") <= last_hour).select(pl.col("id").alias("resource_id"))
+    hosts = utilization(conn, window, "host").join(gone, on="resource_id", how="anti")
     no_vms = pl.col("vms").fill_null(0) == 0
     cpu_p95 = pl.when(no_vms & pl.col("cpu_cores_p95").is_null()).then(0.0).otherwise(pl.col("cpu_cores_p95"))
     mem_p95 = pl.when(no_vms & pl.col("mem_gb_p95").is_null()).then(0.0).otherwise(pl.col("mem_gb_p95"))
     per_host = hosts.with_columns(
-        ancestor(resources(conn), hosts["resource_id"], "cluster").alias("cluster_id"),
+        ancestor(info, hosts["resource_id"], "cluster").alias("cluster_id"),
         _fits(pl.col("vcpus_capacity") * limits.cpu_usage_pct / 100 - cpu_p95, flavor.vcpus).alias("cpu_usage"),
         _fits(pl.col("mem_gb_capacity") * limits.mem_usage_pct / 100 - mem_p95, flavor.memory_gb).alias("mem_usage"),
         _fits(
@@ -86,7 +91,7 @@ def headroom(conn: psycopg.Connection, window: Window, flavor: Flavor, limits: L
         pl.min_horizontal(*CONSTRAINTS).alias("fit"),
         pl.any_horizontal(pl.col(c).is_null() for c in CONSTRAINTS).alias("unknown"),
     )
-    names = resources(conn).select(pl.col("id").alias("cluster_id"), pl.col("name").alias("cluster"))
+    names = info.select(pl.col("id").alias("cluster_id"), pl.col("name").alias("cluster"))
     summed = per_host.group_by("cluster_id").agg(
         pl.len().alias("hosts"),
         pl.col("unknown").sum().alias("hosts_without_data"),

@@ -66,6 +66,14 @@ def loaded(pg_server: str) -> Iterator[Loaded]:
         ):
             db.migrate()
             lab_id = load(db, days=DAYS)
+            with db.connection() as conn:  # h0 in c1, retired by a refresh a week before: it has no room now
+                conn.execute(
+                    """INSERT INTO resources (manager_id, kind, ems_ref, name, parent_id, vcpus, memory_bytes,
+                                              first_seen, last_seen, retired_at)
+                       SELECT manager_id, 'host', 'h0', 'h0', parent_id, 16, 64 * 2^30, %s, %s, %s
+                       FROM resources WHERE ems_ref = 'h1'""",
+                    (START - timedelta(days=14), START - timedelta(days=7), START - timedelta(days=7)),
+                )
             sim = SimulatorCollector("sim", SIM, clock=lambda: WINDOW.end)
             with db.connection() as conn:
                 sim_id = managers.add_manager(conn, "sim", "simulator", SIM.public_fields())

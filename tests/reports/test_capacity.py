@@ -90,6 +90,19 @@ def test_headroom_fits_host_by_host_under_each_limit(cloud: Database) -> None:
     check_headroom(cloud)
 
 
+def test_a_host_retired_before_the_window_leaves_its_clusters_headroom_known(db: Database) -> None:
+    load(db)
+    with db.connection() as conn:  # an h0 in c1, retired by a refresh a week before the window
+        conn.execute(
+            """INSERT INTO resources (manager_id, kind, ems_ref, name, parent_id, vcpus, memory_bytes, first_seen,
+                                      last_seen, retired_at)
+               SELECT manager_id, 'host', 'h0', 'h0', parent_id, 16, 64 * 2^30, %s, %s, %s
+               FROM resources WHERE ems_ref = 'h1'""",
+            (hours(-24 * 14), hours(-24 * 7), hours(-24 * 7)),
+        )
+    check_headroom(db)  # the same figures as without it: two hosts in c1, both known
+
+
 def test_headroom_refuses_bad_limits() -> None:
     with pytest.raises(ConfigError, match=r"--cpu-usage-pct must be in \(0, 100\]"):
         headroom.Limits(cpu_usage_pct=120)
