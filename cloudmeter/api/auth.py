@@ -2,7 +2,9 @@
 
 A token comes as ``Authorization: Bearer <token>`` or, from the web page's login, as the cookie
 ``cloudmeter_token``. No token, or one that is unknown or revoked: 401 with ``WWW-Authenticate: Bearer`` and how
-to get one. A viewer's token on an admin route: 403. Roles are ranked: an admin may do what a viewer may.
+to get one. A viewer's token on an admin route: 403, and so is a change (POST) signed in with the cookie alone,
+without the web page's ``X-Cloudmeter-Action`` header (cross-site request forgery). Roles are ranked: an admin may
+do what a viewer may.
 
     Viewer = Annotated[Principal, Depends(require_role("viewer"))]
 
@@ -24,6 +26,10 @@ from cloudmeter.storage.database import Database
 from cloudmeter.storage.tokens import Role
 
 COOKIE = "cloudmeter_token"
+#: A change (POST) authenticated by the cookie needs this header: the web page's scripts send it, and no form or
+#: other site can (a cross-origin request with it needs a CORS preflight, which the API never grants).
+ACTION_HEADER = "X-Cloudmeter-Action"
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _RANK: dict[str, int] = {"viewer": 0, "admin": 1}
 
 _bearer = HTTPBearer(auto_error=False, description="A token from `cloudmeter tokens create NAME --role viewer`.")
@@ -79,6 +85,12 @@ def require_role(role: Role) -> Callable[..., Principal]:
             raise _unauthorized(
                 "unknown or revoked token; `cloudmeter tokens list` shows the live ones, "
                 "`cloudmeter tokens create NAME --role viewer` makes a new one"
+            )
+        if bearer is None and request.method not in _SAFE_METHODS and ACTION_HEADER.lower() not in request.headers:
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                detail=f"a change signed in with the cookie needs the header {ACTION_HEADER} (the web page sends it); "
+                "API clients send `Authorization: Bearer <token>`",
             )
         if _RANK[who.role] < _RANK[role]:
             raise HTTPException(

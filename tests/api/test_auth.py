@@ -97,6 +97,15 @@ def test_the_web_pages_cookie_is_a_token_too(api: Api) -> None:
         assert client.get("/api/v1/whoami").json() == {"name": "api-viewer", "role": "viewer"}
 
 
+def test_a_change_signed_in_with_the_cookie_needs_the_web_pages_header(api: Api) -> None:
+    with httpx.Client(base_url=api.url, cookies={"cloudmeter_token": api.admin}) as client:
+        forged = client.post("/api/v1/managers/demo/disable")  # what a form on another site could send
+        assert forged.status_code == 403
+        assert "needs the header X-Cloudmeter-Action" in forged.json()["detail"]
+        answer = client.post("/api/v1/managers/demo/disable", headers={"X-Cloudmeter-Action": "1"})
+        assert answer.status_code == 200 and answer.json() == {"name": "demo", "enabled": False}
+
+
 @pytest.mark.parametrize(
     ("method", "path", "body"),
     [
