@@ -43,7 +43,9 @@ def serve(
         where = server.url(sock)
         scope = "this machine only (the default)" if chosen_host == "127.0.0.1" else f"{chosen_host}: put TLS in front"
         console.print(
-            f"cloudmeter API at {where}/api/v1 (docs {where}/api/v1/docs), listening on {scope}; Ctrl-C stops it",
+            f"cloudmeter at {where}/ (web page)\n"
+            f"  API {where}/api/v1, docs {where}/api/v1/docs\n"
+            f"  listening on {scope}; Ctrl-C stops it",
             highlight=False,
             soft_wrap=True,
         )

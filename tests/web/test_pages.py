@@ -131,6 +131,13 @@ def test_an_admin_enables_and_disables_a_manager_with_the_buttons(admin: Tab) ->
     assert admin.problems == []
 
 
+def test_a_change_sent_with_the_cookie_but_without_the_pages_header_is_refused(admin: Tab) -> None:
+    admin.go("/")
+    answer = admin.context.request.post("/api/v1/managers/spare/disable")  # the admin's cookie, no header
+    assert answer.status == 403 and "X-Cloudmeter-Action" in answer.text()
+    assert admin.page.locator("tr", has_text="spare").locator(".state").inner_text() == "disabled"
+
+
 def test_another_sites_form_cannot_act_with_the_cookie(anonymous: Tab, site: Site) -> None:
     """Cross-site request forgery: a page of another site posts a form to an admin action while an admin is signed
     in. The SameSite=Strict cookie stays home, so the API sees no token (401) and nothing changes."""
