@@ -79,7 +79,7 @@ def test_serve_binds_loopback_by_default_and_stops_on_sigterm(db: Database, dsn:
     with db.connection() as conn:
         token = tokens.create_token(conn, "me", "viewer")
     port = free_port()
-    with started(["serve", "--port", str(port)], _env(dsn, tmp_path), r"cloudmeter API at (http://\S+)/api/v1") as (
+    with started(["serve", "--port", str(port)], _env(dsn, tmp_path), r"cloudmeter at (http://\S+)/ \(web page\)") as (
         process,
         match,
     ):
