@@ -7,28 +7,29 @@ Capacity is the sum of the ``vcpus`` / ``memory_bytes`` of the hosts placed unde
 that hour's capacity. Window statistics: ``_avg`` and ``_p95`` (linear) of the hourly averages, ``_peak`` the
 highest sample-level value (hourly ``_max``) for CPU and memory, and the highest hourly average for disk and
 network (read + write, in + out). An hour without samples is missing, never 0: ``hours_with_data`` counts
-the hours with any, ``data_from`` / ``data_to`` bound them, ``coverage_pct`` is the VMs' samples over those
-their sampling interval promises while they existed (at most 100: ``inputs.sample_coverage``).
+the hours with any, ``data_from`` / ``data_to`` bound them, ``coverage_pct`` is the samples in the level's own
+rows over those the VMs' sampling intervals promise while they were placed beneath it, hour by hour (never
+more than promised, so at most 100).
+
+Nothing here reads a VM's rows: usage and samples come from the level's own rollup rows, capacity and allocation
+from the placement periods spread over the hours (``reports.placement``), so the cost grows with the level's
+rows, not with VM-hours.
 """
 
 from __future__ import annotations
 
 from typing import Final, Literal
 
+import numpy as np
+import numpy.typing as npt
 import polars as pl
 import psycopg
 
 from cloudmeter.errors import ConfigError
 from cloudmeter.model import Window
-from cloudmeter.reports.inputs import (
-    GIB,
-    ancestor,
-    at_hourly_intervals,
-    hourly,
-    placements,
-    resources,
-    sample_coverage,
-)
+from cloudmeter.reports import placement
+from cloudmeter.reports.inputs import GIB, ancestor, check_hour_window, hourly, resources
+from cloudmeter.rollups.spread import Spread
 
 Level = Literal["host", "cluster", "provider"]
 LEVELS: Final[tuple[str, ...]] = ("host", "cluster", "provider")
@@ -41,64 +42,57 @@ def check_level(level: str) -> Level:
     return level  # type: ignore[return-value]
 
 
-def host_groups(info: pl.DataFrame, hosts: pl.DataFrame, level: Level) -> pl.DataFrame:
-    """Host placements (ts, resource_id, parent_id, ...) with ``group_id``, the host's resource at ``level``."""
-    if level == "host":
-        return hosts.with_columns(pl.col("resource_id").alias("group_id"))
-    return hosts.with_columns(ancestor(info, hosts["parent_id"], level).alias("group_id"))
-
-
 def hourly_capacity(conn: psycopg.Connection, window: Window, level: Level) -> pl.DataFrame:
-    """Per resource at ``level`` (``group_id``) and hour: capacity and allocation of vCPUs and memory bytes,
-    how many VMs were placed under it (``vms``), their samples and the samples their sampling interval
-    promises while they existed (``vm_samples``, ``vm_expected``)."""
+    """Per resource at ``level`` (``group_id``) and hour with anything placed under it: capacity and allocation
+    of vCPUs and memory bytes (time-weighted), how many VMs were placed under it (``vms``) and the samples their
+    sampling intervals promise while they existed (``vm_expected``; ``vm_unpromised`` VMs had no interval known).
+
+    A VM counts under its host's group that hour (the placement covering most of it), else under the ancestor
+    at ``level`` of its own parent.
+    """
+    check_hour_window(window)
     info = resources(conn)
-    placed = placements(conn, window, ("vm", "host"))
-    weight = pl.col("seconds") / 3600.0
-    hosts = host_groups(info, placed.filter(pl.col("kind") == "host"), level)
-    capacity = hosts.group_by("group_id", "ts").agg(
-        _complete_sum("vcpus", weight).alias("capacity_vcpus"),
-        _complete_sum("memory_bytes", weight).alias("capacity_memory_bytes"),
-    )
-    vms = placed.filter(pl.col("kind") == "vm")
-    by_host = hosts.select("ts", pl.col("resource_id").alias("parent_id"), "group_id").unique(["ts", "parent_id"])
-    direct = vms.with_columns(ancestor(info, vms["parent_id"], level).alias("direct_group"))
-    vms = direct.join(by_host, on=["ts", "parent_id"], how="left").with_columns(
-        pl.coalesce("group_id", "direct_group").alias("group_id")
-    )
-    samples = hourly(conn, window, vms["resource_id"].unique().to_list()).select("ts", "resource_id", "sample_count")
-    interval = info.select(pl.col("id").alias("resource_id"), "interval_s")
-    vms = sample_coverage(
-        at_hourly_intervals(
-            conn,
-            window,
-            vms.join(samples, on=["ts", "resource_id"], how="left").join(interval, on="resource_id", how="left"),
-        )
-    )
-    allocation = (
-        vms.filter(pl.col("group_id").is_not_null())
-        .group_by("group_id", "ts")
-        .agg(
-            _known_sum("vcpus", weight).alias("allocated_vcpus"),
-            _known_sum("memory_bytes", weight).alias("allocated_memory_bytes"),
-            pl.col("resource_id").n_unique().alias("vms"),
-            pl.col("samples").sum().alias("vm_samples"),
-            pl.col("expected").sum().alias("vm_expected"),
-        )
-    )
-    return capacity.join(allocation, on=["group_id", "ts"], how="full", coalesce=True)
+    periods = placement.read_periods(conn, window, ("vm", "host"))
+    groups = np.sort(info.filter(pl.col("kind") == level)["id"].to_numpy())
+    hosts = periods.filter(pl.col("kind") == "host")
+    host_group = hosts["resource_id"] if level == "host" else ancestor(info, hosts["parent_id"], level)
+    capacity = placement.spread_periods(hosts, window, host_group, groups)
+    vms = periods.filter(pl.col("kind") == "vm")
+    host_ids = np.unique(hosts["resource_id"].to_numpy())
+    via = (host_ids, placement.group_grid(hosts, window, host_group, groups))
+    vm_ids = np.unique(vms["resource_id"].to_numpy())
+    usual = info.select("id", "interval_s").filter(pl.col("id").is_in(vm_ids)).sort("id")["interval_s"]
+    intervals = placement.member_intervals(conn, window, vm_ids, usual.fill_null(0).to_numpy())
+    allocation = placement.spread_periods(vms, window, ancestor(info, vms["parent_id"], level), groups, via, intervals)
+    return _cells(capacity, allocation, groups, window)
 
 
-def _complete_sum(column: str, weight: pl.Expr) -> pl.Expr:
-    """The time-weighted sum of ``column``; NULL when any value is unknown or the sum is not positive (a sum of
-    the known capacities would understate capacity, and overstate every percentage of it)."""
-    total = (pl.col(column) * weight).sum()
-    return pl.when(pl.col(column).is_null().any() | (total <= 0)).then(None).otherwise(total)
+def _cells(capacity: Spread, allocation: Spread, groups: npt.NDArray[np.int64], window: Window) -> pl.DataFrame:
+    """The (group, hour) cells where a host or a VM was placed, as a frame (see ``hourly_capacity``)."""
+    g, h = np.nonzero((capacity.present > 0) | (allocation.present > 0))
+    hosts, vms = capacity.present[g, h] > 0, allocation.present[g, h] > 0
 
+    def complete(j: int) -> npt.NDArray[np.float64]:  # NULL when a host's value is unknown or the sum is not positive
+        total = capacity.sums[g, h, j]
+        return np.where(hosts & (capacity.unknown[g, h, j] == 0) & (total > 0), total, np.nan)
 
-def _known_sum(column: str, weight: pl.Expr) -> pl.Expr:
-    """The time-weighted sum of the known values of ``column``; NULL when none is known (polars would say 0)."""
-    return pl.when(pl.col(column).is_not_null().any()).then((pl.col(column) * weight).sum())
+    def known(j: int) -> npt.NDArray[np.float64]:  # NULL when no VM's value is known
+        return np.where(vms & (allocation.known[g, h, j] > 0), allocation.sums[g, h, j], np.nan)
+
+    start_us = int(window.start.timestamp()) * 1_000_000
+    return pl.DataFrame(
+        {
+            "group_id": pl.Series(groups[g], dtype=pl.Int32),
+            "ts": pl.Series(start_us + h.astype(np.int64) * placement.HOUR_US).cast(pl.Datetime("us", "UTC")),
+            "capacity_vcpus": pl.Series(complete(0), nan_to_null=True),
+            "capacity_memory_bytes": pl.Series(complete(1), nan_to_null=True),
+            "allocated_vcpus": pl.Series(known(0), nan_to_null=True),
+            "allocated_memory_bytes": pl.Series(known(1), nan_to_null=True),
+            "vms": pl.Series(np.where(vms, allocation.present[g, h], -1)).cast(pl.UInt32, strict=False),
+            "vm_expected": pl.Series(np.where(vms, allocation.expected[g, h], np.nan), nan_to_null=True),
+            "vm_unpromised": pl.Series(allocation.unpromised[g, h], dtype=pl.Int32),
+        }
+    )
 
 
 def hourly_series(conn: psycopg.Connection, window: Window, level: Level) -> pl.DataFrame:
@@ -113,6 +107,14 @@ def hourly_series(conn: psycopg.Connection, window: Window, level: Level) -> pl.
         .join(rows, on=["group_id", "ts"], how="left")
         .join(names, on="group_id", how="inner")
         .with_columns(
+            # hours where some VM's interval is unknown count what was sent as promised
+            pl.when(pl.col("vm_unpromised") > 0)
+            .then(pl.max_horizontal("vm_expected", pl.col("sample_count").fill_null(0)))
+            .otherwise("vm_expected")
+            .alias("vm_expected")
+        )
+        .with_columns(
+            pl.min_horizontal(pl.col("sample_count").fill_null(0), "vm_expected").alias("vm_samples"),
             (100 * pl.col("cpu_used_cores_avg") / pl.col("capacity_vcpus")).alias("cpu_pct"),
             (100 * pl.col("cpu_used_cores_max") / pl.col("capacity_vcpus")).alias("cpu_pct_max"),
             (100 * pl.col("mem_used_bytes_avg") / pl.col("capacity_memory_bytes")).alias("mem_pct"),

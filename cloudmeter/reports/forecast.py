@@ -128,8 +128,7 @@ def forecast(conn: psycopg.Connection, window: Window, limit_pct: float = 90.0, 
     if not 0 < limit_pct <= 100:
         raise ConfigError(f"--limit must be in (0, 100] percent of capacity, got {limit_pct}")
     peaks = daily_peaks(conn, window, tz)
-    capacity = hourly_capacity(conn, window, "cluster")
-    current = capacity.filter(pl.col("ts") == pl.col("ts").max())
+    current = hourly_capacity(conn, Window(window.end - timedelta(hours=1), window.end), "cluster")
     rows: list[dict[str, Any]] = []
     clusters = resources(conn).filter(pl.col("kind") == "cluster")
     for cluster_id, name in clusters.select("id", "name").iter_rows():

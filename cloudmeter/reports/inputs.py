@@ -1,9 +1,5 @@
-"""What every report reads: hourly rollups, resources, and hour-by-hour placements from ``resource_history``.
-
-Placements are the one place where reports run their own SQL: expanding each history period into the UTC
-hours it overlaps (with the seconds of overlap, clipped to the resource's lifetime) is a join the database
-does well. Everything after that is polars.
-"""
+"""What every report reads: hourly rollups, resources, and hour-by-hour placements from ``resource_history``
+(``reports.placement``)."""
 
 from __future__ import annotations
 
@@ -12,39 +8,12 @@ import psycopg
 from psycopg import sql
 
 from cloudmeter.errors import ConfigError
-from cloudmeter.model import KINDS, Window
+from cloudmeter.model import Window
+from cloudmeter.reports import placement
 from cloudmeter.storage import pgbinary
 from cloudmeter.storage.readers import read_arrays, read_resources, read_rollups, to_frame
 
 GIB = float(1 << 30)
-
-_PLACEMENT_KINDS = (
-    ("ts", pgbinary.TIMESTAMPTZ),
-    ("resource_id", pgbinary.INT4),
-    ("kind_code", pgbinary.INT4),
-    ("parent_id", pgbinary.INT4),
-    ("project_id", pgbinary.INT4),
-    ("vcpus", pgbinary.INT4),
-    ("memory_bytes", pgbinary.INT8),
-    ("seconds", pgbinary.FLOAT8),
-)
-
-_PLACEMENTS = sql.SQL(
-    """SELECT g.hour, h.resource_id, array_position(%s::text[], r.kind)::int4 - 1, h.parent_id, p.id,
-              h.vcpus, h.memory_bytes,
-              extract(epoch FROM least(e.until, g.hour + interval '1 hour') - greatest(h.valid_from, g.hour))::float8
-       FROM resource_history h
-       JOIN resources r ON r.id = h.resource_id
-       LEFT JOIN resources p ON p.manager_id = r.manager_id AND p.kind = 'project' AND p.ems_ref = h.project
-       CROSS JOIN LATERAL (SELECT least(coalesce(h.valid_to, 'infinity'), coalesce(r.retired_at, 'infinity'),
-                                        %s::timestamptz) AS until) e
-       CROSS JOIN LATERAL generate_series(
-           date_bin('1 hour', greatest(h.valid_from, %s::timestamptz), timestamptz '2000-01-01 00:00+00'),
-           e.until - interval '1 microsecond', interval '1 hour') g(hour)
-       WHERE h.valid_from < %s AND (h.valid_to IS NULL OR h.valid_to > %s)
-         AND r.kind = ANY(%s) AND e.until > greatest(h.valid_from, g.hour)"""
-)
-
 
 _INTERVAL_KINDS = (("ts", pgbinary.TIMESTAMPTZ), ("resource_id", pgbinary.INT4), ("hour_interval_s", pgbinary.INT4))
 # resource_intervals rows cover whole UTC hours and never overlap (storage.writer.record_intervals)
@@ -72,10 +41,7 @@ def placements(conn: psycopg.Connection, window: Window, kinds: tuple[str, ...] 
     Columns: ts, resource_id, kind, parent_id, project_id, vcpus, memory_bytes, seconds.
     """
     check_hour_window(window)
-    params = [list(KINDS), window.end, window.start, window.end, window.start, list(kinds)]
-    frame = to_frame(read_arrays(conn, _PLACEMENTS, params, _PLACEMENT_KINDS), _PLACEMENT_KINDS)
-    kind = pl.col("kind_code").replace_strict(dict(enumerate(KINDS)), return_dtype=pl.String).alias("kind")
-    return frame.with_columns(kind).drop("kind_code")
+    return placement.hourly(placement.read_periods(conn, window, kinds))
 
 
 def sample_coverage(vms: pl.DataFrame) -> pl.DataFrame:
