@@ -32,6 +32,18 @@ from cloudmeter.reports.inputs import GIB, ancestor, check_hour_window, hourly, 
 from cloudmeter.rollups.spread import Spread
 
 Level = Literal["host", "cluster", "provider"]
+#: The rollup columns the usage statistics are computed from.
+USAGE: Final = (
+    "sample_count",
+    "cpu_used_cores_avg",
+    "cpu_used_cores_max",
+    "mem_used_bytes_avg",
+    "mem_used_bytes_max",
+    "disk_read_bps_avg",
+    "disk_write_bps_avg",
+    "net_rx_bps_avg",
+    "net_tx_bps_avg",
+)
 LEVELS: Final[tuple[str, ...]] = ("host", "cluster", "provider")
 
 
@@ -95,12 +107,16 @@ def _cells(capacity: Spread, allocation: Spread, groups: npt.NDArray[np.int64], 
     )
 
 
-def hourly_series(conn: psycopg.Connection, window: Window, level: Level) -> pl.DataFrame:
-    """Per resource at ``level`` and hour: its rollup row joined with capacity and allocation, plus cpu_pct,
-    mem_pct (of that hour's capacity), disk_bps, net_bps, mem_gb; ``group_id`` and the name in column ``level``."""
+def hourly_series(
+    conn: psycopg.Connection, window: Window, level: Level, columns: tuple[str, ...] | None = None
+) -> pl.DataFrame:
+    """Per resource at ``level`` and hour: its rollup row (every column, or ``USAGE`` and ``columns``) joined
+    with capacity and allocation, plus cpu_pct, mem_pct (of that hour's capacity), disk_bps, net_bps, mem_gb;
+    ``group_id`` and the name in column ``level``."""
     info = resources(conn)
     members = info.filter(pl.col("kind") == level)
-    rows = hourly(conn, window, members["id"].to_list()).rename({"resource_id": "group_id"})
+    read = None if columns is None else (*USAGE, *columns)
+    rows = hourly(conn, window, members["id"].to_list(), read).rename({"resource_id": "group_id"})
     names = members.select(pl.col("id").alias("group_id"), pl.col("name").alias(level), "manager")
     return (
         hourly_capacity(conn, window, level)
@@ -134,7 +150,7 @@ def utilization(conn: psycopg.Connection, window: Window, level: Level = "cluste
     check_level(level)
     members = resources(conn).filter(pl.col("kind") == level)
     hours = int((window.end - window.start).total_seconds() // 3600)
-    series = hourly_series(conn, window, level)
+    series = hourly_series(conn, window, level, ())
 
     def stats(name: str, column: str, peak: str | None = None) -> list[pl.Expr]:
         return [

@@ -105,10 +105,16 @@ def resources(conn: psycopg.Connection) -> pl.DataFrame:
     )
 
 
-def hourly(conn: psycopg.Connection, window: Window, resource_ids: list[int] | None = None) -> pl.DataFrame:
-    """Hourly rollup rows in ``window`` (of some resources, or all)."""
+def hourly(
+    conn: psycopg.Connection,
+    window: Window,
+    resource_ids: list[int] | None = None,
+    columns: tuple[str, ...] | None = None,
+) -> pl.DataFrame:
+    """Hourly rollup rows in ``window`` (of some resources, or all; every column, or ts, resource_id and
+    ``columns``)."""
     check_hour_window(window)
-    return read_rollups(conn, "hourly", window, resource_ids)
+    return read_rollups(conn, "hourly", window, resource_ids, columns=columns)
 
 
 def ancestor(info: pl.DataFrame, ids: pl.Series, kind: str) -> pl.Series:

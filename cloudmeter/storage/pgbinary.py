@@ -126,6 +126,56 @@ def _decode(
     return bits, nulls
 
 
+@numba.njit(cache=True)
+def _decode_arrays(
+    buf: npt.NDArray[np.uint8], start: int, kinds: npt.NDArray[np.int64]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
+    """COPY binary body from ``start`` whose every field is a one-dimensional array (or NULL: no elements) ->
+    (bits, nulls) of the elements, each column's arrays concatenated; every row's arrays have equal lengths."""
+    ncols = kinds.shape[0]
+    n = 0
+    pos = start
+    while True:  # first pass: count the elements (of the first column) and check the framing
+        fields = _get_be(buf, pos, 2)
+        pos += 2
+        if fields == -1:
+            break
+        for c in range(fields):
+            length = _get_be(buf, pos, 4)
+            if c == 0 and length > 0 and _get_be(buf, pos + 4, 4) == 1:
+                n += _get_be(buf, pos + 16, 4)
+            pos += 4 + max(length, 0)
+    bits = np.zeros((n, ncols), dtype=np.int64)
+    nulls = np.zeros((n, ncols), dtype=np.bool_)
+    pos = start
+    base = 0
+    while True:
+        fields = _get_be(buf, pos, 2)
+        pos += 2
+        if fields == -1:
+            break
+        count = 0
+        for c in range(ncols):
+            length = _get_be(buf, pos, 4)
+            pos += 4
+            if length <= 0 or _get_be(buf, pos, 4) != 1:  # NULL or an empty array: no elements
+                pos += max(length, 0)
+                continue
+            count = _get_be(buf, pos + 12, 4)
+            at = pos + 20  # ndim, has-null flag, element oid, size, lower bound
+            for i in range(count):
+                width = _get_be(buf, at, 4)
+                at += 4
+                if width < 0:
+                    nulls[base + i, c] = True
+                else:
+                    bits[base + i, c] = _get_be(buf, at, width)
+                    at += width
+            pos += length
+        base += count
+    return bits, nulls
+
+
 @dataclass(frozen=True)
 class Column:
     """One decoded column: values (int64 or float64; microseconds for timestamps) and a validity mask."""
@@ -176,13 +226,18 @@ def _bits(
     return kinds, bits, nulls
 
 
-def decode(data: bytes | bytearray | memoryview, kinds: list[int]) -> list[Column]:
-    """Decode a COPY binary stream whose columns have ``kinds``; timestamps become epoch microseconds."""
+def decode(data: bytes | bytearray | memoryview, kinds: list[int], packed: bool = False) -> list[Column]:
+    """Decode a COPY binary stream whose columns have ``kinds``; timestamps become epoch microseconds.
+
+    ``packed``: each field is an array of the column's values (rows packed server-side, ``array_agg``), the
+    rows' arrays following each other.
+    """
     buf = np.frombuffer(data, dtype=np.uint8)
     if len(buf) < len(HEADER) or bytes(buf[:11]) != HEADER[:11]:
         raise ValueError("not a PostgreSQL binary COPY stream (bad signature)")
     extension = int.from_bytes(bytes(buf[15:19]), "big")
-    bits, nulls = _decode(buf, 19 + extension, np.array(kinds, dtype=np.int64))
+    body = _decode_arrays if packed else _decode
+    bits, nulls = body(buf, 19 + extension, np.array(kinds, dtype=np.int64))
     columns = []
     for c, kind in enumerate(kinds):
         valid = ~nulls[:, c]
