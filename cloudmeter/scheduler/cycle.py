@@ -54,7 +54,10 @@ def capture_cycle(
 ) -> int:
     """Capture ``leased`` from the last captured time (``row``'s) up to now, a window at a time, stopping between
     windows on shutdown; skip (and record) what the source no longer keeps. Returns the samples captured."""
-    jobs.ensure_inventory(db, leased.id, source)
+    if leased.stream is None or not leased.stream.resource_ids:
+        # Only until a stream knows the stored resources (it reads them again after a refresh): reading
+        # them all every cycle took 0.9 s of a cycle at 100,000 VMs (benchmarks/scale.py --profile).
+        jobs.ensure_inventory(db, leased.id, source)
     schedule = settings.schedule
     plan = CapturePlan(
         schedule.capture_overlap_s, schedule.initial_capture_s, schedule.max_window_s, source.retention_s
