@@ -26,8 +26,8 @@ process's peak RSS, the server's memory (PSS) and bytes per stored row (``pg_tot
 partition, indexes included). The last column is the growth per added VM from the smallest size to the largest.
 
 ``cpu_fraction_<size>`` is the hour's mean daemon CPU per cycle / 300 s (the goal: under 0.25 at 100,000 VMs);
-``cpu_fraction_with_refresh_<size>`` adds a third of a refresh. ``--quick`` runs 1,000 and 10,000 VMs (about a
-minute). ``--profile N`` runs N VMs once under cProfile (CPU time) and prints where the steady cycles' time goes.
+``cpu_fraction_with_refresh_<size>`` adds a third of a refresh. ``--quick`` runs 1,000 and 10,000 VMs (under two
+minutes). ``--profile N`` runs N VMs once under cProfile (CPU time) and prints where the steady cycles' time goes.
 """
 
 from __future__ import annotations
