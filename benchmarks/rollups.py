@@ -11,8 +11,9 @@ Every figure is the median of ``--runs`` runs (after a warm-up that compiles the
 2. pipeline: 10,000 simulated VMs, one day of 1-minute samples captured in 288 windows of 5 minutes with
    in-stream rollups (hourly, daily in UTC and America/New_York) on the embedded PostgreSQL; in the same
    run a bare binary COPY of the same rows in the same batches, then the hourly and daily rollups in SQL.
-   The pipeline time is split by timing its source (the simulator), its rollup engine (fed from memory)
-   and its binary encoding alone; the rest is PostgreSQL (COPY, upserts, bookkeeping).
+   The pipeline time is split by timing its source (the simulator), its rollup engine (fed from memory; in the
+   pipeline it runs in a thread beside the writes, as a daemon's does) and its binary encoding alone; the rest is
+   PostgreSQL (COPY, upserts, bookkeeping) less what ran beside it.
 3. rebuild: after each pipeline run, ``jobs.rollup`` of the day from the stored raw rows.
 4. warm: a fresh interpreter imports ``cloudmeter.rollups.kernels`` and calls each kernel once on tiny
    arrays (the first time may compile and fill numba's cache; the runs after it are reported).
@@ -52,7 +53,7 @@ from cloudmeter.collectors.simulator import SimulatorCollector, SimulatorConfig
 from cloudmeter.model import METRICS, ResourceRef, SampleBatch, Window
 from cloudmeter.rollups import kernels
 from cloudmeter.rollups.engine import Roller, leaf_series
-from cloudmeter.rollups.stream import OpenHours
+from cloudmeter.rollups.stream import OpenHours, merge
 from cloudmeter.rollups.topology import Topology
 from cloudmeter.rollups.zones import HOUR_S
 from cloudmeter.scheduler import jobs
@@ -503,8 +504,9 @@ def capture_day(cloud: Cloud) -> tuple[int, RollupCounts]:
 
     Returns the raw rows captured and the rollup rows written.
     """
-    stream = StreamRollup(cloud.db, cloud.manager_id, TIME_ZONES)
+    stream = StreamRollup(cloud.db, cloud.manager_id, TIME_ZONES, background=True)
     rows = sum(jobs.capture(cloud.db, cloud.manager_id, cloud.collector, w, stream=stream).rows for w in cloud.windows)
+    stream.wait()
     return rows, stream.counts
 
 
@@ -521,7 +523,7 @@ def roll_day(cloud: Cloud) -> int:
     for window, batch in zip(cloud.windows, cloud.batches, strict=True):
         open_hours.add(*batch)
         for hour in range(open_hours.start_s, window.end_s - window.end_s % HOUR_S, HOUR_S):
-            rid, ts, values = open_hours.pop(hour)
+            rid, ts, values = merge(open_hours.pop(hour))
             leaves = [leaf_series(roller.topology, rid, ts, values)] if len(ts) else []
             made += sum(len(rows) for rows in (*roller.roll(hour, hour + HOUR_S, leaves), *roller.close(hour + HOUR_S)))
     return made
@@ -587,7 +589,7 @@ def pipeline_section(report: Report, db: Database, vms: int, runs: int) -> None:
     report.time("engine", "  part: rollup engine (from memory)", m["engine"], mrows(rows, m["engine"]))
     report.time("encode", "  part: binary COPY encoding", m["encode"], mrows(rows, m["encode"]))
     rest = m["pipeline"] - m["source"] - m["engine"] - m["encode"]
-    report.time("rest", "  rest: PostgreSQL writes, bookkeeping", rest, mrows(rows, rest))
+    report.time("rest", "  rest: PostgreSQL, bookkeeping, less overlap", rest, mrows(rows, rest))
     report.time("copy", f"bare binary COPY, same {windows} batches", m["copy"], mrows(rows, m["copy"]))
     report.time("sql_hourly", "SQL hourly rollup (INSERT ... SELECT)", m["sql_hourly"], mrows(rows, m["sql_hourly"]))
     copy_sql = m["copy"] + m["sql_hourly"]
@@ -599,9 +601,13 @@ def pipeline_section(report: Report, db: Database, vms: int, runs: int) -> None:
     report.figure("rows", rows)
     report.figure("rows_per_s", rows / m["pipeline"])
     report.figure("copy_rows_per_s", rows / m["copy"])
-    report.ratio("vs_copy", "pipeline: rows/s / bare COPY rows/s", m["copy"] / m["pipeline"], 0.70)
-    report.ratio(
-        "copy_sql_hourly_vs_pipeline", "pipeline: (COPY + SQL hourly) time / pipeline", copy_sql / m["pipeline"]
+    top_ratio(report, "pipeline_vs_copy", "pipeline: bare COPY time / pipeline", m["copy"] / m["pipeline"], 0.70)
+    top_ratio(
+        report,
+        "pipeline_vs_copy_sql_hourly",
+        "pipeline: (COPY + SQL hourly) time / pipeline",
+        copy_sql / m["pipeline"],
+        1.0,
     )
     report.ratio(
         "copy_sql_all_vs_pipeline",
@@ -613,7 +619,14 @@ def pipeline_section(report: Report, db: Database, vms: int, runs: int) -> None:
     report.time("rebuild", "jobs.rollup of the day from storage", m["rebuild"], mrows(rows, m["rebuild"]))
     report.time("sql_all", "SQL hourly + daily (both zones)", sql_all, mrows(rows, sql_all))
     report.figure("rows_per_s", rows / m["rebuild"])
-    report.ratio("sql_vs_rebuild", "rebuild: SQL rollups time / rebuild", sql_all / m["rebuild"])
+    top_ratio(report, "rebuild_vs_sql", "rebuild: SQL hourly + daily time / rebuild", sql_all / m["rebuild"], 3.0)
+
+
+def top_ratio(report: Report, key: str, label: str, value: float, target: float) -> None:
+    """A ratio of the issue's whose JSON key names its section itself (``pipeline_vs_copy``, not prefixed)."""
+    section, report.key = report.key, ""
+    report.ratio(key, label, value, target)
+    report.key = section
 
 
 # 4. warm start ----------------------------------------------------------------------------------------------

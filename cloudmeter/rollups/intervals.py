@@ -109,6 +109,57 @@ class Intervals:
         return out
 
 
+def batch_hours(resource_id: Int32s, ts_s: Ints) -> tuple[Int32s, Ints, Ints]:
+    """Per resource of a batch (sorted ids): the start of the hour of its first sample and the end of its last's."""
+    ids, inverse = np.unique(resource_id, return_inverse=True)
+    hours = ts_s - ts_s % HOUR_S
+    first = np.full(len(ids), np.iinfo(np.int64).max)
+    end = np.zeros(len(ids), np.int64)
+    np.minimum.at(first, inverse, hours)
+    np.maximum.at(end, inverse, hours + HOUR_S)
+    return ids.astype(np.int32), first, end
+
+
+class Recorded:
+    """What one writer knows to be in ``resource_intervals`` already: per resource, whole hours ``[lo, hi)`` all
+    at ``bound`` seconds or finer. A batch inside them at ``bound`` or coarser would change nothing (``assign``
+    keeps the finer interval), so its resources need no round trip. The writer notes each batch it records;
+    whoever owns the transaction ``clear``-s this when it rolls back."""
+
+    def __init__(self) -> None:
+        self.clear()
+
+    def clear(self) -> None:
+        """Forget everything."""
+        self._lo, self._hi, self._bound = np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
+
+    def covers(self, ids: Int32s, first_s: Ints, end_s: Ints, interval_s: int) -> npt.NDArray[np.bool_]:
+        """Which resources' hours ``[first_s, end_s)`` are recorded at ``interval_s`` or finer."""
+        if not len(self._lo):
+            return np.zeros(len(ids), np.bool_)
+        inside = ids < len(self._lo)
+        at = np.where(inside, ids, 0)
+        bound = self._bound[at]
+        return inside & (bound > 0) & (bound <= interval_s) & (self._lo[at] <= first_s) & (end_s <= self._hi[at])
+
+    def note(self, ids: Int32s, first_s: Ints, end_s: Ints, interval_s: int) -> None:
+        """Resources' hours ``[first_s, end_s)`` are now recorded at ``interval_s`` or finer (joined to what is
+        known where the spans touch, under the coarser bound)."""
+        if not len(ids):
+            return
+        size = int(ids.max()) + 1
+        if size > len(self._lo):
+            grow = size - len(self._lo)
+            self._lo = np.concatenate([self._lo, np.zeros(grow, np.int64)])
+            self._hi = np.concatenate([self._hi, np.zeros(grow, np.int64)])
+            self._bound = np.concatenate([self._bound, np.zeros(grow, np.int64)])
+        lo, hi, bound = self._lo[ids], self._hi[ids], self._bound[ids]
+        touch = (bound > 0) & (first_s <= hi) & (end_s >= lo)
+        self._lo[ids] = np.where(touch, np.minimum(lo, first_s), first_s)
+        self._hi[ids] = np.where(touch, np.maximum(hi, end_s), end_s)
+        self._bound[ids] = np.where(touch, np.maximum(bound, interval_s), interval_s)
+
+
 def slots_in(interval_s: Int32s, hour_s: Ints, lo_s: int, hi_s: int) -> Ints:
     """Slots of each hour's grid (``hour + k * interval``) starting in ``[lo_s, hi_s)``; 0 where unknown.
 

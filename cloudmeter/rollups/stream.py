@@ -40,16 +40,23 @@ class OpenHours:
             rows = hour == h
             self._parts.setdefault(h * HOUR_S, []).append((resource_id[rows], ts_s[rows], values[rows]))
 
-    def pop(self, hour_s: int) -> Part:
-        """The samples of the hour starting at ``hour_s``, sorted by (resource, ts), later arrivals winning."""
-        parts = self._parts.pop(hour_s, [])
+    def pop(self, hour_s: int) -> list[Part]:
+        """The parts of the hour starting at ``hour_s`` as they arrived (see ``merge``); the hour is closed."""
         self.start_s = max(self.start_s, hour_s + HOUR_S)
-        if not parts:
-            return np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros((0, len(METRICS)))
-        rid = np.concatenate([p[0] for p in parts])
-        ts = np.concatenate([p[1] for p in parts])
-        values = np.concatenate([p[2] for p in parts])
-        if not is_sorted_unique(rid, ts):
-            keep = last_per_key(rid, ts)
-            rid, ts, values = rid[keep], ts[keep], values[keep]
-        return rid, ts, values
+        return self._parts.pop(hour_s, [])
+
+
+def merge(parts: list[Part]) -> Part:
+    """One hour's parts as one, sorted by (resource, ts), later arrivals winning."""
+    if not parts:
+        return np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros((0, len(METRICS)))
+    rid = np.concatenate([p[0] for p in parts])
+    ts = np.concatenate([p[1] for p in parts])
+    values = np.concatenate([p[2] for p in parts])
+    if not is_sorted_unique(rid, ts):  # parts in time order: a stable sort by resource is enough, unless they overlap
+        order = np.argsort(rid, kind="stable")
+        rid, ts, values = rid[order], ts[order], values[order]
+    if not is_sorted_unique(rid, ts):
+        keep = last_per_key(rid, ts)
+        rid, ts, values = rid[keep], ts[keep], values[keep]
+    return rid, ts, values

@@ -62,7 +62,7 @@ def capture_cycle(
     plan = CapturePlan(
         schedule.capture_overlap_s, schedule.initial_capture_s, schedule.max_window_s, source.retention_s
     )
-    leased.stream = leased.stream or StreamRollup(db, leased.id, settings.time_zones)
+    stream = leased.stream = leased.stream or StreamRollup(db, leased.id, settings.time_zones, background=True)
     now = datetime.now(UTC)
     captured_until = row.captured_until
     gone = gone_at_source(captured_until, now, plan)
@@ -71,13 +71,35 @@ def capture_cycle(
             managers.mark_skipped(conn, leased.id, gone.start, gone.end)
         log.warning("manager %s: skipping %s: the source keeps %s", leased.name, gone, duration(plan.retention_s))
         captured_until = gone.end
+    try:
+        rows = _capture_windows(db, leased, source, stream, plan, captured_until, now, stop)
+    except BaseException:
+        stream.reset()  # once the background rollups are done with what they were given (all of it stored)
+        raise
+    stream.wait()  # the job fails with what the background rollups raised: the next one resumes from storage
+    _watch_recency(db, settings, leased)
+    return rows
+
+
+def _capture_windows(
+    db: Database,
+    leased: Leased,
+    source: Bounded,
+    stream: StreamRollup,
+    plan: CapturePlan,
+    captured_until: datetime | None,
+    now: datetime,
+    stop: threading.Event,
+) -> int:
+    """Capture window after window from ``captured_until`` up to ``now``, closed hours rolled up in the
+    background; return the samples captured."""
     rows = 0
     empty: list[Window] = []  # the run of windows that brought nothing, said in one line when it ends
     while not stop.is_set():
         window = next_window(captured_until, now, plan)
         if window is None:
             break
-        result = jobs.capture(db, leased.id, source, window, stream=leased.stream)
+        result = jobs.capture(db, leased.id, source, window, stream=stream)
         captured_until = max(captured_until or window.end, window.end)  # what jobs.capture marked
         rows += result.rows
         metrics.SAMPLES.labels(leased.name).inc(result.rows)
@@ -89,7 +111,6 @@ def capture_cycle(
         empty = []
         log.info("manager %s: captured %d samples, %s", leased.name, result.rows, window)
     _say_empty(db, leased, empty)
-    _watch_recency(db, settings, leased)
     return rows
 
 

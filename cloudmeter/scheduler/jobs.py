@@ -20,6 +20,7 @@ import psycopg
 
 from cloudmeter.errors import BadPayload
 from cloudmeter.model import Inventory, ResourceRef, SampleBatch, Window, epoch_s
+from cloudmeter.rollups.zones import HOUR_S
 from cloudmeter.scheduler import pipeline
 from cloudmeter.scheduler.pipeline import StreamRollup
 from cloudmeter.storage import inventory, managers, writer
@@ -101,31 +102,42 @@ def capture(
 
     ``stream`` carries the in-stream state between calls (a daemon keeps one per manager); without it, one
     is resumed from storage for this call. Hours the window completes are rolled up from memory; changed
-    samples of hours already rolled up are marked and rebuilt (``roll_dirty``) at the end.
+    samples of hours already rolled up are marked and rebuilt (``roll_dirty``) at the end. Dirty marks are
+    looked for when this capture may have left some, when it closed an hour, and at a stream's first capture
+    (a process that died may have left some).
     """
     time_zones = stream.time_zones if stream else _time_zones(db)
     stream = stream or StreamRollup(db, manager_id, time_zones)
-    captured = stream.sync().captured_until
+    row = stream.sync()
     ids = stream.resource_ids
-    append_from = epoch_s(captured) if captured else window.start_s
+    append_from = epoch_s(row.captured_until) if row.captured_until else window.start_s
     batches = rows = 0
     resources: dict[int, set[int]] = {}  # interval -> resources sent at it
+    marked = stream.unchecked  # whether dirty marks may be stored
 
     def store(rid: npt.NDArray[np.int32], batch: SampleBatch, last: bool) -> None:
+        nonlocal marked
         dirty = DirtyMarks(manager_id, stream.rolled_until_s or window.start_s)
-        with db.connection() as conn, conn.transaction():
-            writer.write_samples(
-                conn,
-                rid,
-                batch.ts_s,
-                batch.values,
-                db.write_target(),
-                append_from_s=append_from,
-                dirty=dirty,
-                interval_s=batch.interval_s,
-            )
-            if last:  # the marks move with the window's last batch: one commit fewer per capture
-                _mark_captured(conn, manager_id, window, _most_common(resources))
+        if len(batch) and int(batch.ts_s.min()) // HOUR_S * HOUR_S < dirty.before_s:
+            marked = True
+        try:
+            with db.connection() as conn, conn.transaction():
+                writer.write_samples(
+                    conn,
+                    rid,
+                    batch.ts_s,
+                    batch.values,
+                    db.write_target(),
+                    append_from_s=append_from,
+                    dirty=dirty,
+                    interval_s=batch.interval_s,
+                    known=stream.recorded,
+                )
+                if last:  # the marks move with the window's last batch: one commit fewer per capture
+                    _mark_captured(conn, manager_id, window, _most_common(resources), row.sample_interval_s)
+        except BaseException:
+            stream.recorded.clear()  # it may have noted intervals that were rolled back
+            raise
 
     pending: tuple[npt.NDArray[np.int32], SampleBatch] | None = None
     for batch in collector.capture(window):
@@ -143,9 +155,12 @@ def capture(
         store(*pending, last=True)
     else:
         with db.connection() as conn, conn.transaction():
-            _mark_captured(conn, manager_id, window, None)
+            _mark_captured(conn, manager_id, window, None, row.sample_interval_s)
+    rolled = stream.rolled_until_s
     stream.advance(window.end_s)
-    roll_dirty(db, manager_id, time_zones, stream)
+    if marked or stream.rolled_until_s != rolled:
+        roll_dirty(db, manager_id, time_zones, stream)
+        stream.unchecked = False
     return CaptureResult(window, batches, rows, _most_common(resources))
 
 
@@ -154,10 +169,12 @@ def _most_common(resources: dict[int, set[int]]) -> int | None:
     return min(resources, key=lambda interval: (-len(resources[interval]), interval)) if resources else None
 
 
-def _mark_captured(conn: psycopg.Connection, manager_id: int, window: Window, interval_s: int | None) -> None:
-    """Move the capture marks; ``managers.sample_interval_s`` becomes the interval most resources were sent at
-    (each resource's own is in ``resource_intervals``)."""
-    if interval_s is not None:
+def _mark_captured(
+    conn: psycopg.Connection, manager_id: int, window: Window, interval_s: int | None, stored_s: int | None
+) -> None:
+    """Move the capture marks; ``managers.sample_interval_s`` (``stored_s`` now) becomes the interval most
+    resources were sent at (each resource's own is in ``resource_intervals``)."""
+    if interval_s is not None and interval_s != stored_s:
         conn.execute("UPDATE managers SET sample_interval_s = %s WHERE id = %s", (interval_s, manager_id))
     managers.mark_captured(conn, manager_id, window.start, window.end, _now())
 
@@ -175,6 +192,8 @@ def roll_dirty(db: Database, manager_id: int, time_zones: tuple[str, ...], strea
         hours = managers.dirty_hours(conn, manager_id)
     if not hours:
         return 0
+    if stream is not None:
+        stream.wait()  # the hours handed to the background rollups are written: rebuild sees them
     marks = {epoch_s(h) for h in hours}
     pipeline.rebuild(db, manager_id, Window(hours[0], hours[-1] + timedelta(hours=1)), time_zones, marks)
     with db.connection() as conn, conn.transaction():

@@ -10,9 +10,12 @@ the closed hours of the still-open local days are replayed to restore the days' 
 not rolled up yet are rolled up from storage, and every later stored sample goes into the open hours. Resume
 and rebuild read the same intervals.
 
-Rebuild: stored samples are read with binary COPY in chunks of at most ``CHUNK_ROWS`` rows (whole
-resources, one UTC day at a time) and go through the same engine with the same intervals, so both paths write
-the same bits.
+A daemon rolls the closed hours up in a thread of its own (``StreamRollup(background=True)``) while it
+captures the next windows: an hour's rows are written only after its samples are committed, with the mark.
+
+Rebuild: stored samples are read in chunks of at most ``CHUNK_ROWS`` rows (whole resources, one UTC day at a
+time; each resource's columns packed by the server, the next chunk read while the engine rolls this one) and go
+through the same engine with the same intervals, so both paths write the same bits.
 Samples that change an hour already rolled up leave a mark in ``rollup_dirty``; ``roll_dirty`` rebuilds
 just those hours and their days.
 """
@@ -20,16 +23,20 @@ just those hours and their days.
 from __future__ import annotations
 
 import logging
+import threading
+from collections import deque
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
+from psycopg import sql
 
 from cloudmeter.model import METRICS, ResourceRef, Window, epoch_s, from_epoch_s
 from cloudmeter.rollups.engine import Roller, leaf_series
-from cloudmeter.rollups.intervals import Intervals
+from cloudmeter.rollups.intervals import Intervals, Recorded
 from cloudmeter.rollups.series import Floats, Int32s, Ints, Rows, Series
-from cloudmeter.rollups.stream import OpenHours
+from cloudmeter.rollups.stream import OpenHours, Part, merge
 from cloudmeter.rollups.topology import Topology
 from cloudmeter.rollups.zones import HOUR_S, day_edges
 from cloudmeter.storage import inventory, managers, readers, writer
@@ -88,19 +95,50 @@ def _write(db: Database, batches: list[Rows], counts: RollupCounts, mark: tuple[
             managers.mark_rolled(conn, mark[0], from_epoch_s(mark[1]))
 
 
+#: Each resource's stored samples of a range as one row: every column packed into a bytea in time order (big-endian
+#: int8 microseconds since 2000 and float8, NULL as NaN). The server does the packing, a few thousand rows cross.
+_PACKED = sql.SQL(
+    "SELECT resource_id, string_agg(timestamptz_send(ts), '' ORDER BY ts), {} FROM metric_samples "
+    "WHERE ts >= to_timestamp(%s) AND ts < to_timestamp(%s) AND resource_id = ANY(%s) "
+    "GROUP BY resource_id ORDER BY resource_id"
+).format(
+    sql.SQL(", ").join(
+        sql.SQL("string_agg(float8send(coalesce({}, 'NaN')), '' ORDER BY ts)").format(sql.Identifier(m))
+        for m in METRICS
+    )
+)
+_PG_EPOCH_US = 946_684_800_000_000
+
+
+def _packed_samples(db: Database, start_s: int, end_s: int, ids: list[int]) -> tuple[Int32s, Ints, Floats]:
+    """Stored samples of ``ids`` in ``[start_s, end_s)``, sorted by (resource, ts): ids, epoch seconds, values."""
+    with db.connection() as conn:
+        rows = conn.cursor(binary=True).execute(_PACKED, [start_s, end_s, ids]).fetchall()
+    counts = np.array([len(row[1]) // 8 for row in rows], np.int64)
+    rid = np.repeat(np.array([row[0] for row in rows], np.int32), counts)
+    micros = np.frombuffer(b"".join(row[1] for row in rows), ">i8").astype(np.int64)
+    ts = (micros + _PG_EPOCH_US) // 1_000_000
+    values = np.empty((len(ts), len(METRICS)))
+    for m in range(len(METRICS)):
+        values[:, m] = np.frombuffer(b"".join(row[2 + m] for row in rows), ">f8")
+    return rid, ts, values
+
+
 def stored_leaves(db: Database, topology: Topology, start_s: int, end_s: int) -> Iterator[Series]:
-    """Stored samples of ``[start_s, end_s)`` as leaf series, in chunks of whole resources (resource order)."""
+    """Stored samples of ``[start_s, end_s)`` as leaf series, in chunks of whole resources (resource order); the
+    next chunk is read in a thread while the caller works on this one."""
     ids = topology.resource_id.tolist()
     rows_per_resource = max(1, (end_s - start_s) // DEFAULT_INTERVAL_S)
     step = max(1, CHUNK_ROWS // rows_per_resource)
-    window = Window(from_epoch_s(start_s), from_epoch_s(end_s))
-    for lo in range(0, len(ids), step):
-        with db.connection() as conn:
-            arrays = readers.sample_arrays(conn, window, ids[lo : lo + step])
-        if len(arrays["ts"]):
-            values = np.column_stack([arrays[m] for m in METRICS])
-            rid = arrays["resource_id"].astype(np.int32)
-            yield leaf_series(topology, rid, arrays["ts"] // 1_000_000, values)
+    chunks = [ids[lo : lo + step] for lo in range(0, len(ids), step)]
+    with ThreadPoolExecutor(1, thread_name_prefix="stored-samples") as ahead:
+        reads = deque(ahead.submit(_packed_samples, db, start_s, end_s, chunk) for chunk in chunks[:1])
+        for k in range(len(chunks)):
+            if k + 1 < len(chunks):
+                reads.append(ahead.submit(_packed_samples, db, start_s, end_s, chunks[k + 1]))
+            rid, ts, values = reads.popleft().result()
+            if len(ts):
+                yield leaf_series(topology, rid, ts, values)
 
 
 def _fallback(row: managers.ManagerRow, interval_s: int | None = None) -> int:
@@ -180,24 +218,43 @@ def _day_end(rows: Rows) -> int:
 
 
 class StreamRollup:
-    """One manager's in-stream rollup state (see the module docstring)."""
+    """One manager's in-stream rollup state (see the module docstring).
 
-    def __init__(self, db: Database, manager_id: int, time_zones: tuple[str, ...]) -> None:
+    With ``background``, the hours a capture closes are rolled up and written by a thread of their own while
+    the next captures go on (one hour after another, in order); the caller then calls ``wait`` before it lets
+    go of the stream or the database. Without, ``advance`` returns once they are written.
+    """
+
+    def __init__(self, db: Database, manager_id: int, time_zones: tuple[str, ...], background: bool = False) -> None:
         self.db, self.manager_id, self.time_zones = db, manager_id, time_zones
         self._roller: Roller | None = None
         self._open: OpenHours | None = None
         self._refreshed_at: object = None
         self._ids: dict[ResourceRef, int] | None = None
         self.counts = RollupCounts()
+        #: Intervals this stream's captures recorded (committed), to skip recording them again.
+        self.recorded = Recorded()
+        #: No dirty mark has been looked for yet: a process that died may have left some.
+        self.unchecked = True
+        self._background = background
+        self._queue: deque[list[tuple[int, list[Part]]]] = deque()
+        self._lock = threading.Lock()
+        self._idle = threading.Event()
+        self._idle.set()
+        self._worker: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self._restart = False
 
     def sync(self) -> managers.ManagerRow:
         """The manager's row, read once per capture; after an inventory refresh, its resource ids and the
-        rollup topology are read again."""
+        rollup topology are read again. Raises what the background rollups raised since the last call."""
+        self._settle()
         with self.db.connection() as conn:
             row = managers.manager_by_id(conn, self.manager_id)
             if self._ids is None or row.last_refresh_at != self._refreshed_at:
                 self._ids = inventory.stored_ids(conn, self.manager_id)
                 if self._roller is not None:
+                    self.wait()
                     self._roller.retopologize(readers.read_topology(conn, self.manager_id))
                 self._refreshed_at = row.last_refresh_at
         return row
@@ -212,37 +269,90 @@ class StreamRollup:
 
     @property
     def rolled_until_s(self) -> int | None:
-        """Everything before this is rolled up (None before the first sample)."""
+        """Everything before this is rolled up, or handed to the background rollups (None before the first
+        sample)."""
         return self._open.start_s if self._open is not None else None
 
     def reset(self) -> None:
-        """Drop the in-memory state; the next batch resumes from storage."""
-        self._roller, self._open = None, None
+        """Drop the in-memory state once the background rollups are done; the next batch resumes from storage."""
+        self._idle.wait()
+        self._roller, self._open, self._restart = None, None, False
+
+    def wait(self) -> None:
+        """Return once every hour handed over is rolled up and written; raise what the rollups raised (the state
+        is then dropped, so the next batch resumes from storage)."""
+        self._idle.wait()
+        error, self._error = self._error, None
+        if error is not None or self._restart:
+            self.reset()
+        if error is not None:
+            raise error
+
+    def _settle(self) -> None:
+        """Take up a failure or a restart of the background rollups (see ``wait``)."""
+        if self._error is not None or self._restart:
+            self.wait()
 
     def add(self, resource_id: Int32s, ts_s: Ints, values: Floats, interval_s: int) -> None:
         """Keep a stored batch's samples for their open hours."""
+        self._settle()
         if self._roller is None:
             self._resume(interval_s, int(ts_s.min()) if len(ts_s) else None)
         if self._open is not None:  # still None: nothing stored, captured or given to start from
             self._open.add(resource_id, ts_s, values)
 
     def advance(self, until_s: int) -> None:
-        """Roll up and write every open hour that ends at or before ``until_s``, with the intervals recorded."""
+        """Roll up and write every open hour that ends at or before ``until_s`` (all stored by now), with the
+        intervals recorded; in the background if so made."""
+        self._settle()
         if self._roller is None or self._open is None or _floor_hour(until_s) <= self._open.start_s:
             return
+        open_hours = self._open
+        hours = [(hour, open_hours.pop(hour)) for hour in range(open_hours.start_s, _floor_hour(until_s), HOUR_S)]
+        if not self._background:
+            if not self._roll_hours(hours):  # a finer interval than the open days can hold: start over
+                self.reset()
+                with self.db.connection() as conn:
+                    row = managers.manager_by_id(conn, self.manager_id)
+                self._resume(_fallback(row), None)
+            return
+        with self._lock:
+            self._queue.append(hours)
+            self._idle.clear()
+            if self._worker is None:
+                self._worker = threading.Thread(target=self._work, name=f"rollups-{self.manager_id}", daemon=True)
+                self._worker.start()
+
+    def _work(self) -> None:
+        """The background thread: roll up the hours handed over, in order, until none is left."""
+        while True:
+            with self._lock:
+                if not self._queue or self._error is not None or self._restart:
+                    self._queue.clear()
+                    self._worker = None
+                    self._idle.set()
+                    return
+                hours = self._queue.popleft()
+            try:
+                self._restart = not self._roll_hours(hours)
+            except BaseException as exc:  # handed to the capturing thread by the next sync, add or wait
+                self._error = exc
+
+    def _roll_hours(self, hours: list[tuple[int, list[Part]]]) -> bool:
+        """Roll up and write ``hours``; False (nothing written) if their intervals are finer than the open days
+        can hold: the caller then starts over from storage."""
+        roller = self._roller
+        assert roller is not None
         with self.db.connection() as conn:
             row = managers.manager_by_id(conn, self.manager_id)
             intervals = readers.read_intervals(conn, self.manager_id, _fallback(row))
-        if not self._roller.use_intervals(intervals):  # a finer interval than the open days can hold: start over
-            self.reset()
-            self._resume(_fallback(row), None)
-            if self._roller is None or self._open is None:
-                return
-        roller, open_hours = self._roller, self._open
-        for hour in range(open_hours.start_s, _floor_hour(until_s), HOUR_S):
-            rid, ts, values = open_hours.pop(hour)
+        if not roller.use_intervals(intervals):
+            return False
+        for hour, parts in hours:
+            rid, ts, values = merge(parts)
             self._roll(roller, hour, hour + HOUR_S, [leaf_series(roller.topology, rid, ts, values)] if len(ts) else [])
         _warn_dropped(roller, self.manager_id)
+        return True
 
     def _roll(self, roller: Roller, start_s: int, end_s: int, leaves: Iterable[Series]) -> None:
         """Write the rows of the whole hours ``[start_s, end_s)`` and of the days ended by then, with the mark."""

@@ -224,6 +224,7 @@ def write_samples(
     append_from_s: int | None = None,
     dirty: DirtyMarks | None = None,
     interval_s: int | None = None,
+    known: intervals.Recorded | None = None,
 ) -> int:
     """Write raw samples idempotently (one transaction); return rows inserted or changed.
 
@@ -231,7 +232,8 @@ def write_samples(
     at or after ``append_from_s`` (past what the manager has captured, so normally not stored yet) are
     appended without the upsert; should any of them exist already, that part falls back to the upsert.
     ``dirty`` marks the hours of changed rows that are already rolled up. ``interval_s``, the batch's
-    sampling interval, is recorded for its resources in the same transaction (``record_intervals``).
+    sampling interval, is recorded for its resources in the same transaction (``record_intervals``, with
+    ``known``).
     """
     if len(ts_s) == 0:
         return 0
@@ -241,7 +243,7 @@ def write_samples(
     method = target.method
     with conn.transaction():
         if interval_s is not None:
-            record_intervals(conn, resource_id, ts_s, interval_s, dirty)
+            record_intervals(conn, resource_id, ts_s, interval_s, dirty, known)
         if append_from_s is None:
             return upsert(
                 conn, SAMPLES.name, key, sample_columns(resource_id, ts_s, values), dirty=dirty, method=method
@@ -288,9 +290,13 @@ def record_intervals(
     ts_s: npt.NDArray[np.int64],
     interval_s: int,
     dirty: DirtyMarks | None = None,
+    known: intervals.Recorded | None = None,
 ) -> None:
     """Record in ``resource_intervals`` that these resources' samples are at ``interval_s`` in the whole UTC
     hours from each one's first sample to its last (``rollups.intervals.assign``).
+
+    Resources whose hours ``known`` covers are left out (nothing would change), the others noted in it: a
+    caller passing ``known`` clears it if the transaction rolls back.
 
     The usual batch (the same interval as its resource's newest row, from that row's start on) only moves
     that row's end, in one statement; others are rewritten from their rows. With ``dirty``, hours before
@@ -298,14 +304,16 @@ def record_intervals(
     """
     if len(ts_s) == 0:
         return
-    ids, inverse = np.unique(resource_id, return_inverse=True)
-    hours = ts_s - ts_s % intervals.HOUR_S
-    first = np.full(len(ids), np.iinfo(np.int64).max)
-    end = np.zeros(len(ids), np.int64)
-    np.minimum.at(first, inverse, hours)
-    np.maximum.at(end, inverse, hours + intervals.HOUR_S)
+    ids, first, end = intervals.batch_hours(resource_id, ts_s)
+    if known is not None:
+        todo = ~known.covers(ids, first, end, interval_s)
+        if not todo.all():
+            ids, first, end = ids[todo], first[todo], end[todo]
+        if not len(ids):
+            return
+        known.note(ids, first, end, interval_s)
     params = {
-        "ids": _binary_array(pgbinary.INT4, ids.astype(np.int32)),
+        "ids": _binary_array(pgbinary.INT4, ids),
         "first": _binary_array(pgbinary.INT8, first),
         "end": _binary_array(pgbinary.INT8, end),
         "interval": interval_s,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cloudmeter.rollups.intervals import Intervals, assign, changed_hours, slots_in, value_at
+from cloudmeter.rollups.intervals import Intervals, Recorded, assign, changed_hours, slots_in, value_at
 
 H = 3600
 T = 1_780_000_000 - 1_780_000_000 % H  # a whole hour
@@ -68,3 +68,22 @@ def test_slots_of_a_day_that_starts_inside_an_hour() -> None:
     lo, hi = T + H // 2, T + H // 2 + 24 * H
     assert slots_in(interval, hours, lo, hi).tolist() == [24, 288]
     assert slots_in(interval, hours, lo - 24 * H, lo).tolist() == [1, 6]
+
+
+def test_recorded_knows_hours_joined_across_batches_at_their_coarser_bound() -> None:
+    known = Recorded()
+    ids = np.array([3, 40], np.int32)
+    first, end = np.array([T, T], np.int64), np.array([T + H, T + H], np.int64)
+    assert not known.covers(ids, first, end, 60).any()
+    known.note(ids, first, end, 60)
+    assert known.covers(ids, first, end, 60).all()
+    assert known.covers(ids, first, end, 300).all()  # a coarser batch keeps the finer interval: nothing to do
+    known.note(ids[:1], first[:1] + H, end[:1] + H, 300)  # touches: joined, bounded by the coarser
+    assert known.covers(ids[:1], first[:1], end[:1] + H, 300).all()
+    assert not known.covers(ids[:1], first[:1], end[:1] + H, 60).any()
+    known.note(ids[1:], first[1:] + 3 * H, end[1:] + 3 * H, 60)  # a gap: only the new hours are known
+    assert not known.covers(ids[1:], first[1:], end[1:], 60).any()
+    three = np.array([40, 7, 900], np.int32)
+    assert known.covers(three, np.full(3, T + 3 * H), np.full(3, T + 4 * H), 60).tolist() == [True, False, False]
+    known.clear()
+    assert not known.covers(ids, first, end, 300).any()

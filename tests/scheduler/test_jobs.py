@@ -87,6 +87,22 @@ def test_in_stream_rows_equal_a_rebuild_from_storage_across_a_restart(db: Databa
         assert rebuilt[name].equals(frame), name
 
 
+def test_background_rollups_write_what_in_line_ones_do(db: Database) -> None:
+    manager_id, collector = _setup(db)
+    stream = StreamRollup(db, manager_id, ZONES, background=True)
+    for step in WINDOW.split(1800):
+        jobs.capture(db, manager_id, collector, step, stream=stream)
+    stream.wait()
+    streamed = _rollup_tables(db)
+    with db.connection() as conn:
+        assert managers.manager_by_id(conn, manager_id).rolled_until == WINDOW.end
+        conn.execute("TRUNCATE metric_hourly, metric_daily")
+        conn.commit()
+    jobs.rollup(db, manager_id, WINDOW, ZONES)
+    for name, frame in _rollup_tables(db).items():
+        assert frame.equals(streamed[name]), name
+
+
 def test_changed_samples_of_rolled_up_hours_are_rebuilt(db: Database) -> None:
     manager_id, collector = _setup(db)
     _capture_in_steps(db, manager_id, collector, WINDOW)
