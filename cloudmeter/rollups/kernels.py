@@ -9,8 +9,8 @@ division or scatter in the hot ones. Preconditions, checked by the callers (``ro
 - NaN marks a missing value.
 
 Percentiles use numpy's default method (linear interpolation between the closest ranks, ``_lerp`` included).
-They are exact: a bounded min-heap keeps the largest values of each (segment, metric), which is all the
-interpolation needs when fewer than ``k`` values lie above the lower rank.
+They are exact: the largest values of each (segment, metric), kept sorted or in a bounded min-heap, are all
+the interpolation needs when fewer than ``k`` values lie above the lower rank.
 """
 
 from __future__ import annotations
@@ -24,6 +24,18 @@ Ints = npt.NDArray[np.int64]
 Int32s = npt.NDArray[np.int32]
 
 NO_TS = -1
+#: Rows one parallel task of ``segments`` scans.
+SEGMENT_CHUNK = 1 << 20
+#: Segments one parallel task of ``segment_percentile`` takes.
+PERCENTILE_CHUNK = 1024
+#: Up to this many largest values, ``segment_percentile`` keeps them sorted; more go in a heap.
+SORTED_TOP = 64
+
+
+@numba.njit(cache=True, inline="always")
+def _unsigned(x: int) -> int:
+    """``x`` as numba's uint64: an index numba need not wrap around (as it must a possibly negative one)."""
+    return numba.uint64(x)  # type: ignore[return-value]
 
 
 @numba.njit(cache=True)
@@ -38,24 +50,71 @@ def is_sorted_unique(rid: Int32s, ts: Ints) -> bool:
 
 
 @numba.njit(cache=True)
-def segments(rid: Int32s, ts: Ints, edges: Ints) -> tuple[Ints, Ints]:
-    """Segment boundaries: ``starts`` (n_segments + 1, the last = len(ts)) and each segment's bucket index."""
-    n = ts.shape[0]
-    starts = np.empty(n + 1, dtype=np.int64)
-    buckets = np.empty(n, dtype=np.int64)
-    k = 0
-    current = np.int64(-1)
-    bucket_end = np.int64(0)
-    for i in range(n):
+def _segment_heads(rid: Int32s, ts: Ints, edges: Ints, first: int, end: int, heads: Ints, buckets: Ints) -> int:
+    """Segment starts among rows ``[first, end)`` (row ``first - 1`` seen before) into ``heads[first:]`` and
+    their buckets into ``buckets[first:]``; returns how many."""
+    k = first
+    current = rid[first - 1] if first else -1
+    bucket_end = edges[np.searchsorted(edges, ts[first - 1], side="right")] if first else np.iinfo(np.int64).min
+    for i in range(first, end):
         if rid[i] != current or ts[i] >= bucket_end:
             b = np.searchsorted(edges, ts[i], side="right") - 1
             bucket_end = edges[b + 1]
             current = rid[i]
-            starts[k] = i
+            heads[k] = i
             buckets[k] = b
             k += 1
-    starts[k] = n
-    return starts[: k + 1].copy(), buckets[:k].copy()
+    return k - first
+
+
+@numba.njit(cache=True, parallel=True)
+def segments(rid: Int32s, ts: Ints, edges: Ints) -> tuple[Ints, Ints]:
+    """Segment boundaries: ``starts`` (n_segments + 1, the last = len(ts)) and each segment's bucket index.
+
+    Chunks of ``SEGMENT_CHUNK`` rows are scanned in parallel, then joined.
+    """
+    n = ts.shape[0]
+    chunks = max(1, -(-n // SEGMENT_CHUNK))
+    heads = np.empty(n, dtype=np.int64)
+    found_buckets = np.empty(n, dtype=np.int64)
+    found = np.empty(chunks, dtype=np.int64)
+    for c in numba.prange(chunks):
+        found[c] = _segment_heads(rid, ts, edges, c * n // chunks, (c + 1) * n // chunks, heads, found_buckets)
+    total = found.sum()
+    starts = np.empty(total + 1, dtype=np.int64)
+    buckets = np.empty(total, dtype=np.int64)
+    k = 0
+    for c in range(chunks):
+        first = c * n // chunks
+        starts[k : k + found[c]] = heads[first : first + found[c]]
+        buckets[k : k + found[c]] = found_buckets[first : first + found[c]]
+        k += found[c]
+    starts[total] = n
+    return starts, buckets
+
+
+@numba.njit(cache=True, inline="always")
+def _put_stats(
+    s: int,
+    j: int,
+    total: float,
+    count: int,
+    low: float,
+    high: float,
+    peak_at: int,
+    ts: Ints,
+    out_sum: Floats,
+    out_count: Int32s,
+    out_min: Floats,
+    out_max: Floats,
+    out_max_ts: Ints,
+) -> None:
+    """Store one (segment, metric)'s stats into ``segment_stats``' outputs; ``peak_at`` is the max's row."""
+    out_sum[s, j] = total
+    out_count[s, j] = count
+    out_min[s, j] = low if count else np.nan
+    out_max[s, j] = high if count else np.nan
+    out_max_ts[s, j] = ts[peak_at] if high > -np.inf else NO_TS
 
 
 @numba.njit(cache=True, parallel=True)
@@ -72,29 +131,66 @@ def segment_stats(
     """Per segment and metric: sum, count, min, max and the earliest ts of the max (``NO_TS`` if none).
 
     Outputs have shape (n_segments, metrics); a metric without values gets sum 0, count 0, NaN min and max.
+    Sums add in row order. Four metrics at a time (the last four may overlap the ones before), in registers:
+    a row whose four values add up to a number has no NaN and takes the short way; NaN compares false, so
+    min and max need no test; ``ts`` is read once per max. Unsigned indices spare numba's wraparound code.
     """
     metrics = values.shape[1]
+    groups = (metrics + 3) // 4 if metrics >= 4 else 0
+    one, two, three = _unsigned(1), _unsigned(2), _unsigned(3)
     for s in numba.prange(starts.shape[0] - 1):
-        for j in range(metrics):
-            out_sum[s, j] = 0.0
-            out_count[s, j] = 0
-            out_min[s, j] = np.inf
-            out_max[s, j] = -np.inf
-            out_max_ts[s, j] = NO_TS
-        for i in range(starts[s], starts[s + 1]):
-            for j in range(metrics):
+        lo, hi = _unsigned(starts[s]), _unsigned(starts[s + 1])
+        for g in range(groups):
+            j = _unsigned(min(4 * g, metrics - 4))
+            s0 = s1 = s2 = s3 = 0.0
+            nan0 = nan1 = nan2 = nan3 = 0
+            n0 = n1 = n2 = n3 = np.inf
+            x0 = x1 = x2 = x3 = -np.inf
+            i0 = i1 = i2 = i3 = lo
+            for i in range(lo, hi):
+                v0, v1, v2, v3 = values[i, j], values[i, j + one], values[i, j + two], values[i, j + three]
+                row = v0 + v1 + v2 + v3
+                if not np.isnan(row):
+                    s0 += v0
+                    s1 += v1
+                    s2 += v2
+                    s3 += v3
+                else:  # a NaN adds +0.0, which leaves a sum started at +0.0 as it is
+                    s0 += 0.0 if np.isnan(v0) else v0
+                    s1 += 0.0 if np.isnan(v1) else v1
+                    s2 += 0.0 if np.isnan(v2) else v2
+                    s3 += 0.0 if np.isnan(v3) else v3
+                    nan0 += np.isnan(v0)
+                    nan1 += np.isnan(v1)
+                    nan2 += np.isnan(v2)
+                    nan3 += np.isnan(v3)
+                n0 = v0 if v0 < n0 else n0
+                n1 = v1 if v1 < n1 else n1
+                n2 = v2 if v2 < n2 else n2
+                n3 = v3 if v3 < n3 else n3
+                i0 = i if v0 > x0 else i0
+                i1 = i if v1 > x1 else i1
+                i2 = i if v2 > x2 else i2
+                i3 = i if v3 > x3 else i3
+                x0 = v0 if v0 > x0 else x0
+                x1 = v1 if v1 > x1 else x1
+                x2 = v2 if v2 > x2 else x2
+                x3 = v3 if v3 > x3 else x3
+            n = starts[s + 1] - starts[s]
+            _put_stats(s, j, s0, n - nan0, n0, x0, i0, ts, out_sum, out_count, out_min, out_max, out_max_ts)
+            _put_stats(s, j + one, s1, n - nan1, n1, x1, i1, ts, out_sum, out_count, out_min, out_max, out_max_ts)
+            _put_stats(s, j + two, s2, n - nan2, n2, x2, i2, ts, out_sum, out_count, out_min, out_max, out_max_ts)
+            _put_stats(s, j + three, s3, n - nan3, n3, x3, i3, ts, out_sum, out_count, out_min, out_max, out_max_ts)
+        for j in range(4 * groups, metrics):
+            total, count, low, high, peak_at = 0.0, 0, np.inf, -np.inf, lo
+            for i in range(lo, hi):
                 v = values[i, j]
-                if not np.isnan(v):
-                    out_sum[s, j] += v
-                    out_count[s, j] += 1
-                    out_min[s, j] = min(out_min[s, j], v)
-                    if v > out_max[s, j]:
-                        out_max[s, j] = v
-                        out_max_ts[s, j] = ts[i]
-        for j in range(metrics):
-            if out_count[s, j] == 0:
-                out_min[s, j] = np.nan
-                out_max[s, j] = np.nan
+                total += 0.0 if np.isnan(v) else v
+                count += not np.isnan(v)
+                low = v if v < low else low
+                peak_at = i if v > high else peak_at
+                high = v if v > high else high
+            _put_stats(s, j, total, count, low, high, peak_at, ts, out_sum, out_count, out_min, out_max, out_max_ts)
 
 
 @numba.njit(cache=True, inline="always")
@@ -159,23 +255,70 @@ def percentile_from_top(top: Floats, n: int, q: float) -> float:
     return _lerp(a, b, h - lo)
 
 
+@numba.njit(cache=True, inline="always")
+def _sorted_push(top: Floats, v: float) -> None:
+    """Put ``v`` into the ascending ``top`` in place of its smallest value, without a branch (NaN is ignored)."""
+    k = top.shape[0]
+    for t in range(k - 1):
+        top[t] = min(top[t + 1], max(top[t], v))
+    top[k - 1] = max(top[k - 1], v)
+
+
+@numba.njit(cache=True)
+def _column_percentile(values: Floats, first: int, end: int, j: int, n: int, q: float, scratch: Floats) -> float:
+    """Linear percentile ``q`` of the ``n`` non-NaN values of column ``j`` in rows ``[first, end)``.
+
+    The interpolation reads the smallest two of the ``k = top_needed(n, q)`` largest values, kept in
+    ``scratch[:k]``: up to ``SORTED_TOP`` of them as an ascending array (a value above the smallest shifts in
+    without a branch), more as a min-heap. NaN if ``n`` is 0 or, with a heap, the column holds fewer values.
+    """
+    if n == 0:
+        return np.nan
+    k = top_needed(n, q)
+    top = scratch[:k]
+    lo, hi = _unsigned(first), _unsigned(end)
+    if k <= SORTED_TOP:
+        top[:] = -np.inf
+        for i in range(lo, hi):
+            v = values[i, j]
+            if v > top[0]:  # NaN compares false
+                _sorted_push(top, v)
+        second = top[min(1, k - 1)]
+    else:
+        fill = 0
+        while fill < k and lo < hi:
+            v = values[lo, j]
+            if not np.isnan(v):
+                fill = _heap_push(top, fill, v)
+            lo += _unsigned(1)
+        if fill < k:
+            return np.nan
+        for i in range(lo, hi):
+            v = values[i, j]
+            if v > top[0]:
+                _heap_push(top, k, v)
+        second = min(top[1], top[2])
+    h = q * (n - 1)
+    return _lerp(top[0], second, h - np.floor(h))
+
+
 @numba.njit(cache=True, parallel=True)
 def segment_percentile(values: Floats, starts: Ints, count: Int32s, q: float, out: Floats) -> None:
-    """Per segment and metric, the exact linear percentile ``q`` (NaN where ``count`` is 0)."""
-    metrics = values.shape[1]
-    for s in numba.prange(starts.shape[0] - 1):
-        for j in range(metrics):
-            n = count[s, j]
-            if n == 0:
-                out[s, j] = np.nan
-                continue
-            heap = np.empty(top_needed(n, q), dtype=np.float64)
-            fill = 0
-            for i in range(starts[s], starts[s + 1]):
-                v = values[i, j]
-                if not np.isnan(v):
-                    fill = _heap_push(heap, fill, v)
-            out[s, j] = percentile_from_top(heap, n, q)
+    """Per segment and metric, the exact linear percentile ``q`` (NaN where ``count`` is 0).
+
+    Segments go in parallel chunks of ``PERCENTILE_CHUNK``, each with one scratch as long as its longest segment.
+    """
+    segments = starts.shape[0] - 1
+    chunks = -(-segments // PERCENTILE_CHUNK)
+    for c in numba.prange(chunks):
+        first, end = c * segments // chunks, (c + 1) * segments // chunks
+        longest = 0
+        for s in range(first, end):
+            longest = max(longest, starts[s + 1] - starts[s])
+        scratch = np.empty(longest, dtype=np.float64)
+        for s in range(first, end):
+            for j in range(values.shape[1]):
+                out[s, j] = _column_percentile(values, starts[s], starts[s + 1], j, count[s, j], q, scratch)
 
 
 @numba.njit(cache=True)

@@ -335,3 +335,41 @@ def test_merge_partials_in_partial_order(parts: list[tuple[int, int, float, floa
         assert acc[3][r, 0] == max([float(peak[i, 0]) for i in mine], default=-np.inf)
         best = max([float(peak[i, 0]) for i in mine], default=None)
         assert acc[4][r, 0] == next((int(when[i, 0]) for i in mine if peak[i, 0] == best), kernels.NO_TS)
+
+
+# --- the paths small data never take: several chunks of segments, a percentile's heap ------------------------
+
+
+def test_segments_across_chunks() -> None:
+    """Over several ``SEGMENT_CHUNK``s, the runs of (resource, bucket) as numpy finds them."""
+    rng = np.random.default_rng(7)
+    n = 2 * kernels.SEGMENT_CHUNK + 12_345
+    rid = np.sort(rng.integers(0, 400, n)).astype(np.int32)
+    ts = np.zeros(n, np.int64)
+    heads = np.flatnonzero(np.diff(rid, prepend=-1))
+    for first, end in itertools.pairwise([*heads, n]):
+        ts[first:end] = np.sort(rng.choice(86_400, end - first, replace=False))
+    edges = np.arange(0, 86_401, 3_600, dtype=np.int64)
+    starts, buckets = kernels.segments(rid, ts, edges)
+    bucket = np.searchsorted(edges, ts, side="right") - 1
+    want = np.flatnonzero((np.diff(rid, prepend=-1) != 0) | (np.diff(bucket, prepend=-1) != 0))
+    assert starts.tolist() == [*want.tolist(), n]
+    assert buckets.tolist() == bucket[want].tolist()
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.one_of(st.floats(-1e6, 1e6), st.just(math.nan), st.sampled_from([0.0, 1.0])), min_size=150, max_size=400
+    ),
+    quantiles,
+)
+def test_segment_percentile_keeps_many_top_values(xs: list[float], q: float) -> None:
+    """Beyond ``SORTED_TOP`` largest values (a long segment, a low quantile) it is still numpy's."""
+    values = np.array(xs, np.float64).reshape(len(xs), 1)
+    present = values[~np.isnan(values[:, 0]), 0]
+    out = np.empty((1, 1))
+    count = np.full((1, 1), len(present), np.int32)
+    kernels.segment_percentile(values, np.array([0, len(xs)], np.int64), count, q, out)
+    want = float(np.quantile(present, q)) if len(present) else math.nan
+    assert same(out[0, 0], want), (q, len(present), kernels.top_needed(len(present), q) if len(present) else 0)
