@@ -28,7 +28,7 @@ from cloudmeter.errors import ConfigError
 from cloudmeter.model import Window
 from cloudmeter.reports.periods import INTERVALS, check_zone, period_end, period_hours, period_start
 from cloudmeter.reports.ratecard import MEASURES, RateCard, RateLine
-from cloudmeter.reports.usage import vm_hours
+from cloudmeter.reports.usage import vm_hour_chunks
 
 NANOS: Final = 10**9
 #: Grouping names and the charge columns they keep (``tag:KEY`` groups by one tag's value).
@@ -130,7 +130,12 @@ def charges(conn: psycopg.Connection, window: Window, card: RateCard, tz: str = 
     pricing_quantity (in the line's per_time units), unknown_hours, cost_nanos.
     """
     check_zone(tz)
-    hours = vm_hours(conn, window)
+    chunks = [_charges(hours, card, tz) for hours in vm_hour_chunks(conn, window)]  # VM by VM: exact in chunks
+    return pl.concat(chunks, how="vertical").sort("day", "resource_id", "line", "component")
+
+
+def _charges(hours: pl.DataFrame, card: RateCard, tz: str) -> pl.DataFrame:
+    """``charges`` of some VMs' hours (``usage.vm_hours``)."""
     chosen = chosen_lines(hours, card)
     parts = []
     for index, line in enumerate(card.lines):
@@ -204,7 +209,7 @@ def charges(conn: psycopg.Connection, window: Window, card: RateCard, tz: str = 
     )
     return atoms.select(
         *_ATOM_KEYS, "unit", "per_time", "unit_price", "quantity", "pricing_quantity", "unknown_hours", "cost_nanos"
-    ).sort("day", "resource_id", "line", "component")
+    )
 
 
 def _empty_charges() -> pl.DataFrame:

@@ -21,7 +21,7 @@ from cloudmeter.model import Window
 from cloudmeter.reports.chargeback import chosen_lines, money, tiered_price
 from cloudmeter.reports.inputs import resources
 from cloudmeter.reports.ratecard import RateCard
-from cloudmeter.reports.usage import vm_hours
+from cloudmeter.reports.usage import vm_hour_chunks
 
 MONTH_HOURS = 730
 _PERIOD_HOURS = {"hourly": 1, "daily": 24, "weekly": 168, "monthly": MONTH_HOURS}
@@ -52,18 +52,8 @@ def _round_up(value: pl.Expr) -> pl.Expr:
     return (value - 1e-9).ceil().clip(lower_bound=1.0).cast(pl.Int64)
 
 
-def rightsize(conn: psycopg.Connection, window: Window, card: RateCard, policy: Policy = Policy()) -> pl.DataFrame:
-    """One row per VM alive in ``window``: current and recommended size, usage percentiles, coverage, idle
-    flag, action and monthly costs now and recommended.
-
-    Actions: ``retired`` (deleted before the window's end: nothing to resize), ``no data`` (no samples), else
-    ``idle``, ``upsize``, ``downsize`` or ``keep``. A size without samples (no memory meter, say) is NULL and kept
-    as it is in the recommended cost, and ``note`` says so; a VM without samples gets no recommendation and no
-    savings. ``coverage_pct`` is the VM's samples over those its interval promises while it existed (at most 100).
-    """
-    hours = vm_hours(conn, window)
-    q = policy.percentile / 100
-    grow = 1 + policy.headroom_pct / 100
+def _per_vm(hours: pl.DataFrame, q: float) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Some VMs' last placement hour and their usage over the window (``q`` quantiles), from their hours."""
     last = hours.sort("ts").group_by("resource_id").last()
     per_hour = hours.group_by("resource_id", "ts").agg(  # a VM placed twice in an hour is one hour of usage
         pl.col("seconds").sum(),
@@ -80,6 +70,23 @@ def rightsize(conn: psycopg.Connection, window: Window, card: RateCard, policy: 
         pl.col("memory_gb_used").quantile(q, "linear").alias("memory_gb_pctl"),
         (pl.col("network_gb") * 3600 / pl.col("seconds")).quantile(q, "linear").alias("network_gb_per_hour_pctl"),
     )
+    return last, usage
+
+
+def rightsize(conn: psycopg.Connection, window: Window, card: RateCard, policy: Policy = Policy()) -> pl.DataFrame:
+    """One row per VM alive in ``window``: current and recommended size, usage percentiles, coverage, idle
+    flag, action and monthly costs now and recommended.
+
+    Actions: ``retired`` (deleted before the window's end: nothing to resize), ``no data`` (no samples), else
+    ``idle``, ``upsize``, ``downsize`` or ``keep``. A size without samples (no memory meter, say) is NULL and kept
+    as it is in the recommended cost, and ``note`` says so; a VM without samples gets no recommendation and no
+    savings. ``coverage_pct`` is the VM's samples over those its interval promises while it existed (at most 100).
+    """
+    q = policy.percentile / 100
+    grow = 1 + policy.headroom_pct / 100
+    per_vm = [_per_vm(hours, q) for hours in vm_hour_chunks(conn, window)]  # VM by VM: exact in chunks
+    last = pl.concat([last for last, _ in per_vm], how="vertical")
+    usage = pl.concat([usage for _, usage in per_vm], how="vertical")
     retired = resources(conn).select(pl.col("id").alias("resource_id"), "retired_at")
     frame = (
         last.select("resource_id", "name", "manager", "project", "vcpus", "memory_gb")
