@@ -308,10 +308,10 @@ def segment_percentile(values: Floats, starts: Ints, count: Int32s, q: float, ou
 
     Segments go in parallel chunks of ``PERCENTILE_CHUNK``, each with one scratch as long as its longest segment.
     """
-    segments = starts.shape[0] - 1
-    chunks = -(-segments // PERCENTILE_CHUNK)
+    n_segments = starts.shape[0] - 1
+    chunks = -(-n_segments // PERCENTILE_CHUNK)
     for c in numba.prange(chunks):
-        first, end = c * segments // chunks, (c + 1) * segments // chunks
+        first, end = c * n_segments // chunks, (c + 1) * n_segments // chunks
         longest = 0
         for s in range(first, end):
             longest = max(longest, starts[s + 1] - starts[s])
