@@ -16,11 +16,14 @@ totals per project, tag, cluster or VM add up to the grand total exactly.
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Final
 
+import numpy as np
 import polars as pl
 import psycopg
 
@@ -76,41 +79,45 @@ def tiered_price(line: RateLine, quantity: pl.Expr) -> pl.Expr:
 
 
 def chosen_lines(hours: pl.DataFrame, card: RateCard) -> pl.DataFrame:
-    """Per (resource_id, ts) the line index chosen for each measure, most specific first; ambiguity is an error."""
-    keys = hours.select("manager", "project", "tags").unique()
-    pairs = []
-    for manager, project, tags in keys.iter_rows():
+    """Per (resource_id, ts) the line index chosen for each measure, most specific first; ambiguity is an error.
+
+    The choice depends only on a VM-hour's (manager, project, tags) and on which lines are in effect, so it is
+    made once per such combination and effective epoch (the spans between the lines' effective dates), then
+    handed to the hours.
+    """
+    combos = hours.select("manager", "project", "tags").unique(maintain_order=True).with_row_index("combo")
+    edges = sorted({e for line in card.lines for e in (line.effective_from, line.effective_to) if e is not None})
+    starts = [datetime.min.replace(tzinfo=UTC), *edges]
+    choices = []
+    for combo, manager, project, tags in combos.iter_rows():
         tag_map = json.loads(tags) if tags else {}
-        pairs += [
-            (manager, project, tags, i) for i, line in enumerate(card.lines) if line.matches(manager, project, tag_map)
-        ]
-    matches = pl.DataFrame(
-        pairs,
-        schema={"manager": pl.String, "project": pl.String, "tags": pl.String, "line_index": pl.Int32},
-        orient="row",
-    )
-    lines = pl.DataFrame(
-        {
-            "line_index": pl.Series(range(len(card.lines)), dtype=pl.Int32),
-            "measure": [line.measure for line in card.lines],
-            "specificity": [line.specificity for line in card.lines],
-            "effective_from": [line.effective_from for line in card.lines],
-            "effective_to": [line.effective_to for line in card.lines],
-        },
-        schema_overrides={"effective_from": pl.Datetime("us", "UTC"), "effective_to": pl.Datetime("us", "UTC")},
-    )
+        matching = [i for i, line in enumerate(card.lines) if line.matches(manager, project, tag_map)]
+        for epoch, begins in enumerate(starts):
+            best: dict[str, list[int]] = {}
+            for i in matching:
+                line = card.lines[i]
+                if line.effective_from <= begins and (line.effective_to is None or begins < line.effective_to):
+                    top = best.setdefault(line.measure, [i])
+                    if line.specificity > card.lines[top[0]].specificity:
+                        best[line.measure] = [i]
+                    elif i != top[0] and line.specificity == card.lines[top[0]].specificity:
+                        top.append(i)
+            choices += [(combo, epoch, chosen) for chosen in itertools.chain(*best.values())]
+    table = pl.DataFrame(choices, schema={"combo": pl.UInt32, "epoch": pl.UInt32, "line_index": pl.Int32}, orient="row")
+    edges_us = pl.Series(edges, dtype=pl.Datetime("us", "UTC")).dt.epoch("us").to_numpy()
+    epoch = np.searchsorted(edges_us, hours["ts"].dt.epoch("us").to_numpy(), side="right")
     candidates = (
         hours.select("resource_id", "ts", "manager", "project", "tags")
-        .unique()
-        .join(matches, on=["manager", "project", "tags"], how="inner", nulls_equal=True)
-        .join(lines, on="line_index")
-        .filter(
-            (pl.col("ts") >= pl.col("effective_from"))
-            & (pl.col("effective_to").is_null() | (pl.col("ts") < pl.col("effective_to")))
-        )
-        .filter(pl.col("specificity") == pl.col("specificity").max().over("resource_id", "ts", "measure"))
+        .with_columns(pl.Series("epoch", epoch, dtype=pl.UInt32))
+        .join(combos, on=["manager", "project", "tags"], how="left", nulls_equal=True)
+        .join(table, on=["combo", "epoch"], how="inner")
+        .select("resource_id", "ts", "line_index")
+        .unique(maintain_order=True)
     )
-    clash = candidates.filter(pl.len().over("resource_id", "ts", "measure") > 1)
+    measure = pl.col("line_index").replace_strict(
+        dict(enumerate(line.measure for line in card.lines)), return_dtype=pl.String
+    )
+    clash = candidates.filter(pl.len().over("resource_id", "ts", measure) > 1)
     if clash.height:
         first = clash.sort("resource_id", "ts", "line_index").head(2)
         a, b = (card.lines[i] for i in first["line_index"])
@@ -119,7 +126,7 @@ def chosen_lines(hours: pl.DataFrame, card: RateCard) -> pl.DataFrame:
             f"{first['resource_id'][0]} at {first['ts'][0]:%Y-%m-%d %H:%M}Z with equally specific selectors; "
             "make one more specific (add project or tags) or end one with effective_to"
         )
-    return candidates.select("resource_id", "ts", "line_index")
+    return candidates
 
 
 def charges(conn: psycopg.Connection, window: Window, card: RateCard, tz: str = "UTC") -> pl.DataFrame:
@@ -136,11 +143,13 @@ def charges(conn: psycopg.Connection, window: Window, card: RateCard, tz: str = 
 
 def _charges(hours: pl.DataFrame, card: RateCard, tz: str) -> pl.DataFrame:
     """``charges`` of some VMs' hours (``usage.vm_hours``)."""
-    chosen = chosen_lines(hours, card)
+    priced = hours.join(chosen_lines(hours, card), on=["resource_id", "ts"]).partition_by(
+        "line_index", as_dict=True, include_key=False
+    )
     parts = []
     for index, line in enumerate(card.lines):
-        rows = hours.join(chosen.filter(pl.col("line_index") == index), on=["resource_id", "ts"], how="semi")
-        if rows.height == 0:
+        rows = priced.get((index,))
+        if rows is None:
             continue
         fraction = pl.col("seconds") / 3600.0
         per_period = period_hours(pl.col("ts"), line.per_time, tz)
