@@ -68,16 +68,19 @@ def vm_coverage(where: str = "") -> str:
   FROM resources r JOIN managers m ON m.id = r.manager_id
   WHERE r.kind = 'vm' AND r.manager_id IN ({MANAGERS}){where}
 ),
-vm_split AS (
-  SELECT p.*, mh.sample_count, mh.cpu_used_cores_avg, mh.mem_used_bytes_avg, mh.net_rx_bps_avg, mh.net_tx_bps_avg,
-         coalesce(mh.sample_count, 0) * (p.seconds / sum(p.seconds) OVER (PARTITION BY p.resource_id, p.ts))
-           AS split_samples,
-         p.seconds / coalesce(hi.interval_s, u.interval_s) AS promised
+vm_promised AS (
+  SELECT p.*, p.seconds / coalesce(hi.interval_s, u.interval_s) AS promised
   FROM placed p
-  LEFT JOIN metric_hourly mh ON mh.resource_id = p.resource_id AND mh.ts = p.ts
   LEFT JOIN resource_intervals hi ON hi.resource_id = p.resource_id AND hi.valid_from <= p.ts AND hi.valid_to > p.ts
   LEFT JOIN usual u ON u.resource_id = p.resource_id
   WHERE p.kind = 'vm'
+),
+vm_split AS (
+  SELECT p.*, mh.sample_count, mh.cpu_used_cores_avg, mh.mem_used_bytes_avg, mh.net_rx_bps_avg, mh.net_tx_bps_avg,
+         coalesce(mh.sample_count, 0) * (p.seconds / sum(p.seconds) OVER (PARTITION BY p.resource_id, p.ts))
+           AS split_samples
+  FROM vm_promised p
+  LEFT JOIN metric_hourly mh ON mh.resource_id = p.resource_id AND mh.ts = p.ts
 ),
 vm_cov AS (
   SELECT s.*, least(s.split_samples, coalesce(s.promised, s.split_samples)) AS samples,
@@ -103,8 +106,9 @@ anc AS (
 
 def level_series(level: str, p: str) -> str:
     """``{p}series`` and ``{p}rows``: per resource of ``level`` (host or cluster) and hour, capacity (its hosts'
-    vCPUs and memory, time-weighted; NULL when one is unknown), allocation (its VMs'), VMs, their samples and
-    what their intervals promise, joined with its own hourly rollup row; as ``capacity.hourly_series``."""
+    vCPUs and memory, time-weighted; NULL when one is unknown), allocation (its VMs'), VMs, what their
+    intervals promise and the samples of its own hourly rollup row (never more than promised), joined with that
+    row; as ``capacity.hourly_series``."""
     host_group = "p.resource_id" if level == "host" else "p.parent_cluster"
     return f"""{p}host_hours AS (
   SELECT p.ts, p.resource_id, {host_group} AS group_id, p.vcpus, p.memory_bytes, p.seconds
@@ -123,8 +127,9 @@ def level_series(level: str, p: str) -> str:
   SELECT coalesce(hh.group_id, v.parent_{level}) AS group_id, v.ts,
          sum(v.vcpus * (v.seconds / 3600.0)) AS allocated_vcpus,
          sum(v.memory_bytes * (v.seconds / 3600.0)) AS allocated_memory_bytes,
-         count(DISTINCT v.resource_id) AS vms, sum(v.samples) AS vm_samples, sum(v.expected) AS vm_expected
-  FROM vm_cov v
+         count(DISTINCT v.resource_id) AS vms, sum(v.promised) AS vm_promised,
+         bool_or(v.promised IS NULL) AS vm_unpromised
+  FROM vm_promised v
   LEFT JOIN (SELECT DISTINCT ON (ts, resource_id) ts, resource_id, group_id FROM {p}host_hours
              ORDER BY ts, resource_id, seconds DESC) hh ON hh.ts = v.ts AND hh.resource_id = v.parent_id
   WHERE coalesce(hh.group_id, v.parent_{level}) IS NOT NULL
@@ -133,11 +138,19 @@ def level_series(level: str, p: str) -> str:
 {p}series AS (
   SELECT coalesce(c.group_id, a.group_id) AS group_id, coalesce(c.ts, a.ts) AS ts,
          c.capacity_vcpus, c.capacity_memory_bytes, a.allocated_vcpus, a.allocated_memory_bytes,
-         a.vms, a.vm_samples, a.vm_expected
+         a.vms, a.vm_promised, a.vm_unpromised
   FROM {p}capacity c FULL JOIN {p}allocation a ON a.group_id = c.group_id AND a.ts = c.ts
 ),
+{p}counted AS (
+  SELECT s.*, mh.sample_count,
+         CASE WHEN s.vm_unpromised THEN greatest(coalesce(s.vm_promised, 0), coalesce(mh.sample_count, 0))
+              ELSE s.vm_promised END AS vm_expected
+  FROM {p}series s
+  LEFT JOIN metric_hourly mh ON mh.resource_id = s.group_id AND mh.ts = s.ts
+),
 {p}rows AS (
-  SELECT s.*, g.name AS {level}, m.name AS manager, mh.sample_count,
+  SELECT s.*, CASE WHEN s.vm_expected IS NOT NULL THEN least(coalesce(s.sample_count, 0), s.vm_expected) END
+           AS vm_samples, g.name AS {level}, m.name AS manager,
          mh.cpu_used_cores_avg, mh.cpu_used_cores_max, mh.mem_used_bytes_avg, mh.mem_used_bytes_max,
          100 * mh.cpu_used_cores_avg / s.capacity_vcpus AS cpu_pct,
          100 * mh.cpu_used_cores_max / s.capacity_vcpus AS cpu_pct_max,
@@ -145,7 +158,7 @@ def level_series(level: str, p: str) -> str:
          100 * mh.mem_used_bytes_max / s.capacity_memory_bytes AS mem_pct_max,
          mh.mem_used_bytes_avg / {GIB} AS mem_gb, mh.mem_used_bytes_max / {GIB} AS mem_gb_max,
          mh.disk_read_bps_avg + mh.disk_write_bps_avg AS disk_bps, mh.net_rx_bps_avg + mh.net_tx_bps_avg AS net_bps
-  FROM {p}series s
+  FROM {p}counted s
   JOIN resources g ON g.id = s.group_id AND g.kind = '{level}'
   JOIN managers m ON m.id = g.manager_id
   LEFT JOIN metric_hourly mh ON mh.resource_id = s.group_id AND mh.ts = s.ts

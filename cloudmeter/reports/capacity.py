@@ -130,7 +130,9 @@ def hourly_series(
             .alias("vm_expected")
         )
         .with_columns(
-            pl.min_horizontal(pl.col("sample_count").fill_null(0), "vm_expected").alias("vm_samples"),
+            pl.when(pl.col("vm_expected").is_not_null())  # no VM placed: nothing promised, nothing counted
+            .then(pl.min_horizontal(pl.col("sample_count").fill_null(0), "vm_expected"))
+            .alias("vm_samples"),
             (100 * pl.col("cpu_used_cores_avg") / pl.col("capacity_vcpus")).alias("cpu_pct"),
             (100 * pl.col("cpu_used_cores_max") / pl.col("capacity_vcpus")).alias("cpu_pct_max"),
             (100 * pl.col("mem_used_bytes_avg") / pl.col("capacity_memory_bytes")).alias("mem_pct"),
