@@ -105,10 +105,10 @@ def chosen_lines(hours: pl.DataFrame, card: RateCard) -> pl.DataFrame:
             choices += [(combo, epoch, chosen) for chosen in itertools.chain(*best.values())]
     table = pl.DataFrame(choices, schema={"combo": pl.UInt32, "epoch": pl.UInt32, "line_index": pl.Int32}, orient="row")
     edges_us = pl.Series(edges, dtype=pl.Datetime("us", "UTC")).dt.epoch("us").to_numpy()
-    epoch = np.searchsorted(edges_us, hours["ts"].dt.epoch("us").to_numpy(), side="right")
+    hour_epochs = np.searchsorted(edges_us, hours["ts"].dt.epoch("us").to_numpy(), side="right")
     candidates = (
         hours.select("resource_id", "ts", "manager", "project", "tags")
-        .with_columns(pl.Series("epoch", epoch, dtype=pl.UInt32))
+        .with_columns(pl.Series("epoch", hour_epochs, dtype=pl.UInt32))
         .join(combos, on=["manager", "project", "tags"], how="left", nulls_equal=True)
         .join(table, on=["combo", "epoch"], how="inner")
         .select("resource_id", "ts", "line_index")

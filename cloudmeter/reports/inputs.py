@@ -3,28 +3,16 @@
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
 import psycopg
-from psycopg import sql
 
 from cloudmeter.errors import ConfigError
 from cloudmeter.model import Window
 from cloudmeter.reports import placement
-from cloudmeter.storage import pgbinary
-from cloudmeter.storage.readers import read_arrays, read_resources, read_rollups, to_frame
+from cloudmeter.storage.readers import read_resources, read_rollups
 
 GIB = float(1 << 30)
-
-_INTERVAL_KINDS = (("ts", pgbinary.TIMESTAMPTZ), ("resource_id", pgbinary.INT4), ("hour_interval_s", pgbinary.INT4))
-# resource_intervals rows cover whole UTC hours and never overlap (storage.writer.record_intervals)
-_HOURLY_INTERVALS = sql.SQL(
-    """SELECT g.hour, i.resource_id, i.interval_s
-       FROM resource_intervals i
-       CROSS JOIN LATERAL generate_series(greatest(i.valid_from, %s::timestamptz),
-                                          least(i.valid_to, %s::timestamptz) - interval '1 hour',
-                                          interval '1 hour') g(hour)
-       WHERE i.resource_id = ANY(%s) AND i.valid_from < %s AND i.valid_to > %s"""
-)
 
 
 def check_hour_window(window: Window) -> None:
@@ -63,26 +51,18 @@ def sample_coverage(vms: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def hourly_intervals(conn: psycopg.Connection, window: Window, resource_ids: list[int]) -> pl.DataFrame:
-    """Each resource's sampling interval in each UTC hour of ``window`` that ``resource_intervals`` records one
-    for (an AWS instance that gains detailed monitoring changes from 300 s to 60 s at an hour).
-
-    Columns: ts, resource_id, hour_interval_s.
-    """
-    check_hour_window(window)
-    params = [window.start, window.end, resource_ids, window.end, window.start]
-    return to_frame(read_arrays(conn, _HOURLY_INTERVALS, params, _INTERVAL_KINDS), _INTERVAL_KINDS)
-
-
 def at_hourly_intervals(conn: psycopg.Connection, window: Window, frame: pl.DataFrame) -> pl.DataFrame:
-    """``frame`` (ts, resource_id, interval_s: the resource's usual one) with ``interval_s`` the one recorded for
-    each hour, where there is one (``hourly_intervals``)."""
-    recorded = hourly_intervals(conn, window, frame["resource_id"].unique().to_list())
-    return (
-        frame.join(recorded, on=["ts", "resource_id"], how="left")
-        .with_columns(pl.coalesce("hour_interval_s", "interval_s").alias("interval_s"))
-        .drop("hour_interval_s")
+    """``frame`` (ts, resource_id, interval_s: the resource's usual one) with ``interval_s`` the one
+    ``resource_intervals`` records for each hour, where it records one (an AWS instance that gains detailed
+    monitoring changes from 300 s to 60 s at an hour)."""
+    check_hour_window(window)
+    ids = np.unique(frame["resource_id"].to_numpy())
+    recorded = placement.member_intervals(conn, window, ids, np.zeros(len(ids), np.int32))
+    at = placement.recorded_interval(
+        recorded, placement.dense(frame["resource_id"].to_numpy(), ids), frame["ts"].dt.epoch("us").to_numpy()
     )
+    hour = pl.Series("hour_interval_s", at, dtype=pl.Int32)
+    return frame.with_columns(pl.when(hour > 0).then(hour).otherwise(pl.col("interval_s")).alias("interval_s"))
 
 
 def resources(conn: psycopg.Connection) -> pl.DataFrame:

@@ -160,3 +160,16 @@ def member_intervals(conn: psycopg.Connection, window: Window, ids: np.ndarray, 
         arrays["to_us"].astype(np.int64),
         arrays["interval_s"].astype(np.int32),
     )
+
+
+def recorded_interval(intervals: MemberIntervals, member: np.ndarray, ts_us: np.ndarray) -> np.ndarray:
+    """The interval of the recorded row covering each (member, instant), 0 where none does."""
+    owner = np.repeat(np.arange(len(intervals.rows) - 1, dtype=np.int64), np.diff(intervals.rows))
+    if not len(owner):
+        return np.zeros(len(member), np.int32)
+    keys = (owner << 33) + intervals.row_from_us // 1_000_000  # epoch seconds < 2**33
+    found = np.searchsorted(keys, (member.astype(np.int64) << 33) + ts_us // 1_000_000, side="right") - 1
+    safe = np.maximum(found, 0)
+    covered = (found >= 0) & (member >= 0) & (owner[safe] == member) & (ts_us < intervals.row_to_us[safe])
+    interval: np.ndarray = np.where(covered, intervals.row_interval_s[safe], 0).astype(np.int32)
+    return interval
