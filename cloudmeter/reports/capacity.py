@@ -54,7 +54,9 @@ def check_level(level: str) -> Level:
     return level  # type: ignore[return-value]
 
 
-def hourly_capacity(conn: psycopg.Connection, window: Window, level: Level) -> pl.DataFrame:
+def hourly_capacity(
+    conn: psycopg.Connection, window: Window, level: Level, info: pl.DataFrame | None = None
+) -> pl.DataFrame:
     """Per resource at ``level`` (``group_id``) and hour with anything placed under it: capacity and allocation
     of vCPUs and memory bytes (time-weighted), how many VMs were placed under it (``vms``) and the samples their
     sampling intervals promise while they existed (``vm_expected``; ``vm_unpromised`` VMs had no interval known).
@@ -63,7 +65,7 @@ def hourly_capacity(conn: psycopg.Connection, window: Window, level: Level) -> p
     at ``level`` of its own parent.
     """
     check_hour_window(window)
-    info = resources(conn)
+    info = resources(conn) if info is None else info
     periods = placement.read_periods(conn, window, ("vm", "host"))
     groups = np.sort(info.filter(pl.col("kind") == level)["id"].to_numpy())
     hosts = periods.filter(pl.col("kind") == "host")
@@ -108,18 +110,22 @@ def _cells(capacity: Spread, allocation: Spread, groups: npt.NDArray[np.int64], 
 
 
 def hourly_series(
-    conn: psycopg.Connection, window: Window, level: Level, columns: tuple[str, ...] | None = None
+    conn: psycopg.Connection,
+    window: Window,
+    level: Level,
+    columns: tuple[str, ...] | None = None,
+    info: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Per resource at ``level`` and hour: its rollup row (every column, or ``USAGE`` and ``columns``) joined
     with capacity and allocation, plus cpu_pct, mem_pct (of that hour's capacity), disk_bps, net_bps, mem_gb;
-    ``group_id`` and the name in column ``level``."""
-    info = resources(conn)
+    ``group_id`` and the name in column ``level``. ``info`` is ``inputs.resources``, when the caller has it."""
+    info = resources(conn) if info is None else info
     members = info.filter(pl.col("kind") == level)
     read = None if columns is None else (*USAGE, *columns)
     rows = hourly(conn, window, members["id"].to_list(), read).rename({"resource_id": "group_id"})
     names = members.select(pl.col("id").alias("group_id"), pl.col("name").alias(level), "manager")
     return (
-        hourly_capacity(conn, window, level)
+        hourly_capacity(conn, window, level, info)
         .join(rows, on=["group_id", "ts"], how="left")
         .join(names, on="group_id", how="inner")
         .with_columns(
@@ -146,13 +152,17 @@ def hourly_series(
     )
 
 
-def utilization(conn: psycopg.Connection, window: Window, level: Level = "cluster") -> pl.DataFrame:
+def utilization(
+    conn: psycopg.Connection, window: Window, level: Level = "cluster", info: pl.DataFrame | None = None
+) -> pl.DataFrame:
     """One row per host, cluster or provider: coverage, CPU/memory/disk/network statistics over ``window``,
-    capacity and allocation (at the window's last hour) and overcommit ratios (allocated / capacity)."""
+    capacity and allocation (at the window's last hour) and overcommit ratios (allocated / capacity); ``info``
+    is ``inputs.resources``, when the caller has it."""
     check_level(level)
-    members = resources(conn).filter(pl.col("kind") == level)
+    info = resources(conn) if info is None else info
+    members = info.filter(pl.col("kind") == level)
     hours = int((window.end - window.start).total_seconds() // 3600)
-    series = hourly_series(conn, window, level, ())
+    series = hourly_series(conn, window, level, (), info)
 
     def stats(name: str, column: str, peak: str | None = None) -> list[pl.Expr]:
         return [

@@ -102,9 +102,12 @@ def trend_lines(row: Mapping[str, Any]) -> dict[str, tuple[float, float]]:
     }
 
 
-def daily_peaks(conn: psycopg.Connection, window: Window, tz: str = "UTC") -> pl.DataFrame:
-    """Per cluster, resource (cpu in cores, memory in GB) and local day of ``tz``: the daily peak."""
-    info = resources(conn)
+def daily_peaks(
+    conn: psycopg.Connection, window: Window, tz: str = "UTC", info: pl.DataFrame | None = None
+) -> pl.DataFrame:
+    """Per cluster, resource (cpu in cores, memory in GB) and local day of ``tz``: the daily peak (``info`` is
+    ``inputs.resources``, when the caller has it)."""
+    info = resources(conn) if info is None else info
     clusters = info.filter(pl.col("kind") == "cluster").select(
         pl.col("id").alias("resource_id"), pl.col("name").alias("cluster")
     )
@@ -127,10 +130,11 @@ def forecast(conn: psycopg.Connection, window: Window, limit_pct: float = 90.0, 
     value on its last day and the slope's standard error, how far it is extrapolated and a note."""
     if not 0 < limit_pct <= 100:
         raise ConfigError(f"--limit must be in (0, 100] percent of capacity, got {limit_pct}")
-    peaks = daily_peaks(conn, window, tz)
-    current = hourly_capacity(conn, Window(window.end - timedelta(hours=1), window.end), "cluster")
+    info = resources(conn)
+    peaks = daily_peaks(conn, window, tz, info)
+    current = hourly_capacity(conn, Window(window.end - timedelta(hours=1), window.end), "cluster", info)
     rows: list[dict[str, Any]] = []
-    clusters = resources(conn).filter(pl.col("kind") == "cluster")
+    clusters = info.filter(pl.col("kind") == "cluster")
     for cluster_id, name in clusters.select("id", "name").iter_rows():
         cap_row = current.filter(pl.col("group_id") == cluster_id)
         for resource, (_, cap_column, unit) in RESOURCES.items():

@@ -71,7 +71,7 @@ def headroom(conn: psycopg.Connection, window: Window, flavor: Flavor, limits: L
     # a host retired before the window's last hour has no room now, known or not (it would make the room unknown)
     last_hour = window.end - timedelta(hours=1)
     gone = info.filter(pl.col("retired_at") <= last_hour).select(pl.col("id").alias("resource_id"))
-    hosts = utilization(conn, window, "host").join(gone, on="resource_id", how="anti")
+    hosts = utilization(conn, window, "host", info).join(gone, on="resource_id", how="anti")
     no_vms = pl.col("vms").fill_null(0) == 0
     cpu_p95 = pl.when(no_vms & pl.col("cpu_cores_p95").is_null()).then(0.0).otherwise(pl.col("cpu_cores_p95"))
     mem_p95 = pl.when(no_vms & pl.col("mem_gb_p95").is_null()).then(0.0).otherwise(pl.col("mem_gb_p95"))
@@ -102,7 +102,7 @@ def headroom(conn: psycopg.Connection, window: Window, flavor: Flavor, limits: L
         _known_sum("vcpus_capacity"),
         _known_sum("vcpus_allocated"),
     )
-    span = utilization(conn, window, "cluster").select(
+    span = utilization(conn, window, "cluster", info).select(
         pl.col("resource_id").alias("cluster_id"), "hours_with_data", "data_from", "data_to", "coverage_pct"
     )
     limiting = pl.concat_list(*CONSTRAINTS).list.arg_min()

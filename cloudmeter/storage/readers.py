@@ -220,7 +220,9 @@ def read_resources(conn: psycopg.Connection, manager_id: int | None = None) -> p
     cursor = conn.execute(
         sql.SQL(
             "SELECT id, manager_id, kind, ems_ref, name, parent_id, vcpus, memory_bytes, disk_bytes, project, "
-            "tags::text AS tags, first_seen, last_seen, retired_at FROM resources{} ORDER BY id"
+            "tags::text AS tags, (extract(epoch FROM first_seen) * 1000000)::int8 AS first_seen, "
+            "(extract(epoch FROM last_seen) * 1000000)::int8 AS last_seen, "
+            "(extract(epoch FROM retired_at) * 1000000)::int8 AS retired_at FROM resources{} ORDER BY id"
         ).format(where),
         [manager_id] if manager_id is not None else [],
     )
@@ -237,8 +239,10 @@ def read_resources(conn: psycopg.Connection, manager_id: int | None = None) -> p
         "disk_bytes": pl.Int64,
         "project": pl.Utf8,
         "tags": pl.Utf8,
-        "first_seen": pl.Datetime("us", "UTC"),
-        "last_seen": pl.Datetime("us", "UTC"),
-        "retired_at": pl.Datetime("us", "UTC"),
+        "first_seen": pl.Int64,  # epoch microseconds: far cheaper to fetch than datetimes with a zone
+        "last_seen": pl.Int64,
+        "retired_at": pl.Int64,
     }
-    return pl.DataFrame(cursor.fetchall(), schema={n: schema[n] for n in names}, orient="row")
+    frame = pl.DataFrame(cursor.fetchall(), schema={n: schema[n] for n in names}, orient="row")
+    instants = [pl.col(n).cast(pl.Datetime("us", "UTC")) for n in ("first_seen", "last_seen", "retired_at")]
+    return frame.with_columns(instants)
