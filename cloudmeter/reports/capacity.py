@@ -93,7 +93,7 @@ def _cells(capacity: Spread, allocation: Spread, groups: npt.NDArray[np.int64], 
     def known(j: int) -> npt.NDArray[np.float64]:  # NULL when no VM's value is known
         return np.where(vms & (allocation.known[g, h, j] > 0), allocation.sums[g, h, j], np.nan)
 
-    start_us = int(window.start.timestamp()) * 1_000_000
+    start_us = placement.epoch_us(window.start)
     return pl.DataFrame(
         {
             "group_id": pl.Series(groups[g], dtype=pl.Int32),

@@ -22,16 +22,6 @@ def check_hour_window(window: Window) -> None:
             raise ConfigError(f"window {name} {moment.isoformat()} is not on a whole hour; give whole hours or dates")
 
 
-def placements(conn: psycopg.Connection, window: Window, kinds: tuple[str, ...] = ("vm", "host")) -> pl.DataFrame:
-    """Per resource of ``kinds`` and UTC hour in ``window``: parent, project, allocations, and ``seconds`` of
-    the hour the placement covers (the resource's lifetime clipped, a mid-hour migration splitting the hour).
-
-    Columns: ts, resource_id, kind, parent_id, project_id, vcpus, memory_bytes, seconds.
-    """
-    check_hour_window(window)
-    return placement.hourly(placement.read_periods(conn, window, kinds))
-
-
 def sample_coverage(vms: pl.DataFrame) -> pl.DataFrame:
     """VM placements (ts, resource_id, seconds, sample_count, interval_s) with ``samples`` and ``expected``.
 

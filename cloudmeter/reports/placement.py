@@ -114,12 +114,12 @@ def spread_periods(
         dense(periods["resource_id"].to_numpy(), members),
         periods["start_us"].to_numpy(),
         periods["end_us"].to_numpy(),
-        np.ascontiguousarray(np.nan_to_num(values, nan=np.nan), np.float64),
+        np.ascontiguousarray(values, np.float64),
         dense(group.to_numpy(), groups),
         dense(periods["parent_id"].to_numpy(), parents),
         parent_group,
         intervals,
-        _epoch_us(window.start),
+        epoch_us(window.start),
         len(groups),
     )
 
@@ -133,14 +133,31 @@ def group_grid(periods: pl.DataFrame, window: Window, group: pl.Series, groups: 
         periods["start_us"].to_numpy(),
         periods["end_us"].to_numpy(),
         dense(group.to_numpy(), groups),
-        _epoch_us(window.start),
+        epoch_us(window.start),
         len(members),
         _hours(window),
     )
 
 
-def _epoch_us(moment: datetime) -> int:
+def epoch_us(moment: datetime) -> int:
+    """``moment`` in epoch microseconds, exactly."""
     return int(moment.timestamp()) * 1_000_000 + moment.microsecond
+
+
+def majority_parents(periods: pl.DataFrame, window: Window) -> pl.DataFrame:
+    """Each member's parent hour by hour, the placement covering most of the hour winning (``group_grid``):
+    ts, resource_id, parent_id (hours in which a member was placed under no parent are left out)."""
+    members = np.unique(periods["resource_id"].to_numpy())
+    parents = np.unique(periods["parent_id"].drop_nulls().to_numpy())
+    grid = group_grid(periods, window, periods["parent_id"], parents)
+    member, hour = np.nonzero(grid >= 0)
+    return pl.DataFrame(
+        {
+            "ts": pl.Series(epoch_us(window.start) + hour.astype(np.int64) * HOUR_US).cast(pl.Datetime("us", "UTC")),
+            "resource_id": pl.Series(members[member], dtype=pl.Int32),
+            "parent_id": pl.Series(parents[grid[member, hour]], dtype=pl.Int32),
+        }
+    )
 
 
 def _hours(window: Window) -> int:

@@ -44,11 +44,8 @@ def vm_hour_chunks(conn: psycopg.Connection, window: Window, size: int = CHUNK_V
     periods = placement.read_periods(conn, window, ("vm", "host"))
     info = resources(conn)
     names = info.select(pl.col("id").alias("rid"), "name", "kind")
-    hosts = (
-        placement.hourly(periods.filter(pl.col("kind") == "host"))
-        .sort("seconds", descending=True)
-        .unique(["ts", "resource_id"], keep="first")  # a host moved mid-hour: the longer placement
-        .select("ts", pl.col("resource_id").alias("parent_id"), pl.col("parent_id").alias("cluster_id"))
+    hosts = placement.majority_parents(periods.filter(pl.col("kind") == "host"), window).rename(
+        {"resource_id": "parent_id", "parent_id": "cluster_id"}  # a host moved mid-hour: the longer placement
     )
     own = info.select(
         pl.col("id").alias("resource_id"),
