@@ -39,7 +39,7 @@ from cloudmeter.rollups.series import Floats, Int32s, Ints, Rows, Series
 from cloudmeter.rollups.stream import OpenHours, Part, merge
 from cloudmeter.rollups.topology import Topology
 from cloudmeter.rollups.zones import HOUR_S, day_edges
-from cloudmeter.storage import inventory, managers, readers, writer
+from cloudmeter.storage import inventory, managers, packs, readers, writer
 from cloudmeter.storage.database import Database
 
 log = logging.getLogger(__name__)
@@ -81,16 +81,19 @@ class RollupCounts:
 
 
 def _write(db: Database, batches: list[Rows], counts: RollupCounts, mark: tuple[int, int] | None = None) -> None:
-    """Write rows (and move ``(manager_id, rolled_until)``) in one transaction."""
+    """Write rows (and move ``(manager_id, rolled_until)``) in one transaction: hourly rows first, then daily rows;
+    the UTC days written are packed from their hourly rows (``storage.packs``)."""
     tables: dict[str | None, list[Rows]] = {}
     for rows in batches:
         if len(rows):
             tables.setdefault(rows.tz, []).append(rows)
     with db.connection() as conn, conn.transaction():
-        for parts in tables.values():
+        for tz, parts in sorted(tables.items(), key=lambda table: table[0] is not None):
             rows = Rows.concat(parts)
             writer.write_rows(conn, rows, db.write_target())
             counts.add(rows)
+            if tz == "UTC":
+                packs.refresh(conn, rows.resource_id, rows.ts_s)
         if mark is not None:
             managers.mark_rolled(conn, mark[0], from_epoch_s(mark[1]))
 

@@ -17,7 +17,8 @@ import psycopg
 from psycopg import sql
 
 from cloudmeter.model import from_epoch_s
-from cloudmeter.storage.schema import TIME_SERIES_TABLES, Mode, TimeSeriesTable
+from cloudmeter.storage import packs
+from cloudmeter.storage.schema import HOURLY, TIME_SERIES_TABLES, Mode, TimeSeriesTable
 
 
 def _floor(moment: datetime, span: str) -> datetime:
@@ -230,9 +231,12 @@ def maintain(
     manager: PartitionManager | None,
     ahead: timedelta = timedelta(days=7),
 ) -> list[str]:
-    """Create partitions ahead of ``now`` and drop those past retention (native), or refresh policies."""
+    """Create partitions ahead of ``now`` and drop those past retention (native), or refresh policies; then drop
+    the hourly packs whose hours are gone."""
+    hourly_cutoff = now - timedelta(days=retention_days[HOURLY.retention_field])
     if mode == "timescaledb":
         apply_timescaledb_policies(conn, retention_days)
+        packs.prune(conn, hourly_cutoff)
         return []
     manager = manager or PartitionManager()
     dropped = []
@@ -240,4 +244,5 @@ def maintain(
         manager.ensure(conn, table, now, now + ahead)
         cutoff = now - timedelta(days=retention_days[table.retention_field])
         dropped += drop_expired_partitions(conn, table, cutoff, manager)
+    packs.prune(conn, hourly_cutoff)
     return dropped

@@ -273,6 +273,52 @@ CREATE TABLE api_tokens (
 """
 
 
+#: The hourly columns packed per resource and UTC day (``storage.packs``), ``sample_count`` first.
+PACKED: Final[tuple[str, ...]] = (
+    "sample_count",
+    "cpu_used_cores_avg",
+    "cpu_used_cores_max",
+    "mem_used_bytes_avg",
+    "mem_used_bytes_max",
+    "disk_read_bps_avg",
+    "disk_write_bps_avg",
+    "net_rx_bps_avg",
+    "net_tx_bps_avg",
+)
+
+
+def pack_statement(pairs: str) -> str:
+    """INSERT (or replace) the packs of the (rid, day) pairs that the query ``pairs`` yields: per column the 24
+    hours of the UTC day in order, big-endian (``sample_count`` int4, -1 for no row; float8, NaN for NULL)."""
+    aggs = ["string_agg(int4send(coalesce(h.sample_count, -1)), ''::bytea ORDER BY k.k)"] + [
+        f"string_agg(float8send(coalesce(h.{column}, 'NaN')), ''::bytea ORDER BY k.k)" for column in PACKED[1:]
+    ]
+    return (
+        f"INSERT INTO metric_hourly_packs (resource_id, day, {', '.join(PACKED)})\n"
+        f"SELECT p.rid, p.day, {', '.join(aggs)}\n"
+        "FROM (" + pairs + ") AS p CROSS JOIN generate_series(0, 23) AS k(k)\n"
+        "LEFT JOIN metric_hourly h ON h.resource_id = p.rid AND h.ts = p.day + k.k * interval '1 hour'\n"
+        "GROUP BY p.rid, p.day\n"
+        "ON CONFLICT (resource_id, day) DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in PACKED)
+    )
+
+
+def _m008_hourly_packs(mode: Mode) -> str:
+    del mode  # the same in both modes (a plain table: a row per resource and day)
+    columns = "".join(f"    {column} bytea NOT NULL,\n" for column in PACKED)
+    backfill = pack_statement(
+        "SELECT DISTINCT resource_id AS rid, date_trunc('day', ts, 'UTC') AS day FROM metric_hourly"
+    )
+    return f"""
+CREATE TABLE metric_hourly_packs (
+    resource_id integer NOT NULL REFERENCES resources(id) ON DELETE CASCADE,
+    day timestamptz NOT NULL,
+{columns}    PRIMARY KEY (resource_id, day)
+);
+{backfill};
+"""
+
+
 @dataclass(frozen=True)
 class Migration:
     """One numbered, forward-only schema step."""
@@ -294,6 +340,9 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     ),
     Migration(6, "each resource's sampling interval by hour (resource_intervals)", _m006_resource_intervals),
     Migration(7, "bearer tokens of the HTTP API, stored as SHA-256 (api_tokens)", _m007_api_tokens),
+    Migration(
+        8, "each resource's hourly rows packed per UTC day, for reports (metric_hourly_packs)", _m008_hourly_packs
+    ),
 )
 LATEST: Final = MIGRATIONS[-1].version
 
