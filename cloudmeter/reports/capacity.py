@@ -30,6 +30,8 @@ from cloudmeter.model import Window
 from cloudmeter.reports import placement
 from cloudmeter.reports.inputs import GIB, ancestor, check_hour_window, hourly, resources
 from cloudmeter.rollups.spread import Spread
+from cloudmeter.storage import packs
+from cloudmeter.storage.schema import PACKED
 
 Level = Literal["host", "cluster", "provider"]
 #: The rollup columns the usage statistics are computed from.
@@ -122,7 +124,13 @@ def hourly_series(
     info = resources(conn) if info is None else info
     members = info.filter(pl.col("kind") == level)
     read = None if columns is None else (*USAGE, *columns)
-    rows = hourly(conn, window, members["id"].to_list(), read).rename({"resource_id": "group_id"})
+    ids = members["id"].to_list()
+    if read is not None and set(read) <= set(PACKED):
+        check_hour_window(window)
+        rows = packs.read_hourly(conn, window, ids, read)
+    else:
+        rows = hourly(conn, window, ids, read)
+    rows = rows.rename({"resource_id": "group_id"})
     names = members.select(pl.col("id").alias("group_id"), pl.col("name").alias(level), "manager")
     return (
         hourly_capacity(conn, window, level, info)

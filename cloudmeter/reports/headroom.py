@@ -17,8 +17,9 @@ import psycopg
 
 from cloudmeter.errors import ConfigError
 from cloudmeter.model import Window
-from cloudmeter.reports.capacity import utilization
-from cloudmeter.reports.inputs import ancestor, resources
+from cloudmeter.reports.capacity import hourly_capacity, utilization
+from cloudmeter.reports.inputs import GIB, ancestor, check_hour_window, resources
+from cloudmeter.storage import packs
 
 CONSTRAINTS = ("cpu_usage", "mem_usage", "cpu_allocation", "mem_allocation")
 
@@ -64,14 +65,40 @@ def _known_sum(name: str) -> pl.Expr:
     return pl.when(pl.col(name).is_not_null().any()).then(pl.col(name).sum()).alias(name)
 
 
+def _usage_p95(conn: psycopg.Connection, window: Window, host_ids: list[int]) -> pl.DataFrame:
+    """Per host with data: the p95 (linear) of its hourly average CPU cores and memory GB over ``window``."""
+    rows = packs.read_hourly(conn, window, host_ids, ("cpu_used_cores_avg", "mem_used_bytes_avg"))
+    return rows.group_by("resource_id").agg(
+        pl.col("cpu_used_cores_avg").quantile(0.95, "linear").alias("cpu_cores_p95"),
+        (pl.col("mem_used_bytes_avg") / GIB).quantile(0.95, "linear").alias("mem_gb_p95"),
+    )
+
+
+def _capacity_now(conn: psycopg.Connection, last_hour: Window, info: pl.DataFrame) -> pl.DataFrame:
+    """Per host placed in ``last_hour``: its capacity and allocation then, and its VMs."""
+    return hourly_capacity(conn, last_hour, "host", info).select(
+        pl.col("group_id").alias("resource_id"),
+        "vms",
+        pl.col("capacity_vcpus").alias("vcpus_capacity"),
+        pl.col("allocated_vcpus").alias("vcpus_allocated"),
+        (pl.col("capacity_memory_bytes") / GIB).alias("mem_gb_capacity"),
+        (pl.col("allocated_memory_bytes") / GIB).alias("mem_gb_allocated"),
+    )
+
+
 def headroom(conn: psycopg.Connection, window: Window, flavor: Flavor, limits: Limits = Limits()) -> pl.DataFrame:
     """Per cluster: VMs of ``flavor`` that fit by each constraint (summed over hosts), the overall fit,
     the limiting constraint, hosts, and hosts lacking usage data."""
+    check_hour_window(window)
     info = resources(conn)
     # a host retired before the window's last hour has no room now, known or not (it would make the room unknown)
     last_hour = window.end - timedelta(hours=1)
-    gone = info.filter(pl.col("retired_at") <= last_hour).select(pl.col("id").alias("resource_id"))
-    hosts = utilization(conn, window, "host", info).join(gone, on="resource_id", how="anti")
+    hosts = info.filter((pl.col("kind") == "host") & ~(pl.col("retired_at") <= last_hour).fill_null(False))
+    hosts = (
+        hosts.select(pl.col("id").alias("resource_id"))
+        .join(_usage_p95(conn, window, hosts["id"].to_list()), on="resource_id", how="left")
+        .join(_capacity_now(conn, Window(last_hour, window.end), info), on="resource_id", how="left")
+    )
     no_vms = pl.col("vms").fill_null(0) == 0
     cpu_p95 = pl.when(no_vms & pl.col("cpu_cores_p95").is_null()).then(0.0).otherwise(pl.col("cpu_cores_p95"))
     mem_p95 = pl.when(no_vms & pl.col("mem_gb_p95").is_null()).then(0.0).otherwise(pl.col("mem_gb_p95"))
