@@ -8,6 +8,11 @@ the report's time zone, so a monthly rate charged for a whole month is exactly t
 measures in an hour without samples are not charged: they count in ``unknown_hours`` instead (allocation
 and fixed charges still apply).
 
+The hours are priced in runs (``reports.segments``): within a run of a VM's hours on one placement, local
+day, rate-card epoch and cluster, an allocation line's cost is its price times the run's hours, and a usage
+line's is its hour-by-hour prices summed, read from the VM's packed hourly rows (``storage.packs``). Nothing
+keyed by a string is grouped before the last step: projects and clusters travel as codes ordered as their names.
+
 Money is exact: charges are summed per VM, rate line, component, local day and grouping attributes, then
 turned into integer nano-units of the currency (``cost_nanos``) by rounding the VM's running total per line,
 so any run of days adds up to its own rounded total. Every report sums those integers, so
@@ -24,14 +29,17 @@ from decimal import Decimal
 from typing import Final
 
 import numpy as np
+import numpy.typing as npt
 import polars as pl
 import psycopg
 
 from cloudmeter.errors import ConfigError
 from cloudmeter.model import Window
+from cloudmeter.reports import placement, segments
+from cloudmeter.reports.inputs import GIB, check_hour_window, resources
 from cloudmeter.reports.periods import INTERVALS, check_zone, period_end, period_hours, period_start
-from cloudmeter.reports.ratecard import MEASURES, RateCard, RateLine
-from cloudmeter.reports.usage import vm_hour_chunks
+from cloudmeter.reports.ratecard import MEASURES, PER_TIMES, RateCard, RateLine
+from cloudmeter.reports.usage import CHUNK_VMS
 
 NANOS: Final = 10**9
 #: Grouping names and the charge columns they keep (``tag:KEY`` groups by one tag's value).
@@ -41,20 +49,12 @@ GROUPINGS: Final[dict[str, tuple[str, ...]]] = {
     "cluster": ("cluster",),
     "provider": ("manager",),
 }
-_QUANTITY: Final[dict[str, pl.Expr]] = {
-    "vcpu_allocated": pl.col("vcpus").cast(pl.Float64),
-    "cpu_cores_used": pl.col("cpu_cores_used"),
-    "memory_gb_allocated": pl.col("memory_gb"),
-    "memory_gb_used": pl.col("memory_gb_used"),
-    "disk_gb_allocated": pl.col("disk_gb"),
-    "network_gb": pl.col("network_gb"),
-}
 _ATOM_KEYS: Final = ("day", "resource_id", "ems_ref", "name", "manager", "project", "cluster", "tags", "line",
                      "version", "measure", "component")  # fmt: skip
 
 
-_ROUNDING_KEYS: Final = ("resource_id", "line", "version", "component")
-_ROUNDING_ORDER: Final = (*_ROUNDING_KEYS, "day", "project", "cluster", "measure")
+#: A run of charges whose running total is rounded (a VM's charges of one line and component).
+_ROUNDING_KEYS: Final = ("resource_id", "line_rank", "component_code")
 
 
 def _rounded_nanos() -> pl.Expr:
@@ -64,32 +64,18 @@ def _rounded_nanos() -> pl.Expr:
     return (running - running.shift(1, fill_value=0)).over(_ROUNDING_KEYS)
 
 
-def tiered_price(line: RateLine, quantity: pl.Expr) -> pl.Expr:
-    """Graduated price of ``quantity`` units: each tier's rate on the units within it; NULL for an unknown
-    quantity (``min_horizontal`` would read it as the tier's whole width)."""
-    total: pl.Expr = pl.lit(0.0)
-    lower = Decimal(0)
-    for tier in line.tiers:
-        units = quantity - float(lower)
-        if tier.up_to is not None:
-            units = units.clip(upper_bound=float(tier.up_to - lower))
-            lower = tier.up_to
-        total = total + units.clip(lower_bound=0.0) * float(tier.rate)
-    return total
+def _epoch_edges(card: RateCard) -> list[datetime]:
+    """The instants where the set of lines in effect changes, in order."""
+    return sorted({e for line in card.lines for e in (line.effective_from, line.effective_to) if e is not None})
 
 
-def chosen_lines(hours: pl.DataFrame, card: RateCard) -> pl.DataFrame:
-    """Per (resource_id, ts) the line index chosen for each measure, most specific first; ambiguity is an error.
-
-    The choice depends only on a VM-hour's (manager, project, tags) and on which lines are in effect, so it is
-    made once per such combination and effective epoch (the spans between the lines' effective dates), then
-    handed to the hours.
-    """
-    combos = hours.select("manager", "project", "tags").unique(maintain_order=True).with_row_index("combo")
-    edges = sorted({e for line in card.lines for e in (line.effective_from, line.effective_to) if e is not None})
-    starts = [datetime.min.replace(tzinfo=UTC), *edges]
+def line_choices(combos: pl.DataFrame, card: RateCard) -> pl.DataFrame:
+    """Per row of ``combos`` (manager, project, tags) and effective epoch (a span between the lines' effective
+    dates): the index of each line chosen, the most specific per measure (columns combo, epoch, line_index;
+    equally specific lines for one measure are all listed: ``_refuse_ties`` reports them)."""
+    starts = [datetime.min.replace(tzinfo=UTC), *_epoch_edges(card)]
     choices = []
-    for combo, manager, project, tags in combos.iter_rows():
+    for combo, (manager, project, tags) in enumerate(combos.select("manager", "project", "tags").iter_rows()):
         tag_map = json.loads(tags) if tags else {}
         matching = [i for i, line in enumerate(card.lines) if line.matches(manager, project, tag_map)]
         for epoch, begins in enumerate(starts):
@@ -103,30 +89,69 @@ def chosen_lines(hours: pl.DataFrame, card: RateCard) -> pl.DataFrame:
                     elif i != top[0] and line.specificity == card.lines[top[0]].specificity:
                         top.append(i)
             choices += [(combo, epoch, chosen) for chosen in itertools.chain(*best.values())]
-    table = pl.DataFrame(choices, schema={"combo": pl.UInt32, "epoch": pl.UInt32, "line_index": pl.Int32}, orient="row")
-    edges_us = pl.Series(edges, dtype=pl.Datetime("us", "UTC")).dt.epoch("us").to_numpy()
-    hour_epochs = np.searchsorted(edges_us, hours["ts"].dt.epoch("us").to_numpy(), side="right")
-    candidates = (
-        hours.select("resource_id", "ts", "manager", "project", "tags")
-        .with_columns(pl.Series("epoch", hour_epochs, dtype=pl.UInt32))
-        .join(combos, on=["manager", "project", "tags"], how="left", nulls_equal=True)
-        .join(table, on=["combo", "epoch"], how="inner")
-        .select("resource_id", "ts", "line_index")
-        .unique(maintain_order=True)
-    )
+    return pl.DataFrame(choices, schema={"combo": pl.UInt32, "epoch": pl.UInt32, "line_index": pl.Int32}, orient="row")
+
+
+def _hour_epochs(card: RateCard, hours_us: npt.NDArray[np.int64]) -> npt.NDArray[np.int32]:
+    edges_us = pl.Series(_epoch_edges(card), dtype=pl.Datetime("us", "UTC")).dt.epoch("us").to_numpy()
+    return np.searchsorted(edges_us, hours_us, side="right").astype(np.int32)
+
+
+def _refuse_ties(priced: pl.DataFrame, card: RateCard, row: str, when: pl.Expr) -> None:
+    """A ConfigError when two lines price one measure of one ``row`` (equally specific selectors)."""
     measure = pl.col("line_index").replace_strict(
         dict(enumerate(line.measure for line in card.lines)), return_dtype=pl.String
     )
-    clash = candidates.filter(pl.len().over("resource_id", "ts", measure) > 1)
+    clash = priced.filter(pl.len().over(row, measure) > 1)
     if clash.height:
-        first = clash.sort("resource_id", "ts", "line_index").head(2)
+        first = clash.with_columns(when.alias("when")).sort("when", "resource_id", "line_index").head(2)
         a, b = (card.lines[i] for i in first["line_index"])
         raise ConfigError(
             f"{card.source}: rate lines {a.name!r} and {b.name!r} both price {a.measure} for resource "
-            f"{first['resource_id'][0]} at {first['ts'][0]:%Y-%m-%d %H:%M}Z with equally specific selectors; "
+            f"{first['resource_id'][0]} at {first['when'][0]:%Y-%m-%d %H:%M}Z with equally specific selectors; "
             "make one more specific (add project or tags) or end one with effective_to"
         )
+
+
+def chosen_lines(hours: pl.DataFrame, card: RateCard) -> pl.DataFrame:
+    """Per (resource_id, ts) of ``hours`` (with manager, project, tags) the line index chosen for each measure,
+    most specific first; a tie is an error."""
+    combos = hours.select("manager", "project", "tags").unique(maintain_order=True).with_row_index("combo")
+    epochs = _hour_epochs(card, hours["ts"].dt.epoch("us").to_numpy())
+    candidates = (
+        hours.select("resource_id", "ts", "manager", "project", "tags")
+        .with_columns(pl.Series("epoch", epochs, dtype=pl.UInt32))
+        .join(combos, on=["manager", "project", "tags"], how="left", nulls_equal=True)
+        .join(line_choices(combos, card), on=["combo", "epoch"], how="inner")
+        .select("resource_id", "ts", "line_index")
+        .unique(maintain_order=True)
+    )
+    _refuse_ties(candidates.with_columns(pl.struct("resource_id", "ts").alias("row")), card, "row", pl.col("ts"))
     return candidates
+
+
+@dataclass(frozen=True)
+class _Calendar:
+    """The window's hours (their local days and rate-card epochs) and its local days in the report's zone:
+    position ``day``, ``date``, and per per_time the hours of the period holding the day."""
+
+    hours: segments.Calendar
+    days: pl.DataFrame
+
+
+def _calendar(window: Window, tz: str, card: RateCard) -> _Calendar:
+    count = int((window.end - window.start).total_seconds() // 3600)
+    hours_us = placement.epoch_us(window.start) + np.arange(count, dtype=np.int64) * placement.HOUR_US
+    ts = pl.Series("ts", hours_us).cast(pl.Datetime("us", "UTC"))
+    local = ts.dt.convert_time_zone(tz).dt.date()
+    dates, day = np.unique(local.to_physical().to_numpy(), return_inverse=True)
+    first_hour = np.searchsorted(day, np.arange(len(dates)))
+    days = pl.DataFrame({"ts": ts.gather(first_hour), "date": local.gather(first_hour)}).select(
+        pl.Series("day", np.arange(len(dates)), dtype=pl.Int32),
+        "date",
+        *(period_hours(pl.col("ts"), per_time, tz).cast(pl.Float64).alias(per_time) for per_time in PER_TIMES),
+    )
+    return _Calendar(segments.Calendar(window, day.astype(np.int32), _hour_epochs(card, hours_us)), days)
 
 
 def charges(conn: psycopg.Connection, window: Window, card: RateCard, tz: str = "UTC") -> pl.DataFrame:
@@ -137,113 +162,192 @@ def charges(conn: psycopg.Connection, window: Window, card: RateCard, tz: str = 
     pricing_quantity (in the line's per_time units), unknown_hours, cost_nanos.
     """
     check_zone(tz)
-    chunks = [_charges(hours, card, tz) for hours in vm_hour_chunks(conn, window)]  # VM by VM: exact in chunks
-    return pl.concat(chunks, how="vertical").sort("day", "resource_id", "line", "component")
+    check_hour_window(window)
+    info = resources(conn)
+    periods = placement.read_periods(conn, window, ("vm", "host"))
+    places = segments.Places.read(info, periods.filter(pl.col("kind") == "host"), window)
+    calendar = _calendar(window, tz, card)
+    usage_lines = {i: line for i, line in enumerate(card.lines) if MEASURES[line.measure].basis == "used"}
+    names = _Names.of(info)
+    vm_periods = periods.filter(pl.col("kind") == "vm").drop("kind")
+    ids = vm_periods["resource_id"].unique().sort().to_list()
+    chunks = [  # VM by VM: bounded memory, exact in chunks
+        vm_periods.filter(pl.col("resource_id").is_in(ids[first : first + CHUNK_VMS]))
+        for first in range(0, len(ids), CHUNK_VMS)
+    ]
+    parts = [_empty_atoms()]
+    for chunk, usage in zip(chunks, segments.usage_grids(conn, window, chunks), strict=True):
+        pieces = segments.vm_segments(calendar.hours, chunk, usage, places, usage_lines)
+        parts.append(_atoms(pieces, card, calendar, names))
+    return names.attach(pl.concat(parts, how="vertical"), calendar, card)
 
 
-def _charges(hours: pl.DataFrame, card: RateCard, tz: str) -> pl.DataFrame:
-    """``charges`` of some VMs' hours (``usage.vm_hours``)."""
-    priced = hours.join(chosen_lines(hours, card), on=["resource_id", "ts"]).partition_by(
-        "line_index", as_dict=True, include_key=False
-    )
-    parts = []
-    for index, line in enumerate(card.lines):
-        rows = priced.get((index,))
-        if rows is None:
-            continue
-        fraction = pl.col("seconds") / 3600.0
-        per_period = period_hours(pl.col("ts"), line.per_time, tz)
-        quantity = _QUANTITY[line.measure]
-        volume = MEASURES[line.measure].volume
-        variable = tiered_price(line, quantity) * (1.0 if volume else fraction / per_period)
-        common = [
-            pl.col("ts").dt.convert_time_zone(tz).dt.date().alias("day"),
-            *(pl.col(c) for c in _ATOM_KEYS[1:8]),
-            pl.lit(line.name).alias("line"),
-            pl.lit(line.version).alias("version"),
-            pl.lit(line.measure).alias("measure"),
-        ]
-        parts.append(
-            rows.select(
-                *common,
-                pl.lit("variable").alias("component"),
-                (quantity * (1.0 if volume else fraction)).alias("quantity"),
-                (quantity * (1.0 if volume else fraction / per_period)).alias("pricing_quantity"),
-                pl.when(quantity.is_null()).then(fraction).otherwise(0.0).alias("unknown_hours"),
-                variable.alias("cost"),
-            )
+@dataclass(frozen=True)
+class _Names:
+    """VMs' own columns, and codes for project and cluster names (in the names' order)."""
+
+    vms: pl.DataFrame  # resource_id, ems_ref, name, manager, tags, disk_gb
+    ids: dict[str, pl.DataFrame]  # project / cluster: <kind>_id -> <kind>_code
+    codes: dict[str, pl.DataFrame]  # project / cluster: <kind>_code -> name
+
+    @classmethod
+    def of(cls, info: pl.DataFrame) -> _Names:
+        """From ``inputs.resources``."""
+        vms = info.filter(pl.col("kind") == "vm").select(
+            pl.col("id").alias("resource_id"),
+            "ems_ref",
+            "name",
+            "manager",
+            "tags",
+            (pl.col("disk_bytes") / GIB).alias("disk_gb"),
         )
-        if line.fixed:
+        ids, codes = {}, {}
+        for kind in ("project", "cluster"):
+            own = info.filter(pl.col("kind") == kind).select("id", "name")
+            named = own["name"].unique().sort()
+            code = pl.DataFrame({kind: named, f"{kind}_code": pl.int_range(len(named), eager=True, dtype=pl.Int32)})
+            ids[kind] = own.join(code.rename({kind: "name"}), on="name").select(
+                pl.col("id").alias(f"{kind}_id"), f"{kind}_code"
+            )
+            codes[kind] = code
+        return cls(vms, ids, codes)
+
+    def attach(self, atoms: pl.DataFrame, calendar: _Calendar, card: RateCard) -> pl.DataFrame:
+        """The charges' columns for ``atoms`` (codes and positions), rounded to nano-units VM by VM and line
+        (in the order of the names the codes stand for)."""
+        lines = pl.DataFrame(
+            {
+                "line_index": pl.Series(range(len(card.lines)), dtype=pl.Int32),
+                "line": [line.name for line in card.lines],
+                "version": [line.version for line in card.lines],
+                "measure": [line.measure for line in card.lines],
+                "per_time": [line.per_time for line in card.lines],
+                "unit": [MEASURES[line.measure].unit for line in card.lines],
+                "unit_price": [str(line.unit_price) if line.unit_price is not None else None for line in card.lines],
+                "fixed_price": [str(line.fixed) for line in card.lines],
+            }
+        ).with_columns(
+            pl.struct("line", "version").rank("dense").cast(pl.Int32).alias("line_rank"),
+            pl.col("line").rank("dense").cast(pl.Int32).alias("name_rank"),
+        )
+        fixed = pl.col("component") == "fixed"
+        rounded = (
+            atoms.join(lines.select("line_index", "line_rank", "name_rank"), on="line_index", how="left")
+            .sort("resource_id", "line_rank", "component_code", "day", "project_code", "cluster_code")
+            .with_columns(_rounded_nanos().alias("cost_nanos"))
+            .sort("day", "resource_id", "name_rank", "component_code")
+        )
+        return (
+            rounded.join(
+                calendar.days.select("day", pl.col("date").alias("local_day")),
+                on="day",
+                how="left",
+                maintain_order="left",
+            )
+            .join(self.vms.drop("disk_gb"), on="resource_id", how="left", maintain_order="left")
+            .join(self.codes["project"], on="project_code", how="left", maintain_order="left")
+            .join(self.codes["cluster"], on="cluster_code", how="left", maintain_order="left")
+            .join(lines.drop("line_rank", "name_rank"), on="line_index", how="left", maintain_order="left")
+            .with_columns(
+                pl.col("component_code").replace_strict(COMPONENTS, return_dtype=pl.String).alias("component"),
+                pl.col("local_day").alias("day"),
+            )
+            .with_columns(
+                pl.when(fixed).then(pl.col("fixed_price")).otherwise(pl.col("unit_price")).alias("unit_price"),
+                pl.when(fixed).then(pl.lit("resource")).otherwise(pl.col("unit")).alias("unit"),
+            )
+            .select(*_ATOM_KEYS, *_PRICED)
+        )
+
+
+_PRICED: Final = ("unit", "per_time", "unit_price", "quantity", "pricing_quantity", "unknown_hours", "cost_nanos")
+#: Components by code, in the order of their names.
+COMPONENTS: Final = {0: "fixed", 1: "variable"}
+
+
+_ATOM_GROUP: Final = ("day", "resource_id", "project_code", "cluster_code", "line_index", "component_code")
+_ATOM_SCHEMA: Final = {
+    "day": pl.Int32,
+    "resource_id": pl.Int32,
+    "project_code": pl.Int32,
+    "cluster_code": pl.Int32,
+    "line_index": pl.Int32,
+    "component_code": pl.Int8,
+    "quantity": pl.Float64,
+    "pricing_quantity": pl.Float64,
+    "unknown_hours": pl.Float64,
+    "cost": pl.Float64,
+}
+
+
+def _empty_atoms() -> pl.DataFrame:
+    return pl.DataFrame(schema=_ATOM_SCHEMA)
+
+
+#: An allocation measure's level in a segment (constant within it).
+_ALLOCATED: Final[dict[str, pl.Expr]] = {
+    "vcpu_allocated": pl.col("vcpus").cast(pl.Float64),
+    "memory_gb_allocated": pl.col("memory_bytes") / GIB,
+    "disk_gb_allocated": pl.col("disk_gb"),
+}
+
+
+def _components(rows: pl.DataFrame, index: int, line: RateLine) -> list[tuple[int, tuple[pl.Expr, ...]]]:
+    """A line's components on its segments: (``COMPONENTS`` code, (quantity, pricing_quantity, unknown_hours,
+    cost))."""
+    hours, per_period = pl.col("hours"), pl.col(line.per_time)
+    measure = MEASURES[line.measure]
+    if measure.basis == "allocated":
+        level = _ALLOCATED[line.measure]
+        price = pl.Series(line.price(rows.select(level)[:, 0].to_numpy().astype(np.float64)), nan_to_null=True)
+        unknown = pl.when(level.is_null()).then(hours).otherwise(0.0)
+        variable = (level * hours, level * hours / per_period, unknown, pl.lit(price) * hours / per_period)
+    else:
+        summed, charged = pl.col(line.measure), pl.col(f"price_{index}")
+        spread = pl.lit(1.0) if measure.volume else per_period
+        variable = (summed, summed / spread, pl.col(f"{line.measure}_unknown"), charged / spread)
+    components: list[tuple[int, tuple[pl.Expr, ...]]] = [(1, variable)]
+    if line.fixed:
+        fixed = (hours, hours / per_period, pl.lit(0.0), hours / per_period * float(line.fixed))
+        components.append((0, fixed))
+    return components
+
+
+def _atoms(pieces: pl.DataFrame, card: RateCard, calendar: _Calendar, names: _Names) -> pl.DataFrame:
+    """Some VMs' charges per local day, VM, project, cluster, line and component (as codes and positions)."""
+    keyed = (
+        pieces.with_row_index("segment")
+        .join(names.vms.select("resource_id", "manager", "tags", "disk_gb"), on="resource_id", how="left")
+        .join(names.ids["project"], on="project_id", how="left")
+        .join(names.ids["cluster"], on="cluster_id", how="left")
+        .join(names.codes["project"], on="project_code", how="left")
+        .with_columns(pl.col("project_code", "cluster_code").fill_null(-1), pl.col("epoch").cast(pl.UInt32))
+    )
+    combos = keyed.select("manager", "project", "tags").unique(maintain_order=True).with_row_index("combo")
+    priced = (
+        keyed.join(combos, on=["manager", "project", "tags"], how="left", nulls_equal=True)
+        .join(line_choices(combos, card), on=["combo", "epoch"], how="inner")
+        .join(calendar.days, on="day", how="left")
+    )
+    start = pl.lit(calendar.hours.window.start)
+    _refuse_ties(priced, card, "segment", start + pl.duration(hours=pl.col("first_hour")))
+    parts = [_empty_atoms()]
+    for (index,), rows in priced.partition_by("line_index", as_dict=True).items():
+        for component, (quantity, pricing, unknown, cost) in _components(rows, int(index), card.lines[int(index)]):
             parts.append(
                 rows.select(
-                    *common,
-                    pl.lit("fixed").alias("component"),
-                    fraction.alias("quantity"),
-                    (fraction / per_period).alias("pricing_quantity"),
-                    pl.lit(0.0).alias("unknown_hours"),
-                    (fraction / per_period * float(line.fixed)).alias("cost"),
-                )
+                    *_ATOM_GROUP[:5],
+                    pl.lit(component).alias("component_code"),
+                    quantity.alias("quantity"),
+                    pricing.alias("pricing_quantity"),
+                    unknown.alias("unknown_hours"),
+                    cost.alias("cost"),
+                ).cast(_ATOM_SCHEMA)  # type: ignore[arg-type]
             )
-    if not parts:
-        return _empty_charges()
-    meta = pl.DataFrame(
-        {
-            "line": [line.name for line in card.lines],
-            "version": [line.version for line in card.lines],
-            "unit": [MEASURES[line.measure].unit for line in card.lines],
-            "per_time": [line.per_time for line in card.lines],
-            "unit_price": [str(line.unit_price) if line.unit_price is not None else None for line in card.lines],
-            "fixed_price": [str(line.fixed) for line in card.lines],
-        }
-    )
-    atoms = (
-        pl.concat(parts)
-        .group_by(_ATOM_KEYS)
-        .agg(
-            pl.col("quantity").sum(),
-            pl.col("pricing_quantity").sum(),
-            pl.col("unknown_hours").sum(),
-            pl.col("cost").sum(),
-        )
-        .join(meta, on=["line", "version"], how="left")
-        .sort(*_ROUNDING_ORDER)
-        .with_columns(
-            _rounded_nanos().alias("cost_nanos"),
-            pl.when(pl.col("component") == "fixed")
-            .then(pl.col("fixed_price"))
-            .otherwise(pl.col("unit_price"))
-            .alias("unit_price"),
-            pl.when(pl.col("component") == "fixed").then(pl.lit("resource")).otherwise(pl.col("unit")).alias("unit"),
-        )
-    )
-    return atoms.select(
-        *_ATOM_KEYS, "unit", "per_time", "unit_price", "quantity", "pricing_quantity", "unknown_hours", "cost_nanos"
-    )
-
-
-def _empty_charges() -> pl.DataFrame:
-    return pl.DataFrame(
-        schema={
-            "day": pl.Date,
-            "resource_id": pl.Int32,
-            "ems_ref": pl.String,
-            "name": pl.String,
-            "manager": pl.String,
-            "project": pl.String,
-            "cluster": pl.String,
-            "tags": pl.String,
-            "line": pl.String,
-            "version": pl.String,
-            "measure": pl.String,
-            "component": pl.String,
-            "unit": pl.String,
-            "per_time": pl.String,
-            "unit_price": pl.String,
-            "quantity": pl.Float64,
-            "pricing_quantity": pl.Float64,
-            "unknown_hours": pl.Float64,
-            "cost_nanos": pl.Int64,
-        }
+    return (
+        pl.concat(parts, how="vertical")
+        .group_by(_ATOM_GROUP)
+        .agg(pl.col("quantity", "pricing_quantity", "unknown_hours", "cost").sum())
     )
 
 

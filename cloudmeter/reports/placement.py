@@ -70,15 +70,21 @@ def read_periods(conn: psycopg.Connection, window: Window, kinds: tuple[str, ...
     return frame.with_columns(kind).drop("kind_code").select("resource_id", "kind", *frame.columns[2:])
 
 
+def hour_pieces(start_us: np.ndarray, end_us: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Periods ``[start_us, end_us)`` cut at UTC hours, in period then time order: each piece's period, its
+    hour (epoch microseconds) and the seconds of that hour it covers."""
+    first = start_us // HOUR_US
+    count = (end_us - 1) // HOUR_US - first + 1
+    row = np.repeat(np.arange(len(start_us)), count)
+    hour_us = (first[row] + np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)) * HOUR_US
+    seconds = (np.minimum(end_us[row], hour_us + HOUR_US) - np.maximum(start_us[row], hour_us)) / 1e6
+    return row, hour_us, seconds
+
+
 def hourly(periods: pl.DataFrame) -> pl.DataFrame:
     """``periods`` (``read_periods``) as one row per UTC hour each overlaps, with the ``seconds`` of the hour it
     covers: ts, resource_id, kind, parent_id, project_id, vcpus, memory_bytes, seconds."""
-    start, end = periods["start_us"].to_numpy(), periods["end_us"].to_numpy()
-    first = start // HOUR_US
-    count = (end - 1) // HOUR_US - first + 1
-    row = np.repeat(np.arange(len(start)), count)
-    hour_us = (first[row] + np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)) * HOUR_US
-    seconds = (np.minimum(end[row], hour_us + HOUR_US) - np.maximum(start[row], hour_us)) / 1e6
+    row, hour_us, seconds = hour_pieces(periods["start_us"].to_numpy(), periods["end_us"].to_numpy())
     expanded = periods.drop("start_us", "end_us")[row]
     return expanded.select(
         pl.Series("ts", hour_us).cast(pl.Datetime("us", "UTC")),

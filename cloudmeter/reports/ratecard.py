@@ -21,6 +21,9 @@ from pathlib import Path
 from typing import Any, Final, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import numpy as np
+import numpy.typing as npt
+
 from cloudmeter.errors import ConfigError
 
 PerTime = Literal["hourly", "daily", "weekly", "monthly"]
@@ -80,6 +83,19 @@ class RateLine:
     def unit_price(self) -> Decimal | None:
         """The variable rate when it has a single tier, else None (graduated)."""
         return self.tiers[0].rate if len(self.tiers) == 1 else None
+
+    def price(self, quantity: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """The graduated variable price of each quantity (units of one resource in one hour, or GB transferred):
+        each tier's rate on the units within it; NaN for an unknown quantity."""
+        total = np.zeros(len(quantity))
+        lower = Decimal(0)
+        for tier in self.tiers:
+            units = quantity - float(lower)
+            if tier.up_to is not None:
+                units = np.minimum(units, float(tier.up_to - lower))
+                lower = tier.up_to
+            total = total + np.maximum(units, 0.0) * float(tier.rate)
+        return total
 
     def matches(self, provider: str | None, project: str | None, tags: Mapping[str, str]) -> bool:
         """Whether the line's selectors all match a resource's provider, project and tags."""

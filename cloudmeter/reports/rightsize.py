@@ -13,14 +13,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import polars as pl
 import psycopg
 
 from cloudmeter.errors import ConfigError
 from cloudmeter.model import Window
-from cloudmeter.reports.chargeback import chosen_lines, money, tiered_price
+from cloudmeter.reports.chargeback import chosen_lines, money
 from cloudmeter.reports.inputs import resources
-from cloudmeter.reports.ratecard import RateCard
+from cloudmeter.reports.ratecard import RateCard, RateLine
 from cloudmeter.reports.usage import vm_hour_chunks
 
 MONTH_HOURS = 730
@@ -178,15 +179,13 @@ def _monthly_costs(last: pl.DataFrame, sized: pl.DataFrame, card: RateCard) -> p
         current, recommended = _SIZED[line.measure]
         scale = MONTH_HOURS / _PERIOD_HOURS[line.per_time]
         rows = chosen.filter(pl.col("line_index") == index)
-        parts.append(
-            rows.select(
-                "resource_id",
-                ((tiered_price(line, pl.col(current).cast(pl.Float64)) + float(line.fixed)) * scale).alias("now"),
-                ((tiered_price(line, pl.col(recommended).cast(pl.Float64)) + float(line.fixed)) * scale).alias(
-                    "recommended"
-                ),
-            )
-        )
+
+        def monthly(size: str, rows: pl.DataFrame = rows, line: RateLine = line, scale: float = scale) -> pl.Series:
+            price = line.price(rows[size].cast(pl.Float64).to_numpy().astype(np.float64))
+            return pl.Series((price + float(line.fixed)) * scale, nan_to_null=True)
+
+        parts.append(pl.DataFrame({"resource_id": rows["resource_id"], "now": monthly(current),
+                                   "recommended": monthly(recommended)}))  # fmt: skip
     total = (
         pl.concat(parts)
         .group_by("resource_id")
