@@ -31,10 +31,10 @@ def test_a_window_is_cut_where_each_level_begins_on_the_next_level_s_grid() -> N
     # realtime from now - 3600 rounded up to 300 s; 300 s from now - 1 day rounded up to 1800 s; 1800 s from
     # now - 7 days rounded up to 7200 s; 7200 s from now - 30 days rounded up to 7200 s; nothing older
     assert pieces == [
-        (up(now - 3600, 300), now, 20),
-        (up(now - 86400, 1800), up(now - 3600, 300), 300),
-        (up(now - 7 * 86400, 7200), up(now - 86400, 1800), 1800),
         (up(now - 30 * 86400, 7200), up(now - 7 * 86400, 7200), 7200),
+        (up(now - 7 * 86400, 7200), up(now - 86400, 1800), 1800),
+        (up(now - 86400, 1800), up(now - 3600, 300), 300),
+        (up(now - 3600, 300), now, 20),
     ]
     assert up(now - 3600, 300) == now - 3600 + 266
 

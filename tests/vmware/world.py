@@ -100,7 +100,7 @@ def host_value(host: str, counter: str, interval: int, end: int) -> int:
     return {
         "cpu.usage.average": used * 10000 // (cores * mhz),
         "cpu.usagemhz.average": used,
-        "mem.consumed.average": (2 + step) * 1024 * 1024,
+        "mem.consumed.average": (1024 + 100 * step) * 1024,  # 1-1.9 GiB of vcsim's 4 GiB
         "disk.read.average": 1000 + step,
         "disk.write.average": 700 + step,
         "net.received.average": 400 + step,

@@ -116,6 +116,8 @@ class VsphereAPI:
     def _translated(self, what: str) -> Iterator[None]:
         try:
             yield
+        except vim.fault.NotAuthenticated:  # a NoPermission too: before it
+            raise
         except vim.fault.InvalidLogin:
             raise CollectorAuthError(
                 self.manager,
@@ -128,8 +130,6 @@ class VsphereAPI:
                 f"permission denied: {what} needs privilege {privilege} at {self.where}; grant the user a role "
                 "with it (Read-only on the vCenter root covers cloudmeter)",
             ) from None
-        except vim.fault.NotAuthenticated:
-            raise
         except ssl.SSLCertVerificationError as exc:
             raise ConfigError(
                 f"manager {self.manager!r}: the TLS certificate of {self.config.host}:{self.config.port} is not "

@@ -107,7 +107,7 @@ def _count(flat: Mapping[str, Any], path: str, where: str) -> int | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise PayloadError.unexpected(f"{where}.{path}", value, "a whole number >= 0")
-    return value
+    return int(value)  # pyVmomi's xsd:long is a subclass of int, which psycopg will not mix with int in a list
 
 
 def _moid(flat: Mapping[str, Any], k: int, kind: str) -> str:

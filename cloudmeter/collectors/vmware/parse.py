@@ -75,7 +75,7 @@ def plan(start_s: int, end_s: int, now_s: int, levels: Sequence[tuple[int, int]]
         if lower < upper:
             pieces.append((lower, upper, interval))
         upper = min(upper, lower)
-    return pieces
+    return pieces[::-1]
 
 
 def query_range(a: int, b: int, interval: int) -> tuple[int, int]:
