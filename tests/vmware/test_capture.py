@@ -17,10 +17,12 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pytest
+from pyVim.connect import Disconnect
+from pyVmomi import vim
 
 from cloudmeter.model import METRICS, ResourceRef, Window, from_epoch_s
 from tests.vmware import world
-from tests.vmware.conftest import World
+from tests.vmware.conftest import World, by_name, connect
 
 DAY = 86400
 
@@ -195,6 +197,13 @@ def test_inventory_topology_capacity_and_tags(vsphere: World) -> None:
         assert item.tags["power_state"] == ("poweredOff" if vm.name == world.OFF_VM else "poweredOn")
         assert item.tags["folder"] == "vm" and item.tags["resource_pool"] == "Resources"
         assert len(item.tags["instance_uuid"]) == 36 and item.retired_at is None
+    instance = connect(vsphere.server)
+    try:
+        made = by_name(instance.content, vim.VirtualMachine)["DC0_C0_H0-vm0"].config.createDate
+    finally:
+        Disconnect(instance)
+    # every VM was made at once: each VM, host, cluster, provider and region dates from then
+    assert {item.created_at for item in inventory.items if item.retired_at is None} == {made}
     gone = items[ResourceRef("vm", vsphere.retired)]
     assert gone.name == "doomed" and gone.parent == names["DC0_H0"].ref
     assert gone.retired_at is not None and gone.retired_at <= datetime.fromtimestamp(vsphere.now, UTC)

@@ -1,5 +1,6 @@
 """A VM live-migrated between two hosts of different clock speeds, on a vcsim of its own: refresh closes its
-placement on the old host and opens one on the new at the refresh that sees the move (resource_history), and
+placement on the old host (held since the VM's createDate) and opens one on the new at the refresh that sees
+the move (resource_history), and
 capture turns cpu.usagemhz into cores with the MHz per core of the host it was on then, as far as the
 collector has seen."""
 
@@ -30,6 +31,7 @@ def test_a_migration_moves_the_placement_at_refresh_and_the_mhz_conversion_with_
         try:
             content = admin.content
             vm, hosts = by_name(content, vim.VirtualMachine)["DC0_C0_H0-vm0"], by_name(content, vim.HostSystem)
+            created = int(vm.config.createDate.timestamp())  # 30 days ago (main.go's -age)
             now = math.ceil((time.time() + 60) / 3600) * 3600
             points = [[now - 3600 + 20 * k, 1000] for k in range(1, 181)]
             server.push([{"entity": vm._moId, "counter": "cpu.usagemhz.average", "instance": "", "interval": 20,
@@ -47,7 +49,11 @@ def test_a_migration_moves_the_placement_at_refresh_and_the_mhz_conversion_with_
             batches = list(collector.capture(Window(from_epoch_s(now - 3600), from_epoch_s(now))))
         finally:
             Disconnect(admin)
-    cores = {int(ts): float(v[METRICS.index("cpu_used_cores")]) for b in batches for ts, v in zip(b.ts_s, b.values)}
+    cores = {
+        int(ts): float(v[METRICS.index("cpu_used_cores")])
+        for b in batches
+        for ts, v in zip(b.ts_s, b.values, strict=True)
+    }
     assert cores == {ts: 1000 / 2000 if ts < now - 1800 else 1000 / 2500 for ts in range(now - 3600, now, 20)}
     with db.connection() as conn:
         history = conn.execute(
@@ -55,4 +61,7 @@ def test_a_migration_moves_the_placement_at_refresh_and_the_mhz_conversion_with_
                FROM resource_history h JOIN resources r ON r.id = h.resource_id JOIN resources p ON p.id = h.parent_id
                WHERE r.name = 'DC0_C0_H0-vm0' ORDER BY h.valid_from"""
         ).fetchall()
-    assert history == [(now - 3000, now - 1800, "DC0_C0_H0"), (now - 1800, None, "DC0_C0_H1")]
+    # on its first host since it was created (the first refresh knows no earlier move), then on the second from
+    # the refresh that saw it there
+    assert history == [(created, now - 1800, "DC0_C0_H0"), (now - 1800, None, "DC0_C0_H1")]
+    assert now - created > 29 * 86400

@@ -10,7 +10,7 @@ ComputeResource) sits right under its datacenter's provider. Template VMs are le
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Final
 
@@ -43,6 +43,7 @@ VM_PATHS: Final = (
     "config.hardware.numCPU",
     "config.hardware.memoryMB",
     "config.guestFullName",
+    "config.createDate",
     "summary.storage.committed",
     "summary.storage.uncommitted",
     "runtime.host",
@@ -77,6 +78,7 @@ class Vm:
     vcpus: int | None
     memory_bytes: int | None
     disk_bytes: int | None
+    created_at: datetime | None
     tags: Mapping[str, str]
 
     @property
@@ -108,6 +110,15 @@ def _count(flat: Mapping[str, Any], path: str, where: str) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise PayloadError.unexpected(f"{where}.{path}", value, "a whole number >= 0")
     return int(value)  # pyVmomi's xsd:long is a subclass of int, which psycopg will not mix with int in a list
+
+
+def _moment(flat: Mapping[str, Any], path: str, where: str) -> datetime | None:
+    value = flat.get(path)
+    if value is None:
+        return None
+    if not isinstance(value, datetime) or value.tzinfo is None:
+        raise PayloadError.unexpected(f"{where}.{path}", value, "a time with its zone")
+    return as_utc(value)
 
 
 def _moid(flat: Mapping[str, Any], k: int, kind: str) -> str:
@@ -190,6 +201,7 @@ def parse_vms(
                 vcpus=_count(flat, "config.hardware.numCPU", where) or None,
                 memory_bytes=memory_mb * MIB if memory_mb else None,
                 disk_bytes=None if committed is None else committed + (uncommitted or 0),
+                created_at=_moment(flat, "config.createDate", where),
                 tags={key: value for key, value in tags.items() if value},
             )
         )
@@ -212,15 +224,24 @@ def build_inventory(
     removed: Iterable[Removed],
     observed_at: datetime,
 ) -> Inventory:
-    """Regions, providers (one per datacenter), clusters, hosts and VMs; VMs removed lately as retired."""
+    """Regions, providers (one per datacenter), clusters, hosts and VMs; VMs removed lately as retired.
+
+    A VM's creation is its config.createDate (vSphere 6.7 on); a host, cluster, provider or region was there by
+    the creation of the first VM under it, the earliest time known of it (else the persister dates it from
+    the first refresh that sees it).
+    """
     items: dict[ResourceRef, InventoryItem] = {}
+    born: dict[ResourceRef, datetime] = {}
+
+    def since(ref: ResourceRef, moment: datetime | None) -> None:
+        if moment is not None and (ref not in born or moment < born[ref]):
+            born[ref] = moment
+
     for dc in datacenters:
         region_ref = ResourceRef("region", region or dc.name)
         provider = ResourceRef("provider", dc.moid)
         items.setdefault(region_ref, InventoryItem(region_ref, region_ref.ems_ref))
-        items[provider] = InventoryItem(
-            provider, f"{manager}/{dc.name}", parent=region_ref, tags={"datacenter": dc.name}
-        )
+        items[provider] = InventoryItem(provider, f"{manager}/{dc.name}", region_ref, tags={"datacenter": dc.name})
         for moid, name in sorted(dc.clusters.items()):
             ref = ResourceRef("cluster", moid)
             items[ref] = InventoryItem(ref, name, parent=provider, tags={"datacenter": dc.name})
@@ -233,8 +254,14 @@ def build_inventory(
             on = ResourceRef("host", vm.host) if vm.host else None
             items[vm.ref] = InventoryItem(
                 vm.ref, vm.name, on, vcpus=vm.vcpus, memory_bytes=vm.memory_bytes, disk_bytes=vm.disk_bytes,
-                tags=vm.tags,
+                tags=vm.tags, created_at=vm.created_at,
             )  # fmt: skip
+            above_vm = on
+            while above_vm is not None and above_vm in items:
+                since(above_vm, vm.created_at)
+                above_vm = items[above_vm].parent
+    for ref, moment in born.items():
+        items[ref] = replace(items[ref], created_at=moment)
     for gone in sorted(removed, key=lambda r: r.at):
         ref = ResourceRef("vm", gone.moid)
         if ref in items:

@@ -296,8 +296,8 @@ func datacenterOf(ctx context.Context, c *vim25.Client, ref types.ManagedObjectR
 }
 
 // createVMs creates perHost VMs on each host (numCPU 1-4, memory 1-4 GiB, a disk of 10+k GiB), powered on,
-// and `templates` template VMs on the first host.
-func createVMs(ctx context.Context, c *vim25.Client, hosts []mo.HostSystem, perHost, templates int) error {
+// and `templates` template VMs on the first host, each with createDate bornAt.
+func createVMs(ctx context.Context, c *vim25.Client, hosts []mo.HostSystem, perHost, templates int, bornAt time.Time) error {
 	for i, h := range hosts {
 		dc, err := datacenterOf(ctx, c, h.Self)
 		if err != nil {
@@ -347,9 +347,13 @@ func createVMs(ctx context.Context, c *vim25.Client, hosts []mo.HostSystem, perH
 			vm := object.NewVirtualMachine(c, ref)
 			// vcsim leaves the storage summary at 0: what vCenter reports as provisioned is the disk here
 			capacity := disk.CapacityInKB * 1024
-			simulator.Map.Get(ref).(*simulator.VirtualMachine).Summary.Storage = &types.VirtualMachineStorageSummary{
+			created := simulator.Map.Get(ref).(*simulator.VirtualMachine)
+			created.Summary.Storage = &types.VirtualMachineStorageSummary{
 				Committed: capacity / 4, Uncommitted: capacity - capacity/4, Timestamp: time.Now(),
 			}
+			// vcsim sets no createDate (vSphere 6.7 and later do): the VMs were made `age` ago
+			made := bornAt
+			created.Config.CreateDate = &made
 			if k >= perHost {
 				if err := vm.MarkAsTemplate(ctx); err != nil {
 					return err
@@ -379,6 +383,7 @@ func main() {
 	cores := flag.String("cores", "", "cores of the hosts in name order, cycled (e.g. 8,16)")
 	user := flag.String("user", "", "the only user accepted (default: any)")
 	password := flag.String("password", "", "its password")
+	age := flag.Duration("age", 30*24*time.Hour, "how long ago the VMs were created (their config.createDate)")
 	flag.Parse()
 
 	model := simulator.VPX()
@@ -411,7 +416,7 @@ func main() {
 	}
 	hosts, err := configureHosts(ctx, client.Client, ints(*mhz), ints(*cores))
 	if err == nil {
-		err = createVMs(ctx, client.Client, hosts, *perHost, *templates)
+		err = createVMs(ctx, client.Client, hosts, *perHost, *templates, time.Now().Add(-*age).Truncate(time.Second).UTC())
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "populate:", err)
