@@ -23,8 +23,6 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlparse
 
-import pytest
-
 SOURCE: Final = Path(__file__).resolve().parent / "vcsim"
 BUILD: Final = SOURCE / ".build"
 GOPATH: Final = "/usr/share/gocode"
@@ -32,7 +30,7 @@ _LOCK = threading.Lock()
 
 
 def build() -> Path:
-    """The vcsim binary of the current main.go, built if missing; skips the test without a Go toolchain."""
+    """The vcsim binary of the current main.go, built if missing (older builds removed)."""
     digest = hashlib.sha256((SOURCE / "main.go").read_bytes()).hexdigest()[:16]
     binary = BUILD / f"vcsim-{digest}"
     with _LOCK:
@@ -40,12 +38,17 @@ def build() -> Path:
             return binary
         go = shutil.which("go")
         if go is None or not Path(GOPATH, "src/github.com/vmware/govmomi/simulator").is_dir():
-            pytest.skip("vcsim needs golang-go and golang-github-vmware-govmomi-dev (scripts/test.sh installs them)")
+            raise RuntimeError(
+                "vcsim needs golang-go and golang-github-vmware-govmomi-dev: apt-get install them (scripts/test.sh does)"
+            )
         BUILD.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "GO111MODULE": "off", "GOPATH": GOPATH, "GOCACHE": str(BUILD / "go-cache")}
         partial = binary.with_suffix(".partial")
         subprocess.run([go, "build", "-o", str(partial), "."], cwd=SOURCE, env=env, check=True, timeout=600)
         partial.rename(binary)
+        for older in BUILD.glob("vcsim-*"):
+            if older != binary:
+                older.unlink()
         return binary
 
 
