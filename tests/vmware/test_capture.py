@@ -20,6 +20,7 @@ import pytest
 from pyVim.connect import Disconnect
 from pyVmomi import vim
 
+from cloudmeter.collectors import usage
 from cloudmeter.model import METRICS, ResourceRef, Window, from_epoch_s
 from tests.vmware import world
 from tests.vmware.conftest import World, by_name, connect
@@ -224,3 +225,21 @@ def test_batches_are_sorted_per_resource(vsphere: World) -> None:
         for idx in np.unique(batch.resource_idx):
             ts = batch.ts_s[batch.resource_idx == idx]
             assert (np.diff(ts) > 0).all()
+
+
+def test_historical_queries_stay_within_vcenter_s_max_query_metrics(vsphere: World) -> None:
+    """vCenter refuses a historical QueryPerf of more entities x counters than config.vpxd.stats.maxQueryMetrics
+    (64 while unset: 9 entities of 7 counters); set to 14, two entities per call, the same rows."""
+    start, end = vsphere.now - 3 * DAY, vsphere.now - 2 * 3600  # 1800-s and 300-s samples only
+    want = expected(vsphere, start, end)
+    instance = connect(vsphere.server)
+    setting = "config.vpxd.stats.maxQueryMetrics"
+    try:
+        instance.content.setting.UpdateOptions(changedValue=[vim.option.OptionValue(key=setting, value="14")])
+        usage.METER.take("vc")
+        assert_same(captured(vsphere, start, end), want)
+        # per level, 6 VMs in 3 calls and 3 hosts in 2
+        assert usage.METER.take("vc").requests["vsphere:QueryPerf"] == 2 * (3 + 2)
+    finally:
+        instance.content.setting.UpdateOptions(changedValue=[vim.option.OptionValue(key=setting, value="64")])
+        Disconnect(instance)

@@ -39,7 +39,8 @@ def build() -> Path:
         go = shutil.which("go")
         if go is None or not Path(GOPATH, "src/github.com/vmware/govmomi/simulator").is_dir():
             raise RuntimeError(
-                "vcsim needs golang-go and golang-github-vmware-govmomi-dev: apt-get install them (scripts/test.sh does)"
+                "vcsim needs golang-go and golang-github-vmware-govmomi-dev: apt-get install them "
+                "(scripts/test.sh does)"
             )
         BUILD.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "GO111MODULE": "off", "GOPATH": GOPATH, "GOCACHE": str(BUILD / "go-cache")}

@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 
 #: Objects per RetrievePropertiesEx page (vCenter may send fewer and a token for the rest).
 PAGE_SIZE: Final = 1000
+#: vCenter's advanced setting limiting the metrics of one historical QueryPerf.
+MAX_QUERY_METRICS: Final = "config.vpxd.stats.maxQueryMetrics"
 #: Events per QueryEvents answer (vCenter's cap for one answer).
 MAX_EVENTS: Final = 1000
 _T = TypeVar("_T")
@@ -190,6 +192,23 @@ class VsphereAPI:
         """The statistics levels vCenter keeps: (sampling period, seconds kept) of each enabled one."""
         levels = self.call("historicalInterval", lambda content: content.perfManager.historicalInterval)
         return sorted((int(level.samplingPeriod), int(level.length)) for level in levels or [] if level.enabled)
+
+    def max_query_metrics(self) -> int | None:
+        """vCenter's limit on metrics (entities x counters) per historical QueryPerf, the advanced setting
+        ``config.vpxd.stats.maxQueryMetrics``; None while it is unset, 0 or less: none."""
+
+        def read(content: Any) -> int | None:
+            try:
+                options = content.setting.QueryOptions(MAX_QUERY_METRICS)
+            except vim.fault.InvalidName:
+                return None
+            values = [o.value for o in options or [] if o.key == MAX_QUERY_METRICS]
+            try:
+                return int(values[0]) if values else None
+            except (TypeError, ValueError):
+                return None
+
+        return self.call("QueryOptions", read)
 
     def query_perf(self, specs: list[Any]) -> list[Any]:
         """``PerformanceManager.QueryPerf`` of ``specs`` (vim.PerformanceManager.QuerySpec)."""

@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Final
 
 import numpy as np
 from pyVmomi import vim
 
-from cloudmeter.collectors.base import ManagerConfig
+from cloudmeter.collectors.base import ManagerConfig, payload_errors
 from cloudmeter.collectors.vmware.api import VsphereAPI
 from cloudmeter.collectors.vmware.config import VmwareConfig
 from cloudmeter.collectors.vmware.inventory import (
@@ -42,6 +41,7 @@ from cloudmeter.collectors.vmware.inventory import (
 )
 from cloudmeter.collectors.vmware.parse import (
     HOST_COUNTERS,
+    REALTIME,
     VM_COUNTERS,
     Entity,
     levels_kept,
@@ -49,11 +49,13 @@ from cloudmeter.collectors.vmware.parse import (
     query_range,
     to_batch,
 )
-from cloudmeter.errors import ConfigError, PayloadError
+from cloudmeter.errors import ConfigError
 from cloudmeter.model import Inventory, SampleBatch, Window, epoch_s, from_epoch_s
 
 log = logging.getLogger(__name__)
 
+#: vCenter's config.vpxd.stats.maxQueryMetrics while it is unset.
+DEFAULT_MAX_QUERY_METRICS: Final = 64
 #: Kept when vCenter lists no historical level (vcsim): its default "past month".
 DEFAULT_RETENTION_S: Final = 30 * 86400
 
@@ -81,6 +83,7 @@ class VsphereCollector:
         self._clock = clock
         self._counters: dict[str, int] | None = None
         self._levels: list[tuple[int, int]] | None = None
+        self._limit: int | None = None
         #: VM id -> [(seen from, host id)], the placements this collector has read.
         self._placements: dict[str, list[tuple[int, str]]] = {}
 
@@ -115,7 +118,7 @@ class VsphereCollector:
         observed_at = self._clock()
         found = self._read()
         since = observed_at - timedelta(days=self.config.retired_lookback_days)
-        with self._parsing("QueryEvents"):
+        with payload_errors(self.name, "QueryEvents"):
             removed = parse_removed(self.api.removed_vms(since))
         return build_inventory(self.name, self.config.region, found, removed, observed_at)
 
@@ -132,17 +135,19 @@ class VsphereCollector:
             (vim.VirtualMachine, VM_COUNTERS, [self._vm_entity(vm, hosts) for dc in found for vm in dc.vms]),
             (vim.HostSystem, HOST_COUNTERS, [_host_entity(h) for h in hosts.values()]),
         ]
-        calls = 0
+        calls, limit = 0, self._max_query_metrics()
         for a, b, interval in pieces:
             for kind, names, entities in groups:
                 ids = {counters[name]: name for name in names if name in counters}
                 per = self.config.entities_per_query
+                if interval != REALTIME[0] and limit > 0:
+                    per = max(1, min(per, limit // max(len(ids), 1)))
                 for k in range(0, len(entities), per):
                     chunk = entities[k : k + per]
                     specs = _specs(kind, chunk, ids, a, b, interval)
                     answers = self.api.query_perf(specs)
                     calls += 1
-                    with self._parsing("QueryPerf"):
+                    with payload_errors(self.name, "QueryPerf"):
                         batch = to_batch(answers, ids, {e.ref.ems_ref: e for e in chunk}, (a, b), interval)
                     if len(batch):
                         yield batch
@@ -152,7 +157,7 @@ class VsphereCollector:
 
     def _datacenters(self) -> list[tuple[str, str]]:
         """(id, name) of the datacenters to read; a ConfigError naming those that exist for a wrong name."""
-        with self._parsing("RetrievePropertiesEx"):
+        with payload_errors(self.name, "RetrievePropertiesEx"):
             listed = [(str(f["moid"]), str(f.get("name"))) for f in self.api.retrieve(vim.Datacenter, DATACENTER_PATHS)]
         wanted = self.config.datacenters
         unknown = sorted(set(wanted) - {name for _, name in listed})
@@ -168,7 +173,7 @@ class VsphereCollector:
         now_s = epoch_s(self._clock())
         for moid, name in self._datacenters():
             box = vim.Datacenter(moid)
-            with self._parsing("RetrievePropertiesEx"):
+            with payload_errors(self.name, "RetrievePropertiesEx"):
                 clusters = {
                     str(f["moid"]): str(f.get("name") or f["moid"])
                     for f in self.api.retrieve(vim.ClusterComputeResource, CLUSTER_PATHS, [box])
@@ -197,6 +202,13 @@ class VsphereCollector:
             np.array(mhz, np.float64),
         )
 
+    def _max_query_metrics(self) -> int:
+        """Metrics one historical QueryPerf may ask for (vCenter's maxQueryMetrics; 64 while unset); <= 0: any."""
+        if self._limit is None:
+            found = self.api.max_query_metrics()
+            self._limit = DEFAULT_MAX_QUERY_METRICS if found is None else found
+        return self._limit
+
     def _counter_ids(self) -> dict[str, int]:
         if self._counters is None:
             self._counters = self.api.counters()
@@ -209,14 +221,6 @@ class VsphereCollector:
         if self._levels is None:
             self._levels = levels_kept(self.api.historical_intervals())
         return self._levels
-
-    @contextmanager
-    def _parsing(self, call: str) -> Iterator[None]:
-        """A parser's PayloadError about ``call``'s answer as this manager's BadPayload."""
-        try:
-            yield
-        except PayloadError as exc:
-            raise exc.bad_payload(self.name, call) from exc
 
 
 def _mhz(host: Host | None) -> float:

@@ -11,7 +11,9 @@
 //   - a series at interval I is kept for its level's length back from "now" (realtime: 3600 s);
 //   - the sample times are the union over the metrics asked for; a metric with no value at one is -1;
 //   - maxSample keeps the newest samples, for realtime queries only (ignored for historical intervals);
-//   - instance "*" is every instance the entity has data for; an entity with no samples is left out.
+//   - instance "*" is every instance the entity has data for; an entity with no samples is left out;
+//   - a historical query of more metrics (entities x counters) than config.vpxd.stats.maxQueryMetrics (64 while
+//     unset) is refused with InvalidArgument querySpec.size.
 //
 // POST /cloudmeter/perf with JSON {"reset": bool, "now": epoch seconds or null (the real clock),
 // "series": [{"entity": "vm-44", "counter": "cpu.usagemhz.average", "instance": "", "interval": 20,
@@ -104,6 +106,10 @@ func (p *perfManager) QueryPerf(ctx *simulator.Context, req *types.QueryPerf) so
 			body.Fault_ = simulator.Fault("", &types.InvalidArgument{InvalidProperty: "intervalId"})
 			return body
 		}
+		if interval != realtime && !p.withinMaxQueryMetrics(req.QuerySpec) {
+			body.Fault_ = simulator.Fault("exceeds config.vpxd.stats.maxQueryMetrics", &types.InvalidArgument{InvalidProperty: "querySpec.size"})
+			return body
+		}
 		oldest := now.Unix() - keep // exclusive
 		if qs.StartTime != nil && qs.StartTime.Unix() > oldest {
 			oldest = qs.StartTime.Unix()
@@ -169,6 +175,23 @@ func (p *perfManager) QueryPerf(ctx *simulator.Context, req *types.QueryPerf) so
 		body.Res.Returnval = append(body.Res.Returnval, metric)
 	}
 	return body
+}
+
+// withinMaxQueryMetrics: vCenter refuses a historical query of more metrics (entity x counter) than its
+// advanced setting config.vpxd.stats.maxQueryMetrics allows (64 while it is unset; -1 or 0: no limit).
+func (p *perfManager) withinMaxQueryMetrics(specs []types.PerfQuerySpec) bool {
+	limit := 64
+	for _, option := range simulator.Map.OptionManager().Setting {
+		setting := option.GetOptionValue()
+		if setting.Key == "config.vpxd.stats.maxQueryMetrics" {
+			limit, _ = strconv.Atoi(fmt.Sprint(setting.Value))
+		}
+	}
+	metrics := 0
+	for _, qs := range specs {
+		metrics += len(qs.MetricId)
+	}
+	return limit <= 0 || metrics <= limit
 }
 
 type pushedSeries struct {
