@@ -239,7 +239,7 @@ def _host_entity(host: Host) -> Entity:
 def _specs(kind: type, entities: Sequence[Entity], ids: dict[int, str], a: int, b: int, interval: int) -> list[Any]:
     start, end = query_range(a, b, interval)
     metrics = [vim.PerformanceManager.MetricId(counterId=key, instance="") for key in sorted(ids)]
-    realtime = interval == 20
+    realtime = interval == REALTIME[0]
     return [
         vim.PerformanceManager.QuerySpec(
             entity=kind(entity.ref.ems_ref),
