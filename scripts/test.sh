@@ -2,6 +2,7 @@
 # Everything the test suite needs on a fresh Debian 12 machine, then the suite itself.
 # - Debian's PostgreSQL 15 (the oldest supported server) from apt, if missing
 # - Debian's Chromium (the web page's browser tests drive it with Playwright), from apt, if missing
+# - Go and Debian's govmomi source, from apt, if missing: the vmware tests build vcsim (tests/vmware/vcsim) from it
 # - PGlite + TimescaleDB for the TimescaleDB-mode tests, from npm (tests/pglite, pinned by its lock file)
 # - Gnocchi 4.7.1 (what Ceilometer writes to) and Keystone, each in a virtualenv of its own, pinned by
 #   tests/gnocchi/requirements.lock and tests/keystone/requirements.lock
@@ -21,6 +22,12 @@ if [ ! -x /usr/bin/chromium ]; then
     SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+fi
+if ! command -v go >/dev/null || [ ! -d /usr/share/gocode/src/github.com/vmware/govmomi/simulator ]; then
+    step "installing Go and Debian's govmomi source for vcsim (apt-get)"
+    SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq golang-go golang-github-vmware-govmomi-dev >/dev/null
 fi
 if [ ! -d tests/pglite/node_modules ]; then
     step "installing PGlite + TimescaleDB (npm ci in tests/pglite)"

@@ -57,7 +57,7 @@ vms = 5
         ('time_zones = ["Mars/Olympus"]', r"'Mars/Olympus' is not an IANA time zone"),
         ("colour = 'blue'", r"unknown setting colour in .*cloudmeter.toml; known: dsn, data_dir, pool_size"),
         ("[managers.x]\nvms = 3", r"manager 'x' has no 'kind'"),
-        ('[managers.x]\nkind = "vmware"', r"unknown manager kind 'vmware'; installed kinds: .*simulator"),
+        ('[managers.x]\nkind = "hyperv"', r"unknown manager kind 'hyperv'; installed kinds: .*simulator, vmware"),
         (
             '[managers.x]\nkind = "simulator"\ninterval_s = "often"',
             r"manager 'x' \(kind 'simulator'\) is invalid: interval_s",

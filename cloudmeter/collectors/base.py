@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
 
+from cloudmeter.errors import PayloadError
 from cloudmeter.model import Inventory, SampleBatch, Window
 
 
@@ -23,6 +25,15 @@ def resolve_env_reference(value: Any) -> Any:
             raise ValueError(f"refers to environment variable {name}, which is not set; export it")
         return os.environ[name]
     return value
+
+
+@contextmanager
+def payload_errors(manager: str, call: str) -> Iterator[None]:
+    """A pure parser's PayloadError about ``call``'s answer, raised as ``manager``'s BadPayload."""
+    try:
+        yield
+    except PayloadError as exc:
+        raise exc.bad_payload(manager, call) from exc
 
 
 #: A secret field: given in clear or as ``env:VARNAME``; never printed (pydantic masks SecretStr).

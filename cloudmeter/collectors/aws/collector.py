@@ -10,7 +10,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, ClassVar, Final, cast
@@ -43,8 +43,8 @@ from cloudmeter.collectors.aws.parse import (
     plan_requests,
     time_slices,
 )
-from cloudmeter.collectors.base import ManagerConfig
-from cloudmeter.errors import CollectorAuthError, ConfigError, PayloadError, SourceUnavailable
+from cloudmeter.collectors.base import ManagerConfig, payload_errors
+from cloudmeter.errors import CollectorAuthError, ConfigError, SourceUnavailable
 from cloudmeter.model import Inventory, SampleBatch, Window, as_utc, epoch_s, from_epoch_s
 
 if TYPE_CHECKING:
@@ -252,13 +252,9 @@ class CloudWatchCollector:
         with self._parsing("ListMetrics"):
             return memory_dimensions(m for page in pages for m in page.get("Metrics", []))
 
-    @contextmanager
-    def _parsing(self, call: str) -> Iterator[None]:
+    def _parsing(self, call: str) -> AbstractContextManager[None]:
         """A parser's PayloadError about ``call``'s answer as this manager's BadPayload."""
-        try:
-            yield
-        except PayloadError as exc:
-            raise exc.bad_payload(self.name, call) from exc
+        return payload_errors(self.name, call)
 
     @property
     def clients(self) -> AwsClients:
