@@ -14,14 +14,8 @@ import psycopg
 
 from cloudmeter.model import Window
 from cloudmeter.reports import placement
-from cloudmeter.reports.inputs import (
-    GIB,
-    at_hourly_intervals,
-    check_hour_window,
-    hourly,
-    resources,
-    sample_coverage,
-)
+from cloudmeter.reports.inputs import GIB, at_hourly_intervals, check_hour_window, resources, sample_coverage
+from cloudmeter.storage import packs
 
 USAGE_COLUMNS = ("cpu_used_cores_avg", "mem_used_bytes_avg", "net_rx_bps_avg", "net_tx_bps_avg", "sample_count")
 
@@ -61,7 +55,7 @@ def vm_hour_chunks(conn: psycopg.Connection, window: Window, size: int = CHUNK_V
     for first in range(0, max(len(ids), 1), size):
         chunk = ids[first : first + size]
         vms = placement.hourly(vm_periods.filter(pl.col("resource_id").is_in(chunk)))
-        usage = hourly(conn, window, chunk, USAGE_COLUMNS).select(
+        usage = packs.read_hourly(conn, window, chunk, USAGE_COLUMNS).select(
             "ts",
             "resource_id",
             pl.col("cpu_used_cores_avg").alias("cpu_cores_used"),
