@@ -183,7 +183,9 @@ def utilization(
         (pl.col("sample_count").fill_null(0) > 0).sum().alias("hours_with_data"),
         pl.col("ts").filter(pl.col("sample_count") > 0).min().alias("data_from"),
         (pl.col("ts").filter(pl.col("sample_count") > 0).max() + pl.duration(hours=1)).alias("data_to"),
-        (100 * pl.col("vm_samples").sum() / pl.col("vm_expected").sum()).alias("coverage_pct"),
+        pl.when(pl.col("vm_expected").sum() > 0)  # nothing promised: unknown, not 0/0
+        .then(100 * pl.col("vm_samples").sum() / pl.col("vm_expected").sum())
+        .alias("coverage_pct"),
         *stats("cpu_cores", "cpu_used_cores_avg", "cpu_used_cores_max"),
         *stats("cpu_pct", "cpu_pct", "cpu_pct_max"),
         *stats("mem_gb", "mem_gb", "mem_gb_max"),

@@ -186,6 +186,19 @@ def test_headroom_on_a_window_without_data_is_unknown_not_zero(cloud: Database) 
         assert frame[column].null_count() == 2, column
 
 
+def test_coverage_where_no_interval_promises_anything_is_unknown_not_nan(cloud: Database) -> None:
+    """VMs placed but never sampled, with no sampling interval known (a new source before its first capture):
+    nothing was promised and nothing sent, so coverage is NULL (0/0 is not a number to print)."""
+    window = Window(hours(48), hours(60))  # after the captured two days: placed, no samples
+    with cloud.connection() as conn:
+        conn.execute("DELETE FROM resource_intervals")
+        conn.execute("UPDATE managers SET sample_interval_s = NULL")
+        frame = capacity.utilization(conn, window, "host")
+    assert frame["vms"].to_list() == [1, 1, 1]  # vm-a on h1 (vm-d is gone), vm-b on h2, vm-c on h3
+    assert frame["coverage_pct"].to_list() == [None, None, None]
+    assert frame["hours_with_data"].to_list() == [0, 0, 0]
+
+
 def test_forecast_linear_and_seasonal_days_to_exhaustion(db: Database) -> None:
     load(db, days=14, growth=0.5)  # vm-c's daily peak: 5.75 + 0.5 x day
     with db.connection() as conn:
