@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Final
 
+import numba
 import numpy as np
 import numpy.typing as npt
 import polars as pl
@@ -53,15 +55,33 @@ _ATOM_KEYS: Final = ("day", "resource_id", "ems_ref", "name", "manager", "projec
                      "version", "measure", "component")  # fmt: skip
 
 
-#: A run of charges whose running total is rounded (a VM's charges of one line and component).
-_ROUNDING_KEYS: Final = ("resource_id", "line_rank", "component_code")
+@numba.njit(cache=True)
+def _running_nanos(cost: npt.NDArray[np.float64], run: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """Nano-units per charge such that every run of charges (``run``: a run's number per charge, in order)
+    adds up to its exact rounded total: round the running sum, then take differences (a whole month at a
+    monthly rate is the rate)."""
+    nanos = np.empty(len(cost), np.int64)
+    total, before = 0.0, 0
+    for i in range(len(cost)):
+        if i == 0 or run[i] != run[i - 1]:
+            total, before = 0.0, 0
+        total += cost[i]
+        rounded = np.int64(np.round(total * NANOS))
+        nanos[i] = rounded - before
+        before = rounded
+    return nanos
 
 
-def _rounded_nanos() -> pl.Expr:
-    """Nano-units per charge such that every run of a VM's charges of one line adds up to its exact rounded
-    total: round the running sum, then take differences (a whole month at a monthly rate is the rate)."""
-    running = (pl.col("cost").cum_sum() * NANOS).round().cast(pl.Int64)
-    return (running - running.shift(1, fill_value=0)).over(_ROUNDING_KEYS)
+def _order(*keys: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """The stable order of rows by ``keys`` (each >= 0, the first most significant): one int64 key when the
+    ranges fit in one, else numpy's lexsort."""
+    spans = [int(k.max()) + 1 if len(k) else 1 for k in keys]
+    if math.prod(spans) >= 2**62:
+        return np.lexsort(keys[::-1]).astype(np.int64)
+    combined = np.zeros(len(keys[0]), np.int64)
+    for key, span in zip(keys, spans, strict=True):
+        combined = combined * span + key
+    return np.argsort(combined, kind="stable")
 
 
 def _epoch_edges(card: RateCard) -> list[datetime]:
@@ -175,11 +195,12 @@ def charges(conn: psycopg.Connection, window: Window, card: RateCard, tz: str = 
         vm_periods.filter(pl.col("resource_id").is_in(ids[first : first + CHUNK_VMS]))
         for first in range(0, len(ids), CHUNK_VMS)
     ]
-    parts = [_empty_atoms()]
-    for chunk, usage in zip(chunks, segments.usage_grids(conn, window, chunks), strict=True):
-        pieces = segments.vm_segments(calendar.hours, chunk, usage, places, usage_lines)
-        parts.append(_atoms(pieces, card, calendar, names))
-    return names.attach(pl.concat(parts, how="vertical"), calendar, card)
+    pieces = [
+        segments.vm_segments(calendar.hours, chunk, usage, places, usage_lines)
+        for chunk, usage in zip(chunks, segments.usage_grids(conn, window, chunks), strict=True)
+    ]  # a few segments per VM and day: all of them fit where the VMs' hours would not
+    atoms = _atoms(pl.concat(pieces, how="vertical"), card, calendar, names) if pieces else _empty_atoms()
+    return names.attach(atoms, calendar, card)
 
 
 @dataclass(frozen=True)
@@ -226,17 +247,9 @@ class _Names:
                 "unit_price": [str(line.unit_price) if line.unit_price is not None else None for line in card.lines],
                 "fixed_price": [str(line.fixed) for line in card.lines],
             }
-        ).with_columns(
-            pl.struct("line", "version").rank("dense").cast(pl.Int32).alias("line_rank"),
-            pl.col("line").rank("dense").cast(pl.Int32).alias("name_rank"),
-        )
+        ).with_columns(pl.struct("line", "version").rank("dense").cast(pl.Int32).alias("line_rank"))
         fixed = pl.col("component") == "fixed"
-        rounded = (
-            atoms.join(lines.select("line_index", "line_rank", "name_rank"), on="line_index", how="left")
-            .sort("resource_id", "line_rank", "component_code", "day", "project_code", "cluster_code")
-            .with_columns(_rounded_nanos().alias("cost_nanos"))
-            .sort("day", "resource_id", "name_rank", "component_code")
-        )
+        rounded = _rounded(atoms, lines["line_rank"].to_numpy().astype(np.int64))
         return (
             rounded.join(
                 calendar.days.select("day", pl.col("date").alias("local_day")),
@@ -247,7 +260,7 @@ class _Names:
             .join(self.vms.drop("disk_gb"), on="resource_id", how="left", maintain_order="left")
             .join(self.codes["project"], on="project_code", how="left", maintain_order="left")
             .join(self.codes["cluster"], on="cluster_code", how="left", maintain_order="left")
-            .join(lines.drop("line_rank", "name_rank"), on="line_index", how="left", maintain_order="left")
+            .join(lines.drop("line_rank"), on="line_index", how="left", maintain_order="left")
             .with_columns(
                 pl.col("component_code").replace_strict(COMPONENTS, return_dtype=pl.String).alias("component"),
                 pl.col("local_day").alias("day"),
@@ -263,6 +276,23 @@ class _Names:
 _PRICED: Final = ("unit", "per_time", "unit_price", "quantity", "pricing_quantity", "unknown_hours", "cost_nanos")
 #: Components by code, in the order of their names.
 COMPONENTS: Final = {0: "fixed", 1: "variable"}
+
+
+def _rounded(atoms: pl.DataFrame, line_rank: npt.NDArray[np.int64]) -> pl.DataFrame:
+    """``atoms`` with ``cost_nanos`` (each VM's charges of one line and component rounded as a running total, in
+    the order of day, project and cluster names), in the order of day, VM, line (name, version), component,
+    project and cluster."""
+    vm = np.unique(atoms["resource_id"].to_numpy(), return_inverse=True)[1].astype(np.int64)
+    rank = line_rank[atoms["line_index"].to_numpy()] - 1
+    component, day = atoms["component_code"].to_numpy().astype(np.int64), atoms["day"].to_numpy().astype(np.int64)
+    project = atoms["project_code"].to_numpy().astype(np.int64) + 1  # -1 (none) first, as a NULL name sorts
+    cluster = atoms["cluster_code"].to_numpy().astype(np.int64) + 1
+    by_run = _order(vm, rank, component, day, project, cluster)
+    run = ((vm * (int(rank.max(initial=0)) + 1) + rank) * 2 + component)[by_run]
+    nanos = np.empty(len(by_run), np.int64)
+    nanos[by_run] = _running_nanos(atoms["cost"].to_numpy()[by_run], run)
+    shown = _order(day, vm, rank, component, project, cluster)
+    return atoms.with_columns(pl.Series("cost_nanos", nanos))[shown]
 
 
 _ATOM_GROUP: Final = ("day", "resource_id", "project_code", "cluster_code", "line_index", "component_code")
