@@ -61,10 +61,11 @@ def _running_nanos(cost: npt.NDArray[np.float64], run: npt.NDArray[np.int64]) ->
     adds up to its exact rounded total: round the running sum, then take differences (a whole month at a
     monthly rate is the rate)."""
     nanos = np.empty(len(cost), np.int64)
-    total, before = 0.0, 0
+    total = 0.0
+    before = np.int64(0)
     for i in range(len(cost)):
         if i == 0 or run[i] != run[i - 1]:
-            total, before = 0.0, 0
+            total, before = 0.0, np.int64(0)
         total += cost[i]
         rounded = np.int64(np.round(total * NANOS))
         nanos[i] = rounded - before
