@@ -74,15 +74,15 @@ def _running_nanos(cost: npt.NDArray[np.float64], run: npt.NDArray[np.int64]) ->
 
 
 def _order(*keys: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
-    """The stable order of rows by ``keys`` (each >= 0, the first most significant): one int64 key when the
-    ranges fit in one, else numpy's lexsort."""
+    """The order of rows by ``keys`` (each >= 0, the first most significant; together unique per row, so any
+    sort gives the same order): one int64 key when the ranges fit in one, else numpy's lexsort."""
     spans = [int(k.max()) + 1 if len(k) else 1 for k in keys]
     if math.prod(spans) >= 2**62:
         return np.lexsort(keys[::-1]).astype(np.int64)
     combined = np.zeros(len(keys[0]), np.int64)
     for key, span in zip(keys, spans, strict=True):
         combined = combined * span + key
-    return np.argsort(combined, kind="stable")
+    return np.argsort(combined)
 
 
 def _epoch_edges(card: RateCard) -> list[datetime]:
