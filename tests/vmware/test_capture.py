@@ -7,7 +7,8 @@ here by hand from vSphere's documented units:
 - -1 and a counter with no series are NULL; a sample time with no value at all (a powered-off VM) is no row;
 - a sample's stored ts is the start of its interval: vSphere's timestamp (its end) minus the interval;
 - the part of a window younger than an hour is read at 20 s, then 300 s to a day, 1800 s to a week, 7200 s to
-  30 days (vCenter's default levels), each sample once.
+  30 days (vCenter's default levels), each sample once, each UTC hour at one level; a 7200-s sample is stored as
+  a row per hour it covers (at 3600 s: cloudmeter's intervals divide an hour).
 """
 
 from __future__ import annotations
@@ -78,15 +79,19 @@ def host_row(host: str, interval: int, end: int) -> list[float]:
 def expected(vsphere: World, start: int, end: int) -> dict[tuple[ResourceRef, int], tuple[int, list[float]]]:
     now, rows = vsphere.now, {}
     for interval, sample_end in world.levels(now):
-        ts = sample_end - interval
-        if not (start <= ts < end) or level_of(ts, now) != interval:
+        if level_of(sample_end - interval, now) != interval:
             continue
-        for vm in world.VMS.values():
-            row = vm_row(vm, interval, sample_end, now)
-            if row is not None:
-                rows[ResourceRef("vm", vsphere.morefs[vm.name]), ts] = (interval, row)
-        for host in world.HOSTS:
-            rows[ResourceRef("host", vsphere.morefs[host]), ts] = (interval, host_row(host, interval, sample_end))
+        # a 7200-s sample is stored as a row per hour it covers, each with its values, at 3600 s
+        for ts in range(sample_end - interval, sample_end, min(interval, 3600)):
+            if not (start <= ts < end):
+                continue
+            stored = min(interval, 3600)
+            for vm in world.VMS.values():
+                row = vm_row(vm, interval, sample_end, now)
+                if row is not None:
+                    rows[ResourceRef("vm", vsphere.morefs[vm.name]), ts] = (stored, row)
+            for host in world.HOSTS:
+                rows[ResourceRef("host", vsphere.morefs[host]), ts] = (stored, host_row(host, interval, sample_end))
     return rows
 
 
@@ -119,10 +124,10 @@ def test_ten_days_are_read_at_each_age_s_interval_with_units_converted(vsphere: 
     want = expected(vsphere, start, end)
     got = captured(vsphere, start, end)
     assert_same(got, want)
-    by_interval = {i: sum(1 for (_, ts), (j, _) in got.items() if j == i) for i in (20, 300, 1800, 7200)}
+    by_interval = {i: sum(1 for (_, ts), (j, _) in got.items() if j == i) for i in (20, 300, 1800, 3600)}
     # 9 entities: realtime 180 samples each (the powered-off VM 60 fewer); 300 s: 24 of 36 (the rest is realtime's);
-    # 1800 s: 48; 7200 s: 36 of 48 (the rest younger than 7 days, of 1800 s's)
-    assert by_interval == {20: 9 * 180 - 60, 300: 9 * 24, 1800: 9 * 48, 7200: 9 * 36}
+    # 1800 s: 48; 7200 s: 36 of 48 (the rest younger than 7 days, of 1800 s's), each as two hourly rows
+    assert by_interval == {20: 9 * 180 - 60, 300: 9 * 24, 1800: 9 * 48, 3600: 9 * 36 * 2}
 
 
 def test_a_sample_is_stored_at_the_start_of_its_interval(vsphere: World) -> None:

@@ -25,18 +25,23 @@ def up(t: int, step: int) -> int:
     return -(-t // step) * step
 
 
-def test_a_window_is_cut_where_each_level_begins_on_the_next_level_s_grid() -> None:
-    now = 1_000 * 7200 + 1234  # off every grid
+def test_a_window_is_cut_on_whole_hours_so_that_each_hour_is_read_at_one_level() -> None:
+    now = 1_000 * 7200 + 1234  # 20 min 34 s past a whole hour (on the 7200-s grid)
     pieces = plan(now - 40 * 86400, now, now, levels_kept(VCENTER))
-    # realtime from now - 3600 rounded up to 300 s; 300 s from now - 1 day rounded up to 1800 s; 1800 s from
-    # now - 7 days rounded up to 7200 s; 7200 s from now - 30 days rounded up to 7200 s; nothing older
+    # realtime keeps from now - 3600 (20:34 past the hour before): that hour is read at 300 s, realtime from the
+    # next whole hour; 300 s from the whole hour after now - 1 day, 1800 s from now - 7 days rounded up to 7200 s
+    # (the next level's grid), 7200 s from now - 30 days rounded up to its grid; nothing older
+    hour = now - 1234
     assert pieces == [
         (up(now - 30 * 86400, 7200), up(now - 7 * 86400, 7200), 7200),
-        (up(now - 7 * 86400, 7200), up(now - 86400, 1800), 1800),
-        (up(now - 86400, 1800), up(now - 3600, 300), 300),
-        (up(now - 3600, 300), now, 20),
+        (up(now - 7 * 86400, 7200), hour - 86400 + 3600, 1800),
+        (hour - 86400 + 3600, hour, 300),
+        (hour, now, 20),
     ]
-    assert up(now - 3600, 300) == now - 3600 + 266
+    # a window starting where realtime keeps everything is read at realtime whole (a daemon's next capture),
+    # one starting before that, from the next whole hour on
+    assert plan(now - 3000, now, now, levels_kept(VCENTER)) == [(now - 3000, now, 20)]
+    assert plan(now - 4200, now, now, levels_kept(VCENTER)) == [(now - 4200, hour, 300), (hour, now, 20)]
 
 
 def test_a_window_inside_one_level_is_one_piece_and_an_expired_one_none() -> None:
@@ -49,6 +54,9 @@ def test_query_range_selects_ends_of_samples_starting_in_the_span() -> None:
     start, end = query_range(1000, 1100, 20)
     # QueryPerf returns ends t with start < t <= end: 1020 (covering [1000, 1020)) to 1100 ([1080, 1100))
     assert [t for t in range(900, 1200, 20) if start < t <= end] == [1020, 1040, 1060, 1080, 1100]
+    # a 7200-s sample is stored as its two hours: the one ending at a + 3600 has its second hour in the span
+    start, end = query_range(7200 * 10 + 3600, 7200 * 12, 7200)
+    assert [t for t in range(0, 7200 * 20, 7200) if start < t <= end] == [7200 * 11, 7200 * 12]
 
 
 def answer(moid: str, ends: list[int], series: list[tuple[int, str, list[int]]], interval: int = 20) -> object:
@@ -98,3 +106,19 @@ def test_a_malformed_answer_is_a_payload_error(ends: list[int], values: list[int
 def test_an_entity_not_asked_for_is_a_payload_error() -> None:
     with pytest.raises(PayloadError, match=r"QueryPerf\[0\].entity is 'vm-9'"):
         to_batch([answer("vm-9", [1000], [(6, "", [1])])], COUNTERS, {"vm-1": ENTITY}, (0, 10_000), 20)
+
+
+def test_a_sample_longer_than_an_hour_is_a_row_per_hour_at_an_hour_s_interval() -> None:
+    start = 7200 * 100
+    ends = [start + 7200, start + 14400]
+    batch = to_batch(
+        [answer("vm-1", ends, [(24, "", [3, 4])], interval=7200)],
+        COUNTERS,
+        {"vm-1": ENTITY},
+        (start + 3600, start + 14400),
+        7200,
+    )
+    # [start, start + 7200) and [start + 7200, start + 14400): their hours in the span, each with the sample's value
+    assert batch.interval_s == 3600
+    assert batch.ts_s.tolist() == [start + 3600, start + 7200, start + 10800]
+    assert batch.values[:, METRICS.index("net_rx_bps")].tolist() == [3 * 1024.0, 4 * 1024.0, 4 * 1024.0]

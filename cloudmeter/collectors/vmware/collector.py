@@ -3,7 +3,7 @@
 Fetching happens here and in ``api``; converting in ``inventory`` and ``parse``. Capture reads VMs and hosts
 with QueryPerf, ``entities_per_query`` entities per call, at the interval vCenter still keeps for each part of
 the window (``parse.plan``): realtime 20 s for the last hour, then the historical levels it lists (300 s for a
-day, 1800 s for a week, 7200 s for a month by default).
+day, 1800 s for a week, 7200 s for a month by default), each UTC hour at one level.
 
 A VM's cpu.usagemhz becomes cores with the MHz per core of the host it ran on. Which host that was is known
 from the placements this collector has seen (each inventory and capture reads them); before the first one, the

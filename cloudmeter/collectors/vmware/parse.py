@@ -14,7 +14,8 @@ ManageIQ's derived_memory_used reads, and kept at statistics level 1 in every hi
 a sampled estimate of recently touched pages, a working-set figure that is not capacity.
 
 vSphere stamps a sample with the end of its interval; cloudmeter stores the start (``ts = end - interval``),
-as for every source: a sample's ``ts`` is the start of the interval it covers. -1 is vSphere's "no value":
+as for every source: a sample's ``ts`` is the start of the interval it covers. A 7200-s sample is a row per
+hour it covers (``to_batch``). -1 is vSphere's "no value":
 NaN (NULL). A sample time where every counter is -1 gives no row.
 """
 
@@ -36,6 +37,7 @@ REALTIME: Final = (20, 3600)
 #: The coarsest historical interval read: vCenter's default "past month" level (7200 s, 30 days).
 COARSEST_S: Final = 7200
 KB: Final = 1024
+HOUR_S: Final = 3600
 _COLUMN: Final = {name: k for k, name in enumerate(METRICS)}
 
 #: counter name -> (metric column, scale), per entity type; cpu.usagemhz is divided by MHz per core instead.
@@ -65,13 +67,26 @@ def levels_kept(historical: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
 
 
 def plan(start_s: int, end_s: int, now_s: int, levels: Sequence[tuple[int, int]]) -> list[tuple[int, int, int]]:
-    """``[start_s, end_s)`` cut by the interval vCenter still keeps for sample starts there: ``(a, b, interval)``,
-    newest first. Level ``k`` serves starts from ``now - kept_k`` (rounded up to the next level's interval, so
-    that the coarser level begins on its own grid) to where level ``k - 1`` begins; older is gone."""
+    """``[start_s, end_s)`` cut by the interval it is read at: ``(a, b, interval)``, oldest first.
+
+    Level ``k`` keeps the samples starting from ``now - kept_k`` on. Each UTC hour of the window is read at one
+    level only, the finest that still keeps the window's part of it, so that a resource's samples in an hour all
+    have one interval (what ``resource_intervals`` records per hour, and what coverage expects): a cut between
+    two levels is the window's start (the finer level keeps all of the window) or else the first whole hour
+    from which the finer keeps everything (on the coarser level's grid when it is longer than an hour). The
+    hour in which the finer level's samples begin is read at the coarser. The coarsest level reads what it
+    still keeps, on its own grid; older is gone.
+    """
     pieces, upper = [], end_s
     for k, (interval, kept) in enumerate(levels):
-        grid = levels[k + 1][0] if k + 1 < len(levels) else interval
-        lower = max(ceil_to(now_s - kept, grid), start_s)
+        oldest = now_s - kept
+        if start_s >= oldest:
+            lower = start_s
+        elif k + 1 < len(levels):
+            lower = ceil_to(oldest, max(HOUR_S, levels[k + 1][0]))
+        else:
+            lower = ceil_to(oldest, interval)
+        lower = max(lower, start_s)
         if lower < upper:
             pieces.append((lower, upper, interval))
         upper = min(upper, lower)
@@ -80,8 +95,10 @@ def plan(start_s: int, end_s: int, now_s: int, levels: Sequence[tuple[int, int]]
 
 def query_range(a: int, b: int, interval: int) -> tuple[int, int]:
     """QueryPerf's (startTime, endTime), which select interval ends ``startTime < end <= endTime``, for the
-    samples starting in ``[a, b)``."""
-    return a + interval - 1, b + interval - 1
+    samples starting in ``[a, b)``; for a level longer than an hour, also the sample whose later hours begin at
+    ``a`` (its hours are rows of their own, ``to_batch``)."""
+    lead = interval - min(interval, HOUR_S)
+    return a + interval - 1 - lead, b + interval - 1
 
 
 @dataclass(frozen=True)
@@ -104,7 +121,10 @@ def to_batch(
 ) -> SampleBatch:
     """QueryPerf's PerfEntityMetric answers as one batch of the samples starting in ``span``.
 
-    ``counters`` names the counter ids asked for; ``entities`` the entities by managed object id.
+    ``counters`` names the counter ids asked for; ``entities`` the entities by managed object id. A sample of an
+    interval longer than an hour (7200 s) is a row per hour it covers, each with its values, and the batch's
+    interval is an hour: cloudmeter's intervals divide an hour (``resource_intervals``), and a row's hour then
+    holds the average over the sample's whole interval, the best that is known of it.
     """
     refs: list[ResourceRef] = []
     parts_idx, parts_ts, parts_values, parts_mhz = [], [], [], []
@@ -127,6 +147,10 @@ def to_batch(
             raw[raw < 0] = np.nan  # -1: no value
             values[:, column] = raw * scale
         starts = ends - interval
+        if interval > HOUR_S:
+            parts = interval // HOUR_S
+            starts = (starts[:, None] + HOUR_S * np.arange(parts)).ravel()
+            values = np.repeat(values, parts, axis=0)
         keep = (starts >= span[0]) & (starts < span[1]) & ~np.isnan(values).all(axis=1)
         if not keep.any():
             continue
@@ -138,12 +162,13 @@ def to_batch(
         parts_ts.append(starts)
         parts_values.append(values)
         refs.append(entity.ref)
+    stored = min(interval, HOUR_S)
     if not refs:
         empty = np.zeros(0, np.int64)
-        return SampleBatch((), empty.astype(np.int32), empty, np.zeros((0, len(METRICS))), interval)
+        return SampleBatch((), empty.astype(np.int32), empty, np.zeros((0, len(METRICS))), stored)
     values = np.concatenate(parts_values)
     values[:, _COLUMN["cpu_used_cores"]] /= np.concatenate(parts_mhz)
-    return SampleBatch(tuple(refs), np.concatenate(parts_idx), np.concatenate(parts_ts), values, interval)
+    return SampleBatch(tuple(refs), np.concatenate(parts_idx), np.concatenate(parts_ts), values, stored)
 
 
 def _spec(name: str) -> tuple[int, float]:
