@@ -215,8 +215,12 @@ class Roller:
         self._heap = heap_size(intervals.finest_s, q)
         self._days: dict[tuple[str, int], DayAccumulator] = {}
         self._is_parent = _parents(topology)
-        #: Raw rows left out so far: of resources unknown to the topology, or of parents (rolled from children)
+        #: Raw rows left out so far of resources unknown to the topology, and those resources' ids
         self.dropped_rows = 0
+        self.dropped_ids: set[int] = set()
+        #: Raw rows of parents left out so far: kept raw (their rollups come from their children), e.g. the
+        #: samples a vSphere host measures of itself
+        self.parent_rows = 0
 
     @property
     def open_days(self) -> list[tuple[str, int, int]]:
@@ -252,9 +256,13 @@ class Roller:
         samples = np.zeros(expected.shape, np.int64)  # raw samples per (leaf, hour)
         for chunk in leaves:
             position = topology.dense(chunk.resource_id)
-            leaf = position >= 0
-            leaf[leaf] = ~self._is_parent[position[leaf]]
-            self.dropped_rows += len(leaf) - int(leaf.sum())
+            known = position >= 0
+            leaf = known.copy()
+            leaf[known] = ~self._is_parent[position[known]]
+            if not known.all():
+                self.dropped_rows += len(known) - int(known.sum())
+                self.dropped_ids.update(np.unique(chunk.resource_id[~known]).tolist())
+            self.parent_rows += int(known.sum()) - int(leaf.sum())
             mine = chunk if leaf.all() else chunk.take(leaf)
             at = (position[leaf], (mine.ts_s - start_s) // HOUR_S)
             mine = replace(mine, interval_s=interval[at])

@@ -204,14 +204,27 @@ def rebuild(
 
 
 def _warn_dropped(roller: Roller, manager_id: int) -> None:
+    """Warn of the raw rows of resources not in the inventory (naming a few); a parent's own rows (a vSphere
+    host's measurement of itself) are kept raw by design: debug only."""
+    if roller.parent_rows:
+        log.debug(
+            "manager %d: %d raw rows of parents kept raw (their rollups come from their children)",
+            manager_id,
+            roller.parent_rows,
+        )
+        roller.parent_rows = 0
     if roller.dropped_rows:
+        ids = sorted(roller.dropped_ids)
+        named = ", ".join(map(str, ids[:5])) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
         log.warning(
-            "manager %d: %d raw rows not rolled up (resources not in the inventory, or parents rolled up from "
-            "their children); refresh the inventory if resources are missing",
+            "manager %d: %d raw rows not rolled up: their resources (ids %s) are not in the inventory; refresh "
+            "the inventory if resources are missing",
             manager_id,
             roller.dropped_rows,
+            named,
         )
         roller.dropped_rows = 0
+        roller.dropped_ids.clear()
 
 
 def _day_end(rows: Rows) -> int:

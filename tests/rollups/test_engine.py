@@ -618,3 +618,24 @@ def test_expected_count_counts_the_vms_beneath_every_level() -> None:
     assert got[(None, 2, hour)].child_count == 2  # direct children keep their meaning
     assert [key for key, row in got.items() if row.sample_count > row.expected_count] == []
     assert {s.kinds[rid] for _, rid, _ in got} == {"vm", "host", "cluster", "provider", "region", "project"}
+
+
+def test_rows_left_out_are_counted_apart_unknown_resources_by_id_and_parents_own_rows() -> None:
+    """VM 2 sends once; host 1 (its parent) twice of its own (a vSphere host's measurement, kept raw); resource
+    99, unknown to the topology, three times. Only 99's rows are dropped rows; the host's are parent rows."""
+    s = two_level(8.0, 2.0**35)
+    rows = [
+        (2, JUNE_18H),
+        (1, JUNE_18H),
+        (1, JUNE_18H + 300),
+        (99, JUNE_18H),
+        (99, JUNE_18H + 300),
+        (99, JUNE_18H + 600),
+    ]
+    s = Scenario(s.kinds, s.periods, s.interval_s, s.start_s, s.end_s, np.array([r for r, _ in rows], np.int32),
+                 np.array([t for _, t in rows], np.int64), np.ones((len(rows), len(METRICS))))  # fmt: skip
+    topology = s.topology()
+    roller = Roller(topology, s.intervals(), ("UTC",))
+    hourly = as_rows(roller.roll(s.start_s, s.end_s, s.leaves(topology)))
+    assert (roller.dropped_rows, roller.dropped_ids, roller.parent_rows) == (3, {99}, 2)
+    assert hourly[(None, 1, JUNE_18H)].sample_count == 1  # the host's row comes from its VM
