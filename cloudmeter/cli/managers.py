@@ -21,7 +21,7 @@ from cloudmeter.cli.common import ConfigOption, console, fail, handled_errors, o
 from cloudmeter.cli.output import JsonOption, Output, OutputOption, plural, show, view
 from cloudmeter.cli.resolve import configured, registered
 from cloudmeter.collectors.base import ManagerConfig
-from cloudmeter.collectors.registry import build_collector, collector_class, parse_manager_config
+from cloudmeter.collectors.registry import build_collector, collector_class, collector_kinds, parse_manager_config
 from cloudmeter.config import CONFIG_ENV, Settings
 from cloudmeter.errors import CloudmeterError, ConfigError
 from cloudmeter.redact import MASK, mask
@@ -90,7 +90,9 @@ def _fields(values: list[str]) -> dict[str, Any]:
 @managers_app.command("add")
 def managers_add(
     name: Annotated[str, typer.Argument(help="A new manager's name.")],
-    kind: Annotated[str, typer.Option(help="openstack, aws, simulator, or an installed plugin's kind.")],
+    kind: Annotated[
+        str, typer.Option(help=f"The collector kind: {', '.join(sorted(collector_kinds()))} (those installed).")
+    ],
     fields: Annotated[
         list[str] | None, typer.Option("--set", help="A field as key=value (repeat); secrets as env:VARNAME.")
     ] = None,

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from cloudmeter.api.auth import Admin, Viewer, database
 from cloudmeter.api.v1.common import JSON, REPORT_RESPONSES, Format, Sort, Top, frame_response, settings
 from cloudmeter.collectors.base import ManagerConfig
-from cloudmeter.collectors.registry import build_collector
+from cloudmeter.collectors.registry import build_collector, collector_kinds
 from cloudmeter.errors import CloudmeterError, CollectorError, ConfigError
 from cloudmeter.redact import mask
 from cloudmeter.reports.serialize import jsonable
@@ -52,7 +52,10 @@ class NewManager(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=100, description="A new manager's name.")
-    kind: str = Field(min_length=1, description="openstack, aws, simulator, or an installed plugin's kind.")
+    kind: str = Field(
+        min_length=1,
+        description=f"The collector kind: {', '.join(sorted(collector_kinds()))} (those installed).",
+    )
     config: dict[str, Any] = Field(
         default_factory=dict, description="The kind's fields; a secret only as `env:VARNAME` (never its value)."
     )
