@@ -34,18 +34,8 @@ from cloudmeter.storage import packs
 from cloudmeter.storage.schema import PACKED
 
 Level = Literal["host", "cluster", "provider"]
-#: The rollup columns the usage statistics are computed from.
-USAGE: Final = (
-    "sample_count",
-    "cpu_used_cores_avg",
-    "cpu_used_cores_max",
-    "mem_used_bytes_avg",
-    "mem_used_bytes_max",
-    "disk_read_bps_avg",
-    "disk_write_bps_avg",
-    "net_rx_bps_avg",
-    "net_tx_bps_avg",
-)
+#: The rollup columns the usage statistics are computed from: those packed per day (``storage.packs``).
+USAGE: Final = PACKED
 LEVELS: Final[tuple[str, ...]] = ("host", "cluster", "provider")
 
 
