@@ -9,7 +9,7 @@ from typing import Annotated
 import polars as pl
 import typer
 
-from cloudmeter.cli.common import MAX_WINDOW_DAYS, ConfigOption, console, handled_errors
+from cloudmeter.cli.common import MAX_WINDOW_DAYS, ConfigOption, console, handled_errors, read_settings
 from cloudmeter.cli.output import (
     JsonOption,
     Output,
@@ -40,7 +40,7 @@ def report(shown: views.Shown, chosen: View) -> None:
     frame = shown.frame
     show(frame, chosen, shown.title)
     if chosen.output is Output.table:
-        for note in [*coverage_notes(frame, shown.window), *capacity_notes(frame)]:
+        for note in [*coverage_notes(frame, shown.window), *capacity_notes(frame), *shown.notes]:
             console.print(f"[yellow]note:[/] {note}", highlight=False)
 
 
@@ -90,6 +90,14 @@ def _rightsize_notes(frame: pl.DataFrame, currency: str) -> None:
 @capacity_app.command("utilization")
 def utilization_command(
     level: Annotated[str, typer.Option(help="host, cluster or provider.")] = "cluster",
+    view_name: Annotated[
+        str,
+        typer.Option(
+            "--view",
+            help="vms: the sum of the VMs; host_measured: the hosts' own measurement (vmware), the VMs' sum and "
+            "the overhead between them, per host or cluster, within the raw retention.",
+        ),
+    ] = "vms",
     start: FromOption = None,
     end: ToOption = None,
     days: Annotated[int, typer.Option(min=1, max=MAX_WINDOW_DAYS, help="Window length when --from is not given.")] = 7,
@@ -103,9 +111,12 @@ def utilization_command(
     wide: WideOption = False,
 ) -> None:
     """Avg, p95 and peak CPU/memory/disk/network per host, cluster or provider, coverage, and allocation
-    against capacity (overcommit)."""
-    params = views.Utilization(level, views.Period(start, end, days, tz))
+    against capacity (overcommit); with --view host_measured, what the hosts measure of themselves beside it."""
     with handled_errors():
+        raw_days = read_settings(config).retention.raw_days
+    params = views.Utilization(level, views.Period(start, end, days, tz), view_name, raw_days)
+    with handled_errors():
+        params.check()
         params.period.window()
         if plot:
             check_writable(plot, "chart")

@@ -23,7 +23,7 @@ import psycopg
 
 from cloudmeter.errors import ConfigError
 from cloudmeter.model import KINDS, Window
-from cloudmeter.reports import capacity, chargeback, export, focus, forecast, headroom, rightsize
+from cloudmeter.reports import capacity, chargeback, export, focus, forecast, headroom, measured, rightsize
 from cloudmeter.reports.inputs import regions
 from cloudmeter.reports.periods import check_zone
 from cloudmeter.reports.ratecard import RateCard, load_rate_card, sample_rate_card
@@ -104,14 +104,16 @@ def report_window(start: str | None, end: str | None, days: int, tz: str = DEFAU
 
 @dataclass(frozen=True)
 class Shown:
-    """A report as the CLI prints it: its rows (columns in the printed order), the window it read, its title, and
-    for costs the currency and the grand total in nano-units (None when there is nothing to total)."""
+    """A report as the CLI prints it: its rows (columns in the printed order), the window it read, its title, for
+    costs the currency and the grand total in nano-units (None when there is nothing to total), and the notes a
+    table prints under it beside the coverage notes every report gets."""
 
     frame: pl.DataFrame
     window: Window
     title: str
     currency: str | None = None
     total_nanos: int | None = None
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -150,21 +152,39 @@ FORECAST_FIRST: Final = (
 HEADROOM_FIRST: Final = ("cluster", "fit", "limited_by", "coverage_pct", "hosts", "hosts_without_data")
 
 
+UTILIZATION_VIEWS: Final = ("vms", "host_measured")
+
+
 @dataclass(frozen=True)
 class Utilization:
-    """``capacity utilization``: per host, cluster or provider."""
+    """``capacity utilization``: per host, cluster or provider; ``view`` ``vms`` (the sum of the VMs) or
+    ``host_measured`` (hosts' own measurement beside it, per host or cluster; ``raw_days`` is the configured
+    raw retention it is bound by)."""
 
     level: str = "cluster"
     period: Period = Period(days=7)
+    view: str = "vms"
+    raw_days: int = 14
 
     def check(self) -> capacity.Level:
         with parameter("level"):
-            return capacity.check_level(self.level)
+            level = capacity.check_level(self.level)
+        if self.view not in UTILIZATION_VIEWS:
+            raise ParameterError(f"--view {self.view!r} is not one of {', '.join(UTILIZATION_VIEWS)}", "view")
+        if self.view == "host_measured":
+            with parameter("level"):
+                return measured.check_level(level)
+        return level
 
 
 def utilization(conn: psycopg.Connection, params: Utilization) -> Shown:
-    """Avg, p95 and peak CPU/memory/disk/network, coverage, allocation against capacity, per ``params.level``."""
+    """Avg, p95 and peak CPU/memory/disk/network, coverage, allocation against capacity, per ``params.level``;
+    or, in view ``host_measured``, the hosts' own measurement, the VMs' sum and the overhead between them."""
     window, level = params.period.window(), params.check()
+    if params.view == "host_measured":
+        frame = measured.host_measured(conn, window, level).drop("resource_id")
+        title = f"utilization per {level}, measured by the hosts, {window}"
+        return Shown(frame, window, title, notes=tuple(measured.notes(frame, window, level, params.raw_days)))
     frame = capacity.utilization(conn, window, level).drop("resource_id")
     return Shown(leading(frame, UTILIZATION_FIRST), window, f"utilization per {level}, {window}")
 

@@ -20,6 +20,7 @@ from cloudmeter.api.v1.common import (
     connection,
     days_query,
     frame_response,
+    settings,
 )
 from cloudmeter.reports import views
 
@@ -35,6 +36,11 @@ def utilization(
     level: Annotated[
         Literal["host", "cluster", "provider"], Query(description="host, cluster or provider.")
     ] = "cluster",
+    view: Annotated[
+        Literal["vms", "host_measured"],
+        Query(description="vms: the sum of the VMs; host_measured: the hosts' own measurement beside it (host or "
+              "cluster)."),
+    ] = "vms",
     start: From = None,
     end: To = None,
     days: int = days_query(7),
@@ -45,7 +51,8 @@ def utilization(
 ) -> Response:
     """Avg, p95 and peak CPU/memory/disk/network, coverage, and allocation against capacity (overcommit):
     `cloudmeter capacity utilization --json`."""
-    params = views.Utilization(level, views.Period(start, end, days, tz))
+    raw_days = settings(request).retention.raw_days
+    params = views.Utilization(level, views.Period(start, end, days, tz), view, raw_days)
     with connection(request) as conn:
         shown = views.utilization(conn, params)
     return frame_response(request, shown.frame, format, sort, top)
