@@ -154,7 +154,8 @@ def notes(frame: pl.DataFrame, window: Window, level: str, raw_days: int, now: d
     kept_from = (now or datetime.now(UTC)).replace(minute=0, second=0, microsecond=0) - timedelta(days=raw_days)
     retention = f"measured figures are read from raw samples, kept retention.raw_days ({raw_days} days)"
     if window.start < kept_from:
-        out.append(f"{retention}: the window starts before {kept_from:%Y-%m-%d %H:%M} UTC, so its earlier hours have none")
+        before = f"the window starts before {kept_from:%Y-%m-%d %H:%M} UTC, so its earlier hours have none"
+        out.append(f"{retention}: {before}")
     else:
         out.append(f"{retention}: this view covers at most the last {raw_days} days")
     return out

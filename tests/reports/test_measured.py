@@ -29,7 +29,9 @@ SUMMED = ("cpu_cores_avg", "cpu_cores_p95", "cpu_cores_peak", "mem_gb_avg", "mem
 
 
 @pytest.mark.parametrize("level", ["host", "cluster"])
-def test_hosts_without_own_samples_have_null_measured_columns_and_the_vms_sum(cloud: Database, level: str) -> None:
+def test_hosts_without_own_samples_have_null_measured_columns_and_the_vms_sum(
+    cloud: Database, level: capacity.Level
+) -> None:
     with cloud.connection() as conn:
         got = measured.host_measured(conn, WINDOW, level)
         vms = capacity.utilization(conn, WINDOW, level)

@@ -38,8 +38,10 @@ def utilization(
     ] = "cluster",
     view: Annotated[
         Literal["vms", "host_measured"],
-        Query(description="vms: the sum of the VMs; host_measured: the hosts' own measurement beside it (host or "
-              "cluster)."),
+        Query(
+            description="vms: the sum of the VMs; host_measured: the hosts' own measurement beside it (host or "
+            "cluster)."
+        ),
     ] = "vms",
     start: From = None,
     end: To = None,
