@@ -125,12 +125,13 @@ def host_measured(
     names = info.filter(pl.col("kind") == chosen).select(
         pl.col("id").alias("group_id"), pl.col("name").alias(chosen), "manager"
     )
-    order = [
-        chosen, "manager", "measured_hours", "measured_coverage_pct",
-        *(f"{kind}_cpu_cores_{s}" for kind in ("measured", "vms") for s in ("avg", "p95", "peak")),
-        "overhead_cpu_cores_avg", "overhead_cpu_cores_p95",
-        *(f"{kind}_mem_gb_{s}" for kind in ("measured", "vms") for s in ("avg", "p95", "peak")),
-        "overhead_mem_gb_avg", "overhead_mem_gb_p95", "hours", "data_from", "data_to", "resource_id",
+    order = [  # what a narrow table shows first: each average measured, of the VMs, and their difference
+        chosen, "manager", "measured_coverage_pct",
+        "measured_cpu_cores_avg", "vms_cpu_cores_avg", "overhead_cpu_cores_avg",
+        "measured_mem_gb_avg", "vms_mem_gb_avg", "overhead_mem_gb_avg", "measured_hours",
+        "measured_cpu_cores_p95", "vms_cpu_cores_p95", "overhead_cpu_cores_p95", "measured_cpu_cores_peak",
+        "vms_cpu_cores_peak", "measured_mem_gb_p95", "vms_mem_gb_p95", "overhead_mem_gb_p95",
+        "measured_mem_gb_peak", "vms_mem_gb_peak", "hours", "data_from", "data_to", "resource_id",
     ]  # fmt: skip
     return (
         names.join(own, on="group_id", how="left")

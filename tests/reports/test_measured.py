@@ -112,6 +112,9 @@ def test_bad_view_exits_2_in_one_line(env: dict[str, str], args: list[str], mess
 def test_measured_frame_has_the_view_columns(cloud: Database) -> None:
     with cloud.connection() as conn:
         got = measured.host_measured(conn, WINDOW, "cluster")
-    assert got.schema["measured_hours"] == pl.Int64 and got.columns[:4] == [
-        "cluster", "manager", "measured_hours", "measured_coverage_pct",
+    assert got.schema["measured_hours"] == pl.Int64
+    assert got.columns[:6] == [
+        "cluster", "manager", "measured_coverage_pct", "measured_cpu_cores_avg", "vms_cpu_cores_avg",
+        "overhead_cpu_cores_avg",
     ]  # fmt: skip
+    assert len(got.columns) == len(set(got.columns)) == 24
