@@ -1,10 +1,10 @@
 """Recorded interactions (vcrpy cassettes) so a collector's contract runs without its peer.
 
 A contract run against a real peer can record every HTTP interaction the collectors have with it (httpx for
-OpenStack, botocore's urllib3 for AWS) into a cassette; a later run replays them without the peer. Next to the
-cassette (``NAME.yaml``) a scenario (``NAME.scenario.json``) keeps what the contract's fixtures were at recording
-time: the collector's clock, the window, the missing metric and the retired resources, plus anything else the
-test needs to build the same collectors again (``extra``).
+OpenStack, botocore's urllib3 for AWS, pyVmomi's http.client for VMware through ``patches``) into a cassette; a
+later run replays them without the peer. Next to the cassette (``NAME.yaml``) a scenario (``NAME.scenario.json``)
+keeps what the contract's fixtures were at recording time: the collector's clock, the window, the missing metric
+and the retired resources, plus anything else the test needs to build the same collectors again (``extra``).
 
 Recording is asked for with ``--record-cassettes`` or ``CLOUDMETER_RECORD_CASSETTES=1`` (see ``recording``);
 the default is to replay, and a replayed request that is not in the cassette fails the test rather than reach
@@ -24,6 +24,8 @@ matched, so a replay matches what was recorded:
   form a body or URL may carry it (as is, URL-quoted, JSON-escaped, inside base64);
 - the peer's address (``http://127.0.0.1:PORT``) becomes a stable name (``hosts``), so a replay does not depend
   on the port the peer had; the replayed collectors are configured with that name.
+- identifiers an answer introduces that are secret or random (a session key, a session's object ids) become the
+  stable names a test gives them (``names``), in that answer and in every later request and answer.
 
 ``leaks`` lists what in a cassette file would give a secret away; a test runs it on the committed cassettes.
 """
@@ -167,11 +169,18 @@ class Redactor:
             (re.compile(re.escape(live.rstrip("/")) + r"(?![0-9])"), name.rstrip("/"))
             for live, name in (hosts or {}).items()
         ]
+        self._names: dict[str, str] = {}
+
+    def rename(self, names: Mapping[str, str]) -> None:
+        """From now on, write each key of ``names`` (an identifier a recorded answer gave) as its value."""
+        self._names.update((old, new) for old, new in names.items() if old)
 
     def text(self, text: str) -> str:
         """``text`` with every secret form redacted and the peers' addresses renamed."""
         for live, name in self._hosts:
             text = live.sub(name.replace("\\", "\\\\"), text)  # the name as is, not as a template
+        for old, new in self._names.items():
+            text = text.replace(old, new)
         for form in self._forms:
             text = text.replace(form, REDACTED)
         return text
@@ -279,6 +288,16 @@ class CollectorCassette:
     with the first recorded answer, so tests may run in any order or alone, and only that answer is saved.
     ``edit(request, response)`` may change an answer as it is saved (e.g. apply a limit the test peer ignores
     and the real source honours); say why where it is used.
+
+    ``names(request, response)`` gives, for an answer being recorded (to ``request``, already redacted), the
+    identifiers it introduces that must not be written as they are (a session key) or that differ on every run
+    (a session-scoped object id), each with the stable name the cassette gives it in that answer and in every
+    later request and answer (see ``Redactor.rename``); a replay then sends the names it was answered with.
+
+    ``patches`` routes clients vcrpy does not patch itself through the cassette too: vcrpy's ``custom_patches``,
+    triples ``(module, attribute, vcrpy stub class)``, for a client that imported its connection class by name
+    (pyVmomi's ``SoapAdapter.HTTPSConnection``: ``(pyVmomi.SoapAdapter, "HTTPSConnection",
+    vcr.stubs.VCRHTTPSConnection)``).
     """
 
     def __init__(
@@ -290,6 +309,8 @@ class CollectorCassette:
         secrets: Sequence[str] = (),
         hosts: Mapping[str, str] | None = None,
         edit: Callable[[Request, dict[str, Any]], dict[str, Any]] | None = None,
+        names: Callable[[Request, dict[str, Any]], Mapping[str, str]] | None = None,
+        patches: Sequence[tuple[Any, str, type]] = (),
     ) -> None:
         try:
             from vcr import matchers  # type: ignore[import-untyped]
@@ -314,6 +335,8 @@ class CollectorCassette:
             self.scenario = Scenario.from_json(json.loads(self.scenario_path.read_text()))
         self.redactor = Redactor(secrets, hosts)
         self._edit = edit
+        self._names = names
+        self._recorded: Request | None = None  # the request whose answer vcrpy records next
         self._cassette: Cassette = Cassette.load(
             path=str(self.path),
             record_mode=RecordMode.ALL if record else RecordMode.NONE,
@@ -328,17 +351,31 @@ class CollectorCassette:
                 aws_target,
                 access_key,
             ),
-            before_record_request=self.redactor.request,
-            before_record_response=self.redactor.response,
+            before_record_request=self._request,
+            before_record_response=self._response,
             allow_playback_repeats=True,
+            custom_patches=tuple(patches),
         )
+
+    def _request(self, request: Request) -> Request:
+        self._recorded = self.redactor.request(request)
+        return self._recorded
+
+    def _response(self, response: dict[str, Any]) -> dict[str, Any]:
+        """vcrpy redacts a request, then records its answer (``Cassette.append``): ``names`` learns from both."""
+        if self._names is not None and self._recorded is not None:
+            from vcr.filters import decode_response
+
+            self.redactor.rename(self._names(self._recorded, decode_response(response)))
+        return self.redactor.response(response)
 
     def __len__(self) -> int:
         return len(self._cassette)
 
     @contextlib.contextmanager
     def playing(self) -> Iterator[None]:
-        """Route the HTTP requests of httpx and botocore through this cassette while the block runs."""
+        """Route the HTTP requests of httpx, botocore (and ``patches``) through this cassette while the block
+        runs."""
         from vcr.patch import CassettePatcherBuilder  # type: ignore[import-untyped]
 
         with contextlib.ExitStack() as patches:

@@ -31,26 +31,39 @@ def live_cassette(
     secrets: Sequence[str],
     hosts: Mapping[str, str],
     edit: Callable[[Request, dict[str, Any]], dict[str, Any]] | None = None,
+    *,
+    directory: Path = CASSETTES,
+    names: Callable[[Request, dict[str, Any]], Mapping[str, str]] | None = None,
+    patches: Sequence[tuple[Any, str, type]] = (),
 ) -> Iterator[CollectorCassette | None]:
     """For a contract class against a real peer: None (no cassette), or, when this run records, the cassette
-    ``cassettes/NAME.yaml`` being recorded, saved when the class is done."""
+    ``DIRECTORY/NAME.yaml`` (default ``cassettes/``) being recorded, saved when the class is done; ``names`` and
+    ``patches`` as ``CollectorCassette`` takes them."""
     if not recording(config):
         yield None
         return
-    path = CASSETTES / f"{name}.yaml"
-    cassette = CollectorCassette(path, record=True, scenario=scenario, secrets=secrets, hosts=hosts, edit=edit)
+    path = directory / f"{name}.yaml"
+    cassette = CollectorCassette(
+        path, record=True, scenario=scenario, secrets=secrets, hosts=hosts, edit=edit, names=names, patches=patches
+    )
     yield cassette
     cassette.save()
 
 
-def replayed(name: str, secrets: Sequence[str]) -> CollectorCassette:
-    """The committed cassette ``cassettes/NAME.yaml``, to replay."""
-    return CollectorCassette(CASSETTES / f"{name}.yaml", record=False, secrets=secrets)
+def replayed(
+    name: str,
+    secrets: Sequence[str],
+    *,
+    directory: Path = CASSETTES,
+    patches: Sequence[tuple[Any, str, type]] = (),
+) -> CollectorCassette:
+    """The committed cassette ``DIRECTORY/NAME.yaml`` (default ``cassettes/``), to replay."""
+    return CollectorCassette(directory / f"{name}.yaml", record=False, secrets=secrets, patches=patches)
 
 
-def committed_leaks(name: str, secrets: Sequence[str]) -> list[str]:
-    """What the committed cassette ``cassettes/NAME.yaml`` and its scenario give away of ``secrets`` (or of any
-    credential header); fails when they are missing."""
-    files = [CASSETTES / f"{name}.yaml", CASSETTES / f"{name}.scenario.json"]
+def committed_leaks(name: str, secrets: Sequence[str], *, directory: Path = CASSETTES) -> list[str]:
+    """What the committed cassette ``DIRECTORY/NAME.yaml`` (default ``cassettes/``) and its scenario give away of
+    ``secrets`` (or of any credential header); fails when they are missing."""
+    files = [directory / f"{name}.yaml", directory / f"{name}.scenario.json"]
     assert all(f.exists() for f in files), f"record the cassette first: {files}"
     return [leak for f in files for leak in leaks(f, secrets)]
