@@ -22,7 +22,7 @@ import psycopg
 from cloudmeter.model import KINDS, Window
 from cloudmeter.reports import placement
 from cloudmeter.reports.inputs import GIB
-from cloudmeter.reports.ratecard import RateLine
+from cloudmeter.reports.ratecard import MEASURES, RateLine
 from cloudmeter.storage import packs
 
 Floats = npt.NDArray[np.float64]
@@ -106,7 +106,7 @@ def vm_segments(
         "memory_gb_used": memory_bytes / GIB,
         "network_gb": (rx + tx) * seconds / GIB,
     }
-    weighted = {m: q if m == "network_gb" else q * fraction for m, q in quantity.items()}
+    weighted = {m: q if MEASURES[m].volume else q * fraction for m, q in quantity.items()}
     cluster = places.cluster(periods["parent_id"].fill_null(-1).to_numpy().astype(np.int64), row, hour)
     day, epoch = calendar.day[hour], calendar.epoch[hour]
     cut = np.ones(len(row), np.bool_)
@@ -134,7 +134,7 @@ def vm_segments(
         columns[f"{measure}_unknown"] = total(np.where(known, 0.0, fraction))
     for k, line in usage_lines.items():
         priced = line.price(quantity[line.measure])
-        if line.measure != "network_gb":
+        if not MEASURES[line.measure].volume:
             priced = priced * fraction
         columns[f"price_{k}"] = total(np.nan_to_num(priced, nan=0.0))
     return pl.DataFrame(columns)

@@ -26,7 +26,6 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -134,14 +133,11 @@ def stored_leaves(db: Database, topology: Topology, start_s: int, end_s: int) ->
     rows_per_resource = max(1, (end_s - start_s) // DEFAULT_INTERVAL_S)
     step = max(1, CHUNK_ROWS // rows_per_resource)
     chunks = [ids[lo : lo + step] for lo in range(0, len(ids), step)]
-    with ThreadPoolExecutor(1, thread_name_prefix="stored-samples") as ahead:
-        reads = deque(ahead.submit(_packed_samples, db, start_s, end_s, chunk) for chunk in chunks[:1])
-        for k in range(len(chunks)):
-            if k + 1 < len(chunks):
-                reads.append(ahead.submit(_packed_samples, db, start_s, end_s, chunks[k + 1]))
-            rid, ts, values = reads.popleft().result()
-            if len(ts):
-                yield leaf_series(topology, rid, ts, values)
+    for rid, ts, values in readers.read_ahead(
+        lambda chunk: _packed_samples(db, start_s, end_s, chunk), chunks, "stored-samples"
+    ):
+        if len(ts):
+            yield leaf_series(topology, rid, ts, values)
 
 
 def _fallback(row: managers.ManagerRow, interval_s: int | None = None) -> int:

@@ -17,9 +17,7 @@ The table is internal (not in the data contract): query ``metric_hourly``.
 from __future__ import annotations
 
 import contextlib
-from collections import deque
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -149,15 +147,10 @@ def read_grids(
             other = stack.enter_context(psycopg.connect(conn.info.dsn, password=conn.info.password or None))
         except psycopg.OperationalError:
             other = conn
-        ahead = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="packs-ahead"))
         if other is conn:
             yield from (read_grid(conn, window, chunk, columns) for chunk in chunks)
-            return
-        reads = deque(ahead.submit(read_grid, other, window, chunk, columns) for chunk in chunks[:1])
-        for k in range(len(chunks)):
-            if k + 1 < len(chunks):
-                reads.append(ahead.submit(read_grid, other, window, chunks[k + 1], columns))
-            yield reads.popleft().result()
+        else:
+            yield from readers.read_ahead(lambda chunk: read_grid(other, window, chunk, columns), chunks, "packs")
 
 
 @dataclass(frozen=True)

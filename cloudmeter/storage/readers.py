@@ -5,10 +5,12 @@ NULL stays null (never 0); timestamps are ``Datetime("us", "UTC")``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -23,6 +25,8 @@ from cloudmeter.storage import pgbinary
 from cloudmeter.storage.schema import ROLLUP_KINDS
 
 Level = Literal["hourly", "daily"]
+T = TypeVar("T")
+R = TypeVar("R")
 SAMPLE_KINDS: list[tuple[str, int]] = [
     ("ts", pgbinary.TIMESTAMPTZ),
     ("resource_id", pgbinary.INT4),
@@ -155,6 +159,17 @@ def read_rollups(
     params = [window.start, window.end, *tz_param, *extra, *(after or ())]
     frame = to_frame(read_arrays(conn, query, params, kinds), kinds)
     return frame.insert_column(1, pl.lit(tz).alias("tz")) if level == "daily" else frame
+
+
+def read_ahead(read: Callable[[T], R], chunks: Sequence[T], name: str) -> Iterator[R]:
+    """``read(chunk)`` of each of ``chunks`` in turn, the next one read in a thread (named ``name``) while the
+    caller works on this one."""
+    with ThreadPoolExecutor(1, thread_name_prefix=name) as ahead:
+        reads = deque(ahead.submit(read, chunk) for chunk in chunks[:1])
+        for k in range(len(chunks)):
+            if k + 1 < len(chunks):
+                reads.append(ahead.submit(read, chunks[k + 1]))
+            yield reads.popleft().result()
 
 
 def read_topology(conn: psycopg.Connection, manager_id: int) -> Topology:
