@@ -150,6 +150,13 @@ def hourly_series(
     )
 
 
+def window_stats(name: str, column: str, peak: str | None = None, with_peak: bool = True) -> list[pl.Expr]:
+    """``<name>_avg`` and ``<name>_p95`` (linear) of the hourly ``column`` over a window, and ``<name>_peak``: the
+    highest ``peak`` (a sample-level column), else of ``column`` itself."""
+    stats = [pl.col(column).mean().alias(f"{name}_avg"), pl.col(column).quantile(0.95, "linear").alias(f"{name}_p95")]
+    return [*stats, pl.col(peak or column).max().alias(f"{name}_peak")] if with_peak else stats
+
+
 def utilization(
     conn: psycopg.Connection, window: Window, level: Level = "cluster", info: pl.DataFrame | None = None
 ) -> pl.DataFrame:
@@ -162,13 +169,6 @@ def utilization(
     hours = int((window.end - window.start).total_seconds() // 3600)
     series = hourly_series(conn, window, level, (), info)
 
-    def stats(name: str, column: str, peak: str | None = None) -> list[pl.Expr]:
-        return [
-            pl.col(column).mean().alias(f"{name}_avg"),
-            pl.col(column).quantile(0.95, "linear").alias(f"{name}_p95"),
-            pl.col(peak or column).max().alias(f"{name}_peak"),
-        ]
-
     summary = series.group_by("group_id").agg(
         (pl.col("sample_count").fill_null(0) > 0).sum().alias("hours_with_data"),
         pl.col("ts").filter(pl.col("sample_count") > 0).min().alias("data_from"),
@@ -176,12 +176,12 @@ def utilization(
         pl.when(pl.col("vm_expected").sum() > 0)  # nothing promised: unknown, not 0/0
         .then(100 * pl.col("vm_samples").sum() / pl.col("vm_expected").sum())
         .alias("coverage_pct"),
-        *stats("cpu_cores", "cpu_used_cores_avg", "cpu_used_cores_max"),
-        *stats("cpu_pct", "cpu_pct", "cpu_pct_max"),
-        *stats("mem_gb", "mem_gb", "mem_gb_max"),
-        *stats("mem_pct", "mem_pct", "mem_pct_max"),
-        *stats("disk_bps", "disk_bps"),
-        *stats("net_bps", "net_bps"),
+        *window_stats("cpu_cores", "cpu_used_cores_avg", "cpu_used_cores_max"),
+        *window_stats("cpu_pct", "cpu_pct", "cpu_pct_max"),
+        *window_stats("mem_gb", "mem_gb", "mem_gb_max"),
+        *window_stats("mem_pct", "mem_pct", "mem_pct_max"),
+        *window_stats("disk_bps", "disk_bps"),
+        *window_stats("net_bps", "net_bps"),
     )
     last = series.filter(pl.col("ts") == pl.col("ts").max()).select(
         "group_id",

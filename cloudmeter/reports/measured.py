@@ -104,23 +104,19 @@ def host_measured(
         (pl.col("cpu").is_not_null() | pl.col("mem_gb").is_not_null()).alias("measured"),
     )
 
-    def stats(name: str, column: str, peak: str | None = "") -> list[pl.Expr]:
-        out = [pl.col(column).mean().alias(f"{name}_avg"), pl.col(column).quantile(0.95, "linear").alias(f"{name}_p95")]
-        return out if peak is None else [*out, pl.col(peak or column).max().alias(f"{name}_peak")]
-
     own = both.group_by("group_id").agg(
         pl.col("measured").sum().cast(pl.Int64).alias("measured_hours"),
         (100 * pl.col("measured").sum() / pl.len()).alias("measured_coverage_pct"),
         pl.col("ts").filter(pl.col("measured")).min().alias("data_from"),
         (pl.col("ts").filter(pl.col("measured")).max() + pl.duration(hours=1)).alias("data_to"),
-        *stats("measured_cpu_cores", "cpu"),
-        *stats("overhead_cpu_cores", "overhead_cpu", None),
-        *stats("measured_mem_gb", "mem_gb"),
-        *stats("overhead_mem_gb", "overhead_mem_gb", None),
+        *capacity.window_stats("measured_cpu_cores", "cpu"),
+        *capacity.window_stats("overhead_cpu_cores", "overhead_cpu", with_peak=False),
+        *capacity.window_stats("measured_mem_gb", "mem_gb"),
+        *capacity.window_stats("overhead_mem_gb", "overhead_mem_gb", with_peak=False),
     )
     summed = series.group_by("group_id").agg(  # as capacity.utilization computes them
-        *stats("vms_cpu_cores", "cpu_used_cores_avg", "cpu_used_cores_max"),
-        *stats("vms_mem_gb", "mem_gb", "mem_gb_max"),
+        *capacity.window_stats("vms_cpu_cores", "cpu_used_cores_avg", "cpu_used_cores_max"),
+        *capacity.window_stats("vms_mem_gb", "mem_gb", "mem_gb_max"),
     )
     names = info.filter(pl.col("kind") == chosen).select(
         pl.col("id").alias("group_id"), pl.col("name").alias(chosen), "manager"
