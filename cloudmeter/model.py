@@ -28,8 +28,9 @@ METRICS: Final[tuple[str, ...]] = (
     "net_tx_bps",
 )
 
-#: Resource kinds, from the bottom of the topology to the top.
-KINDS: Final[tuple[str, ...]] = ("vm", "host", "cluster", "provider", "region", "project")
+#: Resource kinds: VMs up to regions, projects beside them, then Kubernetes' containers and pods (nodes are
+#: hosts, namespaces are projects). The order gives each kind its code in memory; new kinds go at the end.
+KINDS: Final[tuple[str, ...]] = ("vm", "host", "cluster", "provider", "region", "project", "pod", "container")
 
 
 def is_time_zone(name: str) -> bool:
@@ -99,6 +100,19 @@ class ResourceRef(NamedTuple):
 
 
 @dataclass(frozen=True)
+class Requests:
+    """What a Kubernetes container asks for (requests) and may use at most (limits); None = not set.
+
+    A pod's are its containers' sums where every container sets that value, else None.
+    """
+
+    cpu_request_cores: float | None = None
+    cpu_limit_cores: float | None = None
+    memory_request_bytes: int | None = None
+    memory_limit_bytes: int | None = None
+
+
+@dataclass(frozen=True)
 class Placement:
     """A period from ``valid_from`` on in which a resource's parent and allocations were constant."""
 
@@ -107,6 +121,7 @@ class Placement:
     vcpus: int | None = None
     memory_bytes: int | None = None
     project: str | None = None
+    requests: Requests | None = None
 
 
 @dataclass(frozen=True)
@@ -128,6 +143,7 @@ class InventoryItem:
     created_at: datetime | None = None
     retired_at: datetime | None = None
     history: tuple[Placement, ...] = ()
+    requests: Requests | None = None
 
 
 @dataclass(frozen=True)
