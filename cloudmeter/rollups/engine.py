@@ -37,8 +37,10 @@ from cloudmeter.rollups.zones import HOUR_S, day_edges
 
 #: Default percentile of the ``_p95`` columns.
 Q = 0.95
-#: Levels in roll-up order: a level is complete once every level before it has been summed into it.
-LEVELS = ("vm", "host", "project", "cluster", "provider", "region")
+#: Parent levels in roll-up order, after the leaves (VMs and containers, whose samples are their own): a level is
+#: complete once every level before it has been summed into it. Pods sum their containers, hosts their VMs and
+#: pods, projects the leaves that name them.
+LEVELS = ("pod", "host", "project", "cluster", "provider", "region")
 _CODE = {kind: KINDS.index(kind) for kind in LEVELS}
 _PROJECT = _CODE["project"]
 
@@ -167,7 +169,7 @@ def _placed(topology: Topology, edges_s: Ints, leaf_expected: Ints, leaf_interva
     relations = {relation: topology.placed_children(relation, edges_s) for relation in ("parent", "project")}
     key, children, expected, grid = (np.zeros(0, np.int64) for _ in range(4))
     intervals = np.zeros(leaf_expected.shape, np.int64) if leaf_interval is None else leaf_interval.astype(np.int64)
-    for kind in LEVELS[1:]:
+    for kind in LEVELS:
         parent, bucket, child = relations["project" if kind == "project" else "parent"]
         mine = topology.kind_of(parent.astype(np.int32)) == _CODE[kind]
         parent, bucket, child = parent[mine], bucket[mine], child[mine]
@@ -250,7 +252,7 @@ class Roller:
         placed = _placed(topology, hours, expected, interval)
         sinks = {
             code: _GridSums(ids, start_s, placed.grids(ids, self.intervals.fallback_s))
-            for code in (_CODE[k] for k in LEVELS[1:])
+            for code in (_CODE[k] for k in LEVELS)
             for ids in [topology.ids_of_kind(code)]
         }
         samples = np.zeros(expected.shape, np.int64)  # raw samples per (leaf, hour)
@@ -269,7 +271,7 @@ class Roller:
             yield self._level(mine, hours, pieces, days, sinks, None, (expected, samples))
         if (samples > expected).any():  # a source sent more than its interval promises: complete, not more
             placed = _placed(topology, hours, np.maximum(expected, samples), interval)
-        for kind in LEVELS[1:]:
+        for kind in LEVELS:
             sink = sinks.pop(_CODE[kind])
             if sink.covered.any():
                 yield self._level(sink.series(topology), hours, pieces, days, sinks, (sink, placed), None)
@@ -385,8 +387,9 @@ class Roller:
         kind = topology.kind_of(series.resource_id)
         parents = topology.period_ids(topology.parent_id, period)
         relations = [np.where(kind != _PROJECT, parents, -1)]  # projects add nowhere
-        if (kind == _CODE["vm"]).any():
-            relations.append(np.where(kind == _CODE["vm"], topology.period_ids(topology.project_id, period), -1))
+        projects = topology.period_ids(topology.project_id, period)  # only leaves name one
+        if (projects >= 0).any():
+            relations.append(projects)
         hour = (series.ts_s - sinks[next(iter(sinks))].base_s) // HOUR_S
         for relation in relations:
             parent = relation.astype(np.int32)

@@ -2,7 +2,8 @@
 
 Built from ``resources`` and ``resource_history`` (read by storage, handed over as plain arrays). A sample
 is placed by its own time, so a VM that migrated mid-hour counts under each host for the samples it sent
-from there. Projects are resources of kind ``project``; a VM's project comes from the same periods.
+from there. Projects are resources of kind ``project``; a leaf's (a VM's or a container's) project comes
+from the same periods.
 """
 
 from __future__ import annotations

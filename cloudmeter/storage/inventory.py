@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import psycopg
 
-from cloudmeter.model import Inventory, InventoryItem, Placement, ResourceRef, as_utc
+from cloudmeter.model import Inventory, InventoryItem, Placement, Requests, ResourceRef, as_utc
+from cloudmeter.storage.schema import REQUEST_COLUMNS
 
 
 @dataclass(frozen=True)
@@ -27,9 +28,10 @@ class Period:
     vcpus: int | None
     memory_bytes: int | None
     project: str | None
+    requests: Requests | None = None
 
-    def state(self) -> tuple[int | None, int | None, int | None, str | None]:
-        return (self.parent_id, self.vcpus, self.memory_bytes, self.project)
+    def state(self) -> tuple[int | None, int | None, int | None, str | None, Requests | None]:
+        return (self.parent_id, self.vcpus, self.memory_bytes, self.project, self.requests)
 
 
 @dataclass(frozen=True)
@@ -70,14 +72,31 @@ def merge_history(stored: list[Period], reported: list[Period], end: datetime | 
 
 
 def _with_end(period: Period, valid_to: datetime | None) -> Period:
-    return Period(period.valid_from, valid_to, period.parent_id, period.vcpus, period.memory_bytes, period.project)
+    return replace(period, valid_to=valid_to)
+
+
+def _requests(*values: float | int | None) -> Requests | None:
+    """Stored request columns as ``Requests``; None when none is set."""
+    if all(value is None for value in values):
+        return None
+    cpu_request, cpu_limit, memory_request, memory_limit = values
+    return Requests(cpu_request, cpu_limit, _int(memory_request), _int(memory_limit))
+
+
+def _int(value: float | int | None) -> int | None:
+    return None if value is None else int(value)
+
+
+def _request_columns(requests: list[Requests | None]) -> dict[str, list[float | int | None]]:
+    """Column name -> values of ``Requests`` fields (NULL where no requests)."""
+    return {name: [getattr(r, name) if r else None for r in requests] for name, _ in REQUEST_COLUMNS}
 
 
 def _placements(item: InventoryItem, observed_at: datetime, has_stored: bool) -> list[Placement]:
     if item.history:
         return list(item.history)
     since = observed_at if has_stored or item.created_at is None else item.created_at
-    return [Placement(since, item.parent, item.vcpus, item.memory_bytes, item.project)]
+    return [Placement(since, item.parent, item.vcpus, item.memory_bytes, item.project, item.requests)]
 
 
 def _upsert_resources(conn: psycopg.Connection, manager_id: int, inventory: Inventory) -> dict[ResourceRef, int]:
@@ -85,15 +104,20 @@ def _upsert_resources(conn: psycopg.Connection, manager_id: int, inventory: Inve
     seen = as_utc(inventory.observed_at)
     rows = conn.execute(
         """INSERT INTO resources (manager_id, kind, ems_ref, name, vcpus, memory_bytes, disk_bytes, project, tags,
-                                  first_seen, last_seen, retired_at)
+                                  first_seen, last_seen, retired_at, cpu_request_cores, cpu_limit_cores,
+                                  memory_request_bytes, memory_limit_bytes)
            SELECT %(manager)s, u.* FROM unnest(%(kind)s::text[], %(ems_ref)s::text[], %(name)s::text[],
                   %(vcpus)s::int[], %(memory)s::bigint[], %(disk)s::bigint[], %(project)s::text[],
-                  %(tags)s::jsonb[], %(first)s::timestamptz[], %(last)s::timestamptz[], %(retired)s::timestamptz[]) u
+                  %(tags)s::jsonb[], %(first)s::timestamptz[], %(last)s::timestamptz[], %(retired)s::timestamptz[],
+                  %(cpu_request_cores)s::float8[], %(cpu_limit_cores)s::float8[],
+                  %(memory_request_bytes)s::bigint[], %(memory_limit_bytes)s::bigint[]) u
            ON CONFLICT (manager_id, kind, ems_ref) DO UPDATE SET
                name = excluded.name, vcpus = excluded.vcpus, memory_bytes = excluded.memory_bytes,
                disk_bytes = excluded.disk_bytes, project = excluded.project, tags = excluded.tags,
                first_seen = least(resources.first_seen, excluded.first_seen), last_seen = excluded.last_seen,
-               retired_at = excluded.retired_at
+               retired_at = excluded.retired_at, cpu_request_cores = excluded.cpu_request_cores,
+               cpu_limit_cores = excluded.cpu_limit_cores, memory_request_bytes = excluded.memory_request_bytes,
+               memory_limit_bytes = excluded.memory_limit_bytes
            RETURNING id, kind, ems_ref""",
         {
             "manager": manager_id,
@@ -108,6 +132,7 @@ def _upsert_resources(conn: psycopg.Connection, manager_id: int, inventory: Inve
             "first": [as_utc(i.created_at) if i.created_at else seen for i in items],
             "last": [seen] * len(items),
             "retired": [as_utc(i.retired_at) if i.retired_at else None for i in items],
+            **_request_columns([i.requests for i in items]),
         },
     ).fetchall()
     ids = {ResourceRef(kind, ems_ref): rid for rid, kind, ems_ref in rows}
@@ -125,12 +150,13 @@ def _upsert_resources(conn: psycopg.Connection, manager_id: int, inventory: Inve
 def _stored_history(conn: psycopg.Connection, manager_id: int) -> dict[int, list[Period]]:
     stored: dict[int, list[Period]] = defaultdict(list)
     for rid, *fields in conn.execute(
-        """SELECT h.resource_id, h.valid_from, h.valid_to, h.parent_id, h.vcpus, h.memory_bytes, h.project
+        """SELECT h.resource_id, h.valid_from, h.valid_to, h.parent_id, h.vcpus, h.memory_bytes, h.project,
+                  h.cpu_request_cores, h.cpu_limit_cores, h.memory_request_bytes, h.memory_limit_bytes
            FROM resource_history h JOIN resources r ON r.id = h.resource_id
            WHERE r.manager_id = %s ORDER BY h.resource_id, h.valid_from""",
         (manager_id,),
     ):
-        stored[rid].append(Period(*fields))
+        stored[rid].append(Period(*fields[:6], _requests(*fields[6:])))
     return stored
 
 
@@ -190,6 +216,7 @@ def save_inventory(conn: psycopg.Connection, manager_id: int, inventory: Invento
                     p.vcpus,
                     p.memory_bytes,
                     p.project,
+                    p.requests,
                 )
                 for p in _placements(item, observed_at, bool(stored.get(rid)))
             ]
@@ -207,16 +234,20 @@ def _replace_history(conn: psycopg.Connection, replace: dict[int, list[Period]])
     conn.execute("DELETE FROM resource_history WHERE resource_id = ANY(%s)", (list(replace),))
     rows = [(rid, p) for rid, periods in replace.items() for p in periods]
     conn.execute(
-        """INSERT INTO resource_history (resource_id, valid_from, valid_to, parent_id, vcpus, memory_bytes, project)
-           SELECT * FROM unnest(%s::int[], %s::timestamptz[], %s::timestamptz[], %s::int[], %s::int[],
-                                %s::bigint[], %s::text[])""",
-        (
-            [rid for rid, _ in rows],
-            [p.valid_from for _, p in rows],
-            [p.valid_to for _, p in rows],
-            [p.parent_id for _, p in rows],
-            [p.vcpus for _, p in rows],
-            [p.memory_bytes for _, p in rows],
-            [p.project for _, p in rows],
-        ),
+        """INSERT INTO resource_history (resource_id, valid_from, valid_to, parent_id, vcpus, memory_bytes, project,
+                                         cpu_request_cores, cpu_limit_cores, memory_request_bytes, memory_limit_bytes)
+           SELECT * FROM unnest(%(rid)s::int[], %(from)s::timestamptz[], %(to)s::timestamptz[], %(parent)s::int[],
+                                %(vcpus)s::int[], %(memory)s::bigint[], %(project)s::text[],
+                                %(cpu_request_cores)s::float8[], %(cpu_limit_cores)s::float8[],
+                                %(memory_request_bytes)s::bigint[], %(memory_limit_bytes)s::bigint[])""",
+        {
+            "rid": [rid for rid, _ in rows],
+            "from": [p.valid_from for _, p in rows],
+            "to": [p.valid_to for _, p in rows],
+            "parent": [p.parent_id for _, p in rows],
+            "vcpus": [p.vcpus for _, p in rows],
+            "memory": [p.memory_bytes for _, p in rows],
+            "project": [p.project for _, p in rows],
+            **_request_columns([p.requests for _, p in rows]),
+        },
     )

@@ -192,9 +192,10 @@ CREATE TABLE metric_daily (
 
 def _m002_rollup_state(mode: Mode) -> str:
     del mode  # the same in both modes
+    kinds = _kind_list(("vm", "host", "cluster", "provider", "region", "project"))  # as of this step
     return f"""
 ALTER TABLE resources DROP CONSTRAINT resources_kind_check;
-ALTER TABLE resources ADD CONSTRAINT resources_kind_check CHECK (kind IN ({_kind_list(KINDS)}));
+ALTER TABLE resources ADD CONSTRAINT resources_kind_check CHECK (kind IN ({kinds}));
 ALTER TABLE managers ADD COLUMN rolled_until timestamptz;
 CREATE TABLE rollup_dirty (
     manager_id integer NOT NULL REFERENCES managers(id) ON DELETE CASCADE,
@@ -319,6 +320,26 @@ CREATE TABLE metric_hourly_packs (
 """
 
 
+#: ``resource_history`` and ``resources`` columns of ``model.Requests`` (NULL = not set), with their types.
+REQUEST_COLUMNS: Final[tuple[tuple[str, str], ...]] = (
+    ("cpu_request_cores", "double precision"),
+    ("cpu_limit_cores", "double precision"),
+    ("memory_request_bytes", "bigint"),
+    ("memory_limit_bytes", "bigint"),
+)
+
+
+def _m009_kubernetes(mode: Mode) -> str:
+    del mode  # the same in both modes
+    columns = ", ".join(f"ADD COLUMN {name} {kind}" for name, kind in REQUEST_COLUMNS)
+    return f"""
+ALTER TABLE resources DROP CONSTRAINT resources_kind_check;
+ALTER TABLE resources ADD CONSTRAINT resources_kind_check CHECK (kind IN ({_kind_list(KINDS)}));
+ALTER TABLE resources {columns};
+ALTER TABLE resource_history {columns};
+"""
+
+
 @dataclass(frozen=True)
 class Migration:
     """One numbered, forward-only schema step."""
@@ -343,6 +364,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(
         8, "each resource's hourly rows packed per UTC day, for reports (metric_hourly_packs)", _m008_hourly_packs
     ),
+    Migration(9, "Kubernetes: kinds pod and container; CPU and memory requests and limits", _m009_kubernetes),
 )
 LATEST: Final = MIGRATIONS[-1].version
 

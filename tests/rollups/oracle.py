@@ -34,8 +34,9 @@ docstrings state them:
   and a parent's is the sum of its children's in the bucket, a parent child bringing its own (so a VM under
   two hosts of a cluster in one bucket counts twice for the cluster); for leaves ``child_count`` =
   ``children_with_data`` = -1.
-- Projects collect their VMs (``project_id`` of the VM's period) but never add into any other level; the
-  ``parent_id`` relation takes children of any kind but ``project``.
+- Projects collect their leaves, VMs and containers (``project_id`` of the leaf's period), but never add into
+  any other level; the ``parent_id`` relation takes children of any kind but ``project`` (containers -> pod ->
+  host: a pod is a parent like any other).
 """
 
 from __future__ import annotations
@@ -60,7 +61,9 @@ CPU_PCT, CPU_CORES = METRICS.index("cpu_usage_pct"), METRICS.index("cpu_used_cor
 MEM_BYTES, MEM_PCT = METRICS.index("mem_used_bytes"), METRICS.index("mem_usage_pct")
 #: (percentage metric, absolute metric, capacity column 0 = vcpus / 1 = memory_bytes)
 PERCENTAGES = ((CPU_PCT, CPU_CORES, 0), (MEM_PCT, MEM_BYTES, 1))
-assert set(KINDS) == {"vm", "host", "cluster", "provider", "region", "project"}
+assert set(KINDS) == {"vm", "host", "cluster", "provider", "region", "project", "pod", "container"}
+#: Kinds whose samples are their own and who add into their project as well as their parent.
+LEAVES = ("vm", "container")
 
 Values = tuple[float, ...]
 
@@ -192,7 +195,7 @@ class Oracle:
         for period in periods:
             if period.parent >= 0 and kinds[period.resource] != "project":
                 self.children[period.parent].add(period.resource)
-            if period.project >= 0 and kinds[period.resource] == "vm":
+            if period.project >= 0 and kinds[period.resource] in LEAVES:
                 self.children[period.project].add(period.resource)
         self.raw = dedupe(raw)
         self._series: dict[int, list[Point]] = {}
@@ -382,5 +385,5 @@ class Oracle:
 
     def owner_period(self, period: Period, child: int, parent: int) -> bool:
         if self.kinds[parent] == "project":
-            return self.kinds[child] == "vm" and period.project == parent
+            return self.kinds[child] in LEAVES and period.project == parent
         return self.kinds[child] != "project" and period.parent == parent

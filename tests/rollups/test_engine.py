@@ -246,6 +246,45 @@ def topology_scenarios(draw: st.DrawFn, hours: int, intervals: tuple[int, ...], 
     return Scenario(kinds, tuple(periods), interval, start, end, rid, ts, values)
 
 
+@st.composite
+def kubernetes_scenarios(draw: st.DrawFn, hours: int, starts: tuple[int, ...]) -> Scenario:
+    """A cluster of 2-3 nodes (hosts) and 1-2 namespaces (projects); 2-4 pods of 1-3 containers each, pods
+    starting or ending mid-hour; containers (the leaves) under their pod and in their pod's namespace."""
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    interval = draw(st.sampled_from((15, 30, 60)))
+    start = draw(st.sampled_from(starts))
+    end = start + hours * HOUR
+    n_nodes, n_namespaces, n_pods = draw(st.integers(2, 3)), draw(st.integers(1, 2)), draw(st.integers(2, 4))
+    sizes = [int(rng.integers(1, 4)) for _ in range(n_pods)]
+    names = ["region", "provider", "cluster", *["host"] * n_nodes, *["project"] * n_namespaces, *["pod"] * n_pods]
+    names += ["container"] * sum(sizes)
+    ids = [int(i) for i in rng.permutation(len(names)) + 1]  # kinds interleaved in id order
+    kinds = dict(zip(ids, names, strict=True))
+    region, provider, cluster = ids[:3]
+    nodes, namespaces = ids[3 : 3 + n_nodes], ids[3 + n_nodes : 3 + n_nodes + n_namespaces]
+    pods = ids[3 + n_nodes + n_namespaces : 3 + n_nodes + n_namespaces + n_pods]
+    containers = ids[3 + n_nodes + n_namespaces + n_pods :]
+    periods = [Period(region, start - FAR, OPEN_END), Period(provider, start - FAR, OPEN_END, region)]
+    periods.append(Period(cluster, start - FAR, OPEN_END, provider))
+    for node in nodes:
+        cpu, mem = allocation(rng, 0.9, 64, 256)
+        periods.append(Period(node, start - FAR, OPEN_END, cluster, -1, cpu, mem))
+    taken = 0
+    for pod, size in zip(pods, sizes, strict=True):
+        lo = start - FAR if rng.random() < 0.6 else cuts(rng, start, end, 1)[0]
+        hi = OPEN_END if rng.random() < 0.7 else cuts(rng, max(lo, start), end, 1)[0]
+        if hi <= lo:
+            hi = OPEN_END
+        periods.append(Period(pod, lo, hi, int(rng.choice(nodes))))
+        namespace = int(rng.choice(namespaces))
+        for container in containers[taken : taken + size]:
+            _, mem = allocation(rng, 0.6, 4, 16)  # a memory request; CPU requests are fractional: no vcpus
+            periods.append(Period(container, lo, hi, pod, namespace, NAN, mem))
+        taken += size
+    rid, ts, values = raw_samples(rng, containers, start, end, interval)
+    return Scenario(kinds, tuple(periods), interval, start, end, rid, ts, values)
+
+
 def with_own_intervals(s: Scenario, seed: int) -> Scenario:
     """``s`` with its VMs' samples redrawn, each VM on intervals of its own (issue 20 item 4): one interval
     for the whole range, another from an hour on, samples in the first hours only (its interval carried on
@@ -427,6 +466,15 @@ def test_topology_daily_rows_match_oracle(s: Scenario) -> None:
 def test_topology_daily_children_with_data_match_oracle(s: Scenario) -> None:
     """Children that sent data during the local day (by their samples' own times), in every zone."""
     problems = topology_differences(s, daily=True, columns=["children_with_data"])
+    assert not problems, "\n".join(problems)
+
+
+@settings(max_examples=40, deadline=None)
+@given(kubernetes_scenarios(3, TOPOLOGY_STARTS))
+def test_kubernetes_rows_match_oracle(s: Scenario) -> None:
+    """Containers -> pod -> node -> cluster and containers -> namespace: hourly and daily rows, every column."""
+    problems = topology_differences(s, daily=False, columns=ALL)
+    problems += topology_differences(s, daily=True, columns=ALL)
     assert not problems, "\n".join(problems)
 
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import psycopg
 
-from cloudmeter.model import Inventory, InventoryItem, Placement, ResourceRef
+from cloudmeter.model import Inventory, InventoryItem, Placement, Requests, ResourceRef
 from cloudmeter.storage.database import Database
 from cloudmeter.storage.inventory import Period, merge_history, save_inventory
 from cloudmeter.storage.managers import register_manager
@@ -57,6 +57,35 @@ def test_change_detection_opens_a_period_per_change_and_none_for_no_change(db: D
             "WHERE r.ems_ref = 'vm-1'"
         ).fetchone()
         assert parent == ("h2", 4, {"env": "prod"})
+
+
+def test_container_requests_are_stored_and_a_change_of_requests_opens_a_period(db: Database) -> None:
+    pod = InventoryItem(ResourceRef("pod", "uid-1"), "web-0", parent=H1.ref, project="shop")
+    half = Requests(cpu_request_cores=0.25, cpu_limit_cores=0.5, memory_request_bytes=2**28)
+
+    def container(requests: Requests) -> InventoryItem:
+        return InventoryItem(
+            ResourceRef("container", "uid-1/app"), "app", parent=pod.ref, memory_bytes=2**28, project="shop",
+            created_at=t(0), requests=requests,
+        )  # fmt: skip
+
+    more = Requests(cpu_request_cores=1.5, memory_request_bytes=2**29, memory_limit_bytes=2**30)
+    with db.connection() as conn:
+        mid = register_manager(conn, "k", "simulator", {})
+        save_inventory(conn, mid, Inventory(t(1), (CLUSTER, H1, pod, container(half))))
+        save_inventory(conn, mid, Inventory(t(2), (CLUSTER, H1, pod, container(half))))  # nothing changed
+        save_inventory(conn, mid, Inventory(t(4), (CLUSTER, H1, pod, container(more))))  # requests changed at 04:00
+        history = conn.execute(
+            """SELECT h.valid_from, h.valid_to, h.cpu_request_cores, h.cpu_limit_cores, h.memory_request_bytes,
+                      h.memory_limit_bytes, h.vcpus FROM resource_history h JOIN resources r ON r.id = h.resource_id
+               WHERE r.kind = 'container' ORDER BY h.valid_from"""
+        ).fetchall()
+        assert history == [(t(0), t(4), 0.25, 0.5, 2**28, None, None), (t(4), None, 1.5, None, 2**29, 2**30, None)]
+        stored = conn.execute(
+            "SELECT kind, cpu_request_cores, memory_limit_bytes FROM resources WHERE kind IN ('pod', 'container') "
+            "ORDER BY kind"
+        ).fetchall()
+        assert stored == [("container", 1.5, 2**30), ("pod", None, None)]
 
 
 def test_reported_history_replaces_the_guess_and_deleted_resources_are_retired(db: Database) -> None:

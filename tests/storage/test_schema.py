@@ -15,6 +15,8 @@ from cloudmeter.storage import readers, schema, writer
 from cloudmeter.storage.database import Database
 from cloudmeter.storage.partitions import drop_expired_partitions, maintain, native_partitions, partition_ranges
 
+#: Kubernetes' requests and limits (migration 9), after the original columns
+REQUESTS = ("cpu_request_cores", "cpu_limit_cores", "memory_request_bytes", "memory_limit_bytes")
 CONTRACT = {
     "resources": [
         "id",
@@ -31,8 +33,12 @@ CONTRACT = {
         "first_seen",
         "last_seen",
         "retired_at",
+        *REQUESTS,
     ],
-    "resource_history": ["resource_id", "valid_from", "valid_to", "parent_id", "vcpus", "memory_bytes", "project"],
+    "resource_history": [
+        *("resource_id", "valid_from", "valid_to", "parent_id", "vcpus", "memory_bytes", "project"),
+        *REQUESTS,
+    ],
     "metric_samples": ["ts", "resource_id", *METRICS],
 }
 ROLLUP_STATS = ["avg", "min", "max", "p95", "max_ts"]
