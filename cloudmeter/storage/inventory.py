@@ -149,14 +149,14 @@ def _upsert_resources(conn: psycopg.Connection, manager_id: int, inventory: Inve
 
 def _stored_history(conn: psycopg.Connection, manager_id: int) -> dict[int, list[Period]]:
     stored: dict[int, list[Period]] = defaultdict(list)
-    for rid, *fields in conn.execute(
+    for rid, valid_from, valid_to, parent, vcpus, memory, project, *requests in conn.execute(
         """SELECT h.resource_id, h.valid_from, h.valid_to, h.parent_id, h.vcpus, h.memory_bytes, h.project,
                   h.cpu_request_cores, h.cpu_limit_cores, h.memory_request_bytes, h.memory_limit_bytes
            FROM resource_history h JOIN resources r ON r.id = h.resource_id
            WHERE r.manager_id = %s ORDER BY h.resource_id, h.valid_from""",
         (manager_id,),
     ):
-        stored[rid].append(Period(*fields[:6], _requests(*fields[6:])))
+        stored[rid].append(Period(valid_from, valid_to, parent, vcpus, memory, project, _requests(*requests)))
     return stored
 
 
