@@ -1,15 +1,16 @@
 """Utilization of hosts, clusters or providers over a window, with allocation against capacity.
 
-Usage comes from the level's own hourly rollup rows (its children's samples summed, slot by slot).
-Capacity is the sum of the ``vcpus`` / ``memory_bytes`` of the hosts placed under it, hour by hour
-(``resource_history``), so a host whose VMs sent nothing still counts; allocation is the sum of its VMs'
-``vcpus`` / ``memory_bytes``, time-weighted within each hour. Percentages are computed per hour as usage over
+Usage comes from the level's own hourly rollup rows (its children's samples summed, slot by slot). Capacity is
+the sum of the ``vcpus`` / ``memory_bytes`` of the hosts placed under it, hour by hour (``resource_history``),
+so a host whose VMs sent nothing still counts; allocation is the sum of its VMs' ``vcpus`` / ``memory_bytes``,
+time-weighted within each hour. On Kubernetes a node's capacity is its allocatable, and allocation is the
+containers' requests (a container without one adds nothing). Percentages are computed per hour as usage over
 that hour's capacity. Window statistics: ``_avg`` and ``_p95`` (linear) of the hourly averages, ``_peak`` the
 highest sample-level value (hourly ``_max``) for CPU and memory, and the highest hourly average for disk and
-network (read + write, in + out). An hour without samples is missing, never 0: ``hours_with_data`` counts
-the hours with any, ``data_from`` / ``data_to`` bound them, ``coverage_pct`` is the samples in the level's own
-rows over those the VMs' sampling intervals promise while they were placed beneath it, hour by hour (never
-more than promised, so at most 100).
+network (read + write, in + out). An hour without samples is missing, never 0: ``hours_with_data`` counts the
+hours with any, ``data_from`` / ``data_to`` bound them, ``coverage_pct`` is the samples in the level's own rows
+over those the VMs' sampling intervals promise while they were placed beneath it, hour by hour (never more than
+promised, so at most 100).
 
 Nothing here reads a VM's rows: usage and samples come from the level's own rollup rows, capacity and allocation
 from the placement periods spread over the hours (``reports.placement``), so the cost grows with the level's
@@ -37,6 +38,8 @@ Level = Literal["host", "cluster", "provider"]
 #: The rollup columns the usage statistics are computed from: those packed per day (``storage.packs``).
 USAGE: Final = PACKED
 LEVELS: Final[tuple[str, ...]] = ("host", "cluster", "provider")
+#: The kinds whose samples are their own and whose allocations count against their host: VMs and containers.
+LEAVES: Final = ("vm", "container")
 
 
 def check_level(level: str) -> Level:
@@ -54,16 +57,17 @@ def hourly_capacity(
     sampling intervals promise while they existed (``vm_expected``; ``vm_unpromised`` VMs had no interval known).
 
     A VM counts under its host's group that hour (the placement covering most of it), else under the ancestor
-    at ``level`` of its own parent.
+    at ``level`` of its own parent. Kubernetes: a node's capacity is its allocatable, containers count as VMs
+    (under their pod's node) and their allocation is their requests.
     """
     check_hour_window(window)
     info = resources(conn) if info is None else info
-    periods = placement.read_periods(conn, window, ("vm", "host"))
+    periods = placement.read_periods(conn, window, ("host", *LEAVES))
     groups = np.sort(info.filter(pl.col("kind") == level)["id"].to_numpy())
     hosts = periods.filter(pl.col("kind") == "host")
     host_group = hosts["resource_id"] if level == "host" else ancestor(info, hosts["parent_id"], level)
     capacity = placement.spread_periods(hosts, window, host_group, groups)
-    vms = periods.filter(pl.col("kind") == "vm")
+    vms = periods.filter(pl.col("kind").is_in(LEAVES))
     host_ids = np.unique(hosts["resource_id"].to_numpy())
     via = (host_ids, placement.group_grid(hosts, window, host_group, groups))
     vm_ids = np.unique(vms["resource_id"].to_numpy())

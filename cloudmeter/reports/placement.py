@@ -32,11 +32,23 @@ _PERIOD_KINDS = (
     ("memory_bytes", pgbinary.INT8),
     ("start_us", pgbinary.INT8),
     ("end_us", pgbinary.INT8),
+    ("cores", pgbinary.FLOAT8),
+    ("memory", pgbinary.FLOAT8),
 )
+#: What a period offers (a host: a Kubernetes node's allocatable where known, else its size) or holds (a
+#: container: its requests; a VM: its size), in cores and bytes: what capacity and allocation sum.
+_HELD = """CASE r.kind WHEN 'host' THEN coalesce(
+                    CASE WHEN r.tags->>'allocatable_cpu_cores' ~ '^[0-9]+(\\.[0-9]+)?$'
+                         THEN (r.tags->>'allocatable_cpu_cores')::float8 END, h.vcpus)
+                  WHEN 'container' THEN h.cpu_request_cores ELSE h.vcpus END,
+              CASE WHEN r.kind = 'host' AND r.tags->>'allocatable_memory_bytes' ~ '^[0-9]+$'
+                   THEN (r.tags->>'allocatable_memory_bytes')::float8 ELSE h.memory_bytes END"""
 _PERIODS = sql.SQL(
     """SELECT h.resource_id, array_position(%s::text[], r.kind)::int4 - 1, h.parent_id, p.id, h.vcpus, h.memory_bytes,
               (extract(epoch FROM greatest(h.valid_from, %s::timestamptz)) * 1000000)::int8,
-              (extract(epoch FROM e.until) * 1000000)::int8
+              (extract(epoch FROM e.until) * 1000000)::int8, """
+    + _HELD
+    + """
        FROM resource_history h
        JOIN resources r ON r.id = h.resource_id
        LEFT JOIN resources p ON p.manager_id = r.manager_id AND p.kind = 'project' AND p.ems_ref = h.project
@@ -63,7 +75,8 @@ _INTERVALS = sql.SQL(
 def read_periods(conn: psycopg.Connection, window: Window, kinds: tuple[str, ...]) -> pl.DataFrame:
     """Placement periods of resources of ``kinds`` overlapping ``window``, clipped to it and to each resource's
     lifetime, sorted by (resource_id, start): resource_id, kind, parent_id, project_id, vcpus, memory_bytes,
-    start_us, end_us (epoch microseconds)."""
+    start_us, end_us (epoch microseconds), and the ``cores`` and ``memory`` bytes it offers or holds (a host's
+    size, or a Kubernetes node's allocatable; a VM's size; a container's requests)."""
     params = [list(KINDS), window.start, window.end, window.end, window.start, list(kinds), window.start]
     frame = to_frame(read_arrays(conn, _PERIODS, params, _PERIOD_KINDS), _PERIOD_KINDS)
     kind = pl.col("kind_code").replace_strict(dict(enumerate(KINDS)), return_dtype=pl.String).alias("kind")
@@ -111,11 +124,11 @@ def spread_periods(
 ) -> Spread:
     """``rollups.spread`` of ``periods`` (one kind) over the window's hours, into the cells of ``groups``
     (sorted ids): each period's own ``group`` id, or its parent's group that hour where ``via`` (the parents'
-    sorted ids, their (parents, hours) group positions) has one. Values: vcpus, memory_bytes."""
+    sorted ids, their (parents, hours) group positions) has one. Values: cores and memory bytes offered or held."""
     members = np.unique(periods["resource_id"].to_numpy())
     hours = _hours(window)
     parents, parent_group = via if via is not None else (np.zeros(0, np.int64), np.zeros((0, hours), np.int32))
-    values = periods.select(pl.col("vcpus", "memory_bytes").cast(pl.Float64)).to_numpy()
+    values = periods.select("cores", "memory").to_numpy()
     return spread(
         dense(periods["resource_id"].to_numpy(), members),
         periods["start_us"].to_numpy(),

@@ -1,0 +1,66 @@
+"""Reports on the hand-computable Kubernetes cluster (tests/reports/kube.py): every number is derived here."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from cloudmeter.model import Window
+from cloudmeter.reports import capacity
+from cloudmeter.storage.database import Database
+from cloudmeter.storage.readers import read_rollups
+from tests.reports.kube import ALLOCATABLE_CORES, ALLOCATABLE_GIB, END, GIB, NET_BPS, START, load
+
+WINDOW = Window(START, END)
+JOB = [6 <= h < 18 for h in range(24)]  # job-0's hours
+N2_CORES = [0.75 + (1.5 if j else 0.0) for j in JOB]
+N2_GIB = [0.75 + (1.0 if j else 0.0) for j in JOB]
+
+
+@pytest.fixture
+def kube(db: Database) -> Database:
+    load(db)
+    return db
+
+
+def by(frame: pl.DataFrame, column: str) -> dict[str, dict[str, object]]:
+    return {row[column]: row for row in frame.iter_rows(named=True)}
+
+
+def test_node_and_cluster_utilization_is_against_allocatable_and_requests_are_the_allocation(kube: Database) -> None:
+    with kube.connection() as conn:
+        nodes = by(capacity.utilization(conn, WINDOW, "host"), "host")
+        cluster = capacity.utilization(conn, WINDOW, "cluster").row(0, named=True)
+    n1, n2 = nodes["n1"], nodes["n2"]
+    assert (n1["cpu_cores_avg"], n1["cpu_cores_peak"], n1["mem_gb_avg"]) == (0.25, 0.25, 0.5)
+    assert n1["cpu_pct_avg"] == pytest.approx(100 * 0.25 / ALLOCATABLE_CORES)
+    assert (n1["vcpus_capacity"], n1["mem_gb_capacity"]) == (ALLOCATABLE_CORES, ALLOCATABLE_GIB)
+    # app requests 0.5 cores and 1 GiB; the POD container requests nothing and adds nothing
+    assert (n1["vcpus_allocated"], n1["mem_gb_allocated"], n1["vms"]) == (0.5, 1.0, 2)
+    assert (n1["net_bps_avg"], n1["coverage_pct"], n1["hours_with_data"]) == (2 * NET_BPS, 100.0, 24)
+    assert n2["cpu_cores_avg"] == pytest.approx(np.mean(N2_CORES))
+    assert n2["cpu_cores_p95"] == pytest.approx(np.percentile(N2_CORES, 95))
+    assert n2["mem_gb_avg"] == pytest.approx(np.mean(N2_GIB)) and n2["mem_gb_peak"] == 1.75
+    # at the last hour job-0 is gone: web-1's requests only
+    assert (n2["vcpus_allocated"], n2["mem_gb_allocated"], n2["vms"]) == (0.5, 1.0, 1)
+    assert cluster["cpu_cores_avg"] == pytest.approx(np.mean([0.25 + c for c in N2_CORES]))
+    assert (cluster["vcpus_capacity"], cluster["mem_gb_capacity"]) == (2 * ALLOCATABLE_CORES, 2 * ALLOCATABLE_GIB)
+    assert cluster["cpu_overcommit"] == pytest.approx(1.0 / 7.0) and cluster["coverage_pct"] == 100.0
+
+
+def test_pods_sum_their_containers_and_namespaces_their_containers(kube: Database) -> None:
+    with kube.connection() as conn:
+        names = dict(conn.execute("SELECT id, name FROM resources WHERE kind IN ('pod', 'project')").fetchall())
+        rows = read_rollups(conn, "hourly", WINDOW, list(names))
+    rows = rows.with_columns(pl.col("resource_id").replace_strict(names, return_dtype=pl.String).alias("name"))
+    hourly = {name: group.sort("ts") for (name,), group in rows.group_by("name")}
+    web0 = hourly["web-0"]
+    assert web0["cpu_used_cores_avg"].to_list() == [0.25] * 24 and web0["net_rx_bps_avg"].to_list() == [NET_BPS] * 24
+    assert web0["mem_usage_pct_avg"].to_list() == [50.0] * 24  # 0.5 GiB of the app's 1 GiB request
+    assert web0["sample_count"].to_list() == web0["expected_count"].to_list() == [24] * 24  # app + POD, 12 each
+    assert hourly["job-0"]["cpu_used_cores_avg"].to_list() == [1.5] * 12
+    assert hourly["job-0"]["cpu_usage_pct_avg"].to_list() == [None] * 12  # no CPU request: no percentage
+    assert hourly["shop"]["cpu_used_cores_avg"].to_list() == [1.0] * 24
+    assert hourly["shop"]["mem_used_bytes_avg"].to_list() == [1.25 * GIB] * 24
+    assert hourly["batch"]["ts"].to_list()[0] == START.replace(hour=6) and hourly["batch"].height == 12
