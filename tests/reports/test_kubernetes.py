@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import numpy as np
 import polars as pl
 import pytest
 
 from cloudmeter.model import Window
-from cloudmeter.reports import capacity
+from cloudmeter.reports import capacity, requests
 from cloudmeter.storage.database import Database
 from cloudmeter.storage.readers import read_rollups
 from tests.reports.kube import ALLOCATABLE_CORES, ALLOCATABLE_GIB, END, GIB, NET_BPS, START, load
@@ -64,3 +66,35 @@ def test_pods_sum_their_containers_and_namespaces_their_containers(kube: Databas
     assert hourly["shop"]["cpu_used_cores_avg"].to_list() == [1.0] * 24
     assert hourly["shop"]["mem_used_bytes_avg"].to_list() == [1.25 * GIB] * 24
     assert hourly["batch"]["ts"].to_list()[0] == START.replace(hour=6) and hourly["batch"].height == 12
+
+
+def test_container_requests_from_p95_plus_headroom_in_millicores_and_mib(kube: Database) -> None:
+    with kube.connection() as conn:
+        day = by(requests.rightsize_containers(conn, WINDOW), "pod")
+        morning = by(requests.rightsize_containers(conn, Window(START, START + timedelta(hours=12))), "pod")
+    assert set(day) == {"web-0", "web-1", "job-0"}  # no POD sandbox
+    web0, web1, job = day["web-0"], day["web-1"], day["job-0"]
+    # web-0: p95 0.25 cores x 1.2 = 0.3; 0.5 GiB x 1.2 = 614.4 MiB -> 615 MiB
+    assert (web0["action"], web0["recommended_cpu_request_cores"]) == ("downsize", 0.3)
+    assert web0["recommended_memory_request_gb"] == 615 / 1024 and web0["coverage_pct"] == 100.0
+    assert (web0["cpu_request_cores"], web0["memory_request_gb"], web0["namespace"]) == (0.5, 1.0, "shop")
+    # web-1: 0.75 x 1.2 = 0.9 cores (over its 0.5 request); 0.9 GiB = 921.6 MiB -> 922 MiB
+    assert (web1["action"], web1["recommended_cpu_request_cores"], web1["recommended_memory_request_gb"]) == (
+        "upsize",
+        0.9,
+        922 / 1024,
+    )
+    assert (job["action"], job["recommended_cpu_request_cores"], job["note"]) == (
+        "retired",
+        None,
+        "deleted before the window's end",
+    )
+    # alive at noon: no CPU request to compare with; 1.5 x 1.2 = 1.8 cores, 1 GiB x 1.2 -> 1229 MiB
+    worker = morning["job-0"]
+    assert (worker["action"], worker["cpu_request_cores"], worker["recommended_cpu_request_cores"]) == (
+        "set",
+        None,
+        1.8,
+    )
+    assert worker["recommended_memory_request_gb"] == 1229 / 1024 and worker["memory_request_gb"] == 2.0
+    assert worker["hours_with_data"] == 6 and worker["coverage_pct"] == 100.0
