@@ -76,12 +76,15 @@ def coverage_notes(frame: pl.DataFrame, window: Window) -> list[str]:
     ]
 
 
-def _rightsize_notes(frame: pl.DataFrame, currency: str) -> None:
+def _rightsize_notes(frame: pl.DataFrame, currency: str, level: str) -> None:
     counts = dict(frame.group_by("action").len().iter_rows())
-    savings = frame["monthly_savings"].drop_nulls()
+    things = "containers" if level == "container" else "VMs"
     for action, why in (("no data", "no samples in the window"), ("retired", "deleted before the window's end")):
         if counts.get(action):
-            console.print(f"[yellow]note:[/] {counts[action]} VMs have no recommendation: {why}", highlight=False)
+            console.print(f"[yellow]note:[/] {counts[action]} {things} have no recommendation: {why}", highlight=False)
+    if "monthly_savings" not in frame.columns:
+        return
+    savings = frame["monthly_savings"].drop_nulls()
     if len(savings):
         total = cell("monthly_savings", savings.sum())
         console.print(f"monthly savings if all are applied: {total} {currency} ({len(savings)} VMs)", highlight=False)
@@ -210,17 +213,20 @@ def rightsize_command(
     sort: SortOption = None,
     top: TopOption = None,
     wide: WideOption = False,
+    level: Annotated[
+        str, typer.Option(help="vm: vCPUs and memory per VM; container: requests per Kubernetes container.")
+    ] = "vm",
 ) -> None:
-    """Recommended vCPUs and memory per VM, idle VMs, and the monthly cost change under the rate card."""
-    params = views.Rightsize(percentile, headroom_pct, idle_cpu_pct, rates, views.Period(start, end, days, tz))
+    """Recommended vCPUs and memory per VM, idle VMs, and the monthly cost change under the rate card; or
+    recommended CPU and memory requests per Kubernetes container (--level container)."""
+    params = views.Rightsize(percentile, headroom_pct, idle_cpu_pct, rates, views.Period(start, end, days, tz), level)
     with handled_errors():
         params.period.window()
-    card = rate_card(rates)
-    with handled_errors():
         params.check()
+    card = rate_card(rates)
     with reporting(config) as conn, handled_errors():
         shown = views.rightsize_report(conn, params, card)
     chosen_view = view(output, as_json, sort, top, wide, tz)
     report(shown, chosen_view)
     if chosen_view.output is Output.table:
-        _rightsize_notes(shown.frame, card.currency)
+        _rightsize_notes(shown.frame, card.currency, level)

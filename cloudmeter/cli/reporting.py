@@ -31,10 +31,16 @@ def reporting(config: Path | None) -> Iterator[psycopg.Connection]:
     """A connection to the configured database, or one line saying there is nothing to report on yet."""
     settings = read_settings(config)
     with open_database(settings) as db, db.connection() as conn:
-        if schema.applied_version(conn) == 0:
+        version = schema.applied_version(conn)
+        if version == 0:
             raise fail(
                 f"no cloudmeter data in {db.display_dsn} yet: run `cloudmeter demo` to try the reports, "
                 "or add a manager and capture (README: Configuration)"
+            )
+        if version < schema.LATEST:
+            raise fail(
+                f"the schema of {db.display_dsn} is at version {version}, this cloudmeter's is {schema.LATEST}: run "
+                "`cloudmeter db migrate` (the daemon migrates when it starts)"
             )
         yield conn
 

@@ -23,7 +23,17 @@ import psycopg
 
 from cloudmeter.errors import ConfigError
 from cloudmeter.model import KINDS, Window
-from cloudmeter.reports import capacity, chargeback, export, focus, forecast, headroom, measured, rightsize
+from cloudmeter.reports import (
+    capacity,
+    chargeback,
+    export,
+    focus,
+    forecast,
+    headroom,
+    measured,
+    requests,
+    rightsize,
+)
 from cloudmeter.reports.inputs import regions
 from cloudmeter.reports.periods import check_zone
 from cloudmeter.reports.ratecard import RateCard, load_rate_card, sample_rate_card
@@ -234,6 +244,10 @@ def forecast_report(conn: psycopg.Connection, params: Forecast) -> Shown:
     return Shown(leading(frame, FORECAST_FIRST), window, f"forecast to {params.limit:g}% of capacity, {window}")
 
 
+#: What ``capacity rightsize`` sizes: VMs (vCPUs and memory) or Kubernetes containers (their requests).
+RIGHTSIZE_LEVELS: Final = ("vm", "container")
+
+
 @dataclass(frozen=True)
 class Rightsize:
     """``capacity rightsize``: the sizing policy and the rate card (a path; None: the sample card)."""
@@ -243,18 +257,28 @@ class Rightsize:
     idle_cpu_pct: float = 5.0
     rates: Path | None = None
     period: Period = Period(days=14)
+    level: str = "vm"
 
     def check(self) -> rightsize.Policy:
+        if self.level not in RIGHTSIZE_LEVELS:
+            raise ParameterError(f"level {self.level!r} is not one of {', '.join(RIGHTSIZE_LEVELS)}", "level")
         return rightsize.Policy(self.percentile, self.headroom, self.idle_cpu_pct)
 
 
 def rightsize_report(conn: psycopg.Connection, params: Rightsize, card: RateCard | None = None) -> Shown:
-    """Recommended vCPUs and memory per VM, idle VMs, and the monthly cost change (``card``: loaded already)."""
+    """Recommended vCPUs and memory per VM, idle VMs, and the monthly cost change (``card``: loaded already); or
+    recommended requests per Kubernetes container."""
     window = params.period.window()
+    policy = params.check()
+    sizing = f"p{params.percentile:g} + {params.headroom:g}%"
+    if params.level == "container":
+        frame = requests.rightsize_containers(conn, window, policy).drop("resource_id")
+        return Shown(frame, window, f"container requests ({sizing}), {window}")
     card = card or rate_card(params.rates)
-    frame = rightsize.rightsize(conn, window, card, params.check()).drop("resource_id")
-    title = f"right-sizing (p{params.percentile:g} + {params.headroom:g}%), costs in {card.currency}, {window}"
-    return Shown(leading(frame, []), window, title, card.currency)
+    frame = rightsize.rightsize(conn, window, card, policy).drop("resource_id")
+    return Shown(
+        leading(frame, []), window, f"right-sizing ({sizing}), costs in {card.currency}, {window}", card.currency
+    )
 
 
 # --- chargeback --------------------------------------------------------------------------------------------------

@@ -196,7 +196,7 @@ def test_openapi_lists_every_endpoint_with_its_parameters(api: Api) -> None:
         ("/api/v1/capacity/headroom", "get"): {"vcpus", "memory_gb", "cpu_usage_pct", "mem_usage_pct",
                                                "cpu_allocation_ratio", "mem_allocation_ratio", *window, *shown},
         ("/api/v1/capacity/forecast", "get"): {"limit", *window, *shown},
-        ("/api/v1/capacity/rightsize", "get"): {"percentile", "headroom", "idle_cpu_pct", *window, *shown},
+        ("/api/v1/capacity/rightsize", "get"): {"percentile", "headroom", "idle_cpu_pct", "level", *window, *shown},
         ("/api/v1/chargeback", "get"): {"group_by", "interval", *window, *shown},
         ("/api/v1/chargeback/export", "get"): {"from", "to", "format", "group_by", "interval", "tz"},
         ("/api/v1/rollups", "get"): {"interval", "resource_id", "manager", "ems_ref", "level", *window, "limit",

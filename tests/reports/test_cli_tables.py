@@ -9,6 +9,7 @@ import re
 from decimal import Decimal
 from pathlib import Path
 
+import psycopg
 import pytest
 import typer
 from typer.testing import CliRunner
@@ -16,6 +17,7 @@ from typer.testing import CliRunner
 from cloudmeter.cli.capacity import capacity_app
 from cloudmeter.cli.chargeback import chargeback_app
 from cloudmeter.cli.output import cell
+from cloudmeter.storage import schema
 from cloudmeter.storage.database import Database
 
 app = typer.Typer()
@@ -111,6 +113,20 @@ def test_a_report_on_a_database_without_schema_says_what_to_do(dsn: str, tmp_pat
     assert result.exit_code == 1
     assert result.stderr.startswith("error: no cloudmeter data in ") and "run `cloudmeter demo`" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_report_on_an_older_schema_says_to_migrate(dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with monkeypatch.context() as old_program, psycopg.connect(dsn) as conn:
+        old_program.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:-1])
+        old_program.setattr(schema, "LATEST", schema.LATEST - 1)
+        schema.migrate(conn)
+    env = {"CLOUDMETER_DSN": dsn, "CLOUDMETER_DATA_DIR": str(tmp_path), "COLUMNS": "80"}
+    result = CliRunner().invoke(app, list(REPORTS["utilization per cluster"]), env=env)
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: the schema of ")
+    assert f"is at version {schema.LATEST - 1}, this cloudmeter's is {schema.LATEST}: run `cloudmeter db migrate`" in (
+        " ".join(result.stderr.split())
+    )
 
 
 def test_a_database_error_is_one_line(cloud: Database, dsn: str, tmp_path: Path) -> None:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
+from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
+import typer
+from typer.testing import CliRunner
 
+from cloudmeter.cli.capacity import capacity_app
 from cloudmeter.model import Window
 from cloudmeter.reports import capacity, requests
 from cloudmeter.storage.database import Database
@@ -98,3 +103,23 @@ def test_container_requests_from_p95_plus_headroom_in_millicores_and_mib(kube: D
     )
     assert worker["recommended_memory_request_gb"] == 1229 / 1024 and worker["memory_request_gb"] == 2.0
     assert worker["hours_with_data"] == 6 and worker["coverage_pct"] == 100.0
+
+
+def test_rightsize_level_container_through_the_cli_at_80_columns(kube: Database, dsn: str, tmp_path: Path) -> None:
+    app = typer.Typer()
+    app.add_typer(capacity_app, name="capacity")
+    env = {"CLOUDMETER_DSN": dsn, "CLOUDMETER_DATA_DIR": str(tmp_path), "COLUMNS": "80"}
+    window = ["--from", "2026-03-02", "--to", "2026-03-03"]
+    result = CliRunner().invoke(app, ["capacity", "rightsize", "--level", "container", *window, "--json"], env=env)
+    assert result.exit_code == 0, result.stderr
+    assert {(r["pod"], r["container"]): r["action"] for r in json.loads(result.stdout)} == {
+        ("job-0", "worker"): "retired",
+        ("web-0", "app"): "downsize",
+        ("web-1", "app"): "upsize",
+    }
+    table = CliRunner().invoke(app, ["capacity", "rightsize", "--level", "container", *window], env=env)
+    assert table.exit_code == 0, table.stderr
+    assert max(len(line) for line in table.stdout.splitlines()) <= 80
+    assert "1 containers have no recommendation: deleted before the window's end" in table.stdout
+    bad = CliRunner().invoke(app, ["capacity", "rightsize", "--level", "pod", *window], env=env)
+    assert (bad.exit_code, bad.stderr.strip()) == (2, "error: level 'pod' is not one of vm, container")

@@ -108,7 +108,7 @@ def forecast(
     return frame_response(request, shown.frame, format, sort, top)
 
 
-@router.get("/rightsize", summary="Recommended sizes per VM, idle VMs and monthly savings")
+@router.get("/rightsize", summary="Recommended sizes per VM (or requests per container), idle VMs, monthly savings")
 def rightsize(
     request: Request,
     _: Viewer,
@@ -122,10 +122,14 @@ def rightsize(
     sort: Sort = None,
     top: Top = None,
     format: Format = None,
+    level: Annotated[
+        Literal["vm", "container"],
+        Query(description="vm: vCPUs and memory per VM; container: requests per Kubernetes container."),
+    ] = "vm",
 ) -> Response:
     """Costs under the server's rate card (`[api] rates`, default the sample card):
     `cloudmeter capacity rightsize --json`."""
-    params = views.Rightsize(percentile, headroom, idle_cpu_pct, None, views.Period(start, end, days, tz))
+    params = views.Rightsize(percentile, headroom, idle_cpu_pct, None, views.Period(start, end, days, tz), level)
     with connection(request) as conn:
         shown = views.rightsize_report(conn, params, card(request))
     return frame_response(request, shown.frame, format, sort, top)

@@ -38,7 +38,7 @@ def rollups(
         str | None, Query(description="One resource, by its manager's id for it (needs `manager`).")
     ] = None,
     level: Annotated[
-        Literal["vm", "host", "cluster", "provider", "region"] | None,
+        Literal["vm", "host", "cluster", "provider", "region", "pod", "container"] | None,
         Query(description="Every resource of this kind (of `manager`, or all)."),
     ] = None,
     start: From = None,
