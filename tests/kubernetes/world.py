@@ -8,12 +8,12 @@ series carries ``cluster="prod"``; a second cluster ``staging`` (one node, one p
 Cluster prod: nodes node-a (4 cores), node-b and node-c (8 cores); namespaces shop (team=web) and batch (team=data).
 
 - shop/web-1 (U_WEB1, node-a): ``app`` (cpu request 0.5, limit 1; memory request 256 MiB, limit 512 MiB), 0.25
-  cores, restarted at START+90 min (a new container id: a new cAdvisor series from 0); ``sidecar`` (no requests or
+  cores, restarted at START+90.5 min (a new container id: a new cAdvisor series from 0); ``sidecar`` (no requests or
   limits, and no filesystem series), 0.05 cores; the pod's network on two interfaces.
 - shop/web-2 (U_WEB2, node-b): ``app`` (requests only), 0.1 cores; its kubelet misses every scrape between
   START+60 min and START+75 min (the gap).
 - batch/job-1 (U_JOB, node-c, a Job): ``worker`` (requests 1 core / 512 MiB, limits 2 / 1 GiB) uses 1.5 cores,
-  above its request; its counter resets within the series at START+60 min; Succeeded from START+95 min and
+  above its request; its counter resets within the series at START+60.5 min; Succeeded from START+95 min and
   deleted at START+100 min.
 - batch/db-0 (a StatefulSet's pod): uid U_DB_OLD on node-b until deleted at START+45 min, then rescheduled as
   U_DB_NEW on node-c from START+46 min: the same pod name, two uids.
@@ -45,8 +45,8 @@ U_IDLE: Final = "0a1b2c3d-0000-4000-8000-000000000006"
 U_STAGING: Final = "0a1b2c3d-0000-4000-8000-000000000099"
 
 GAP: Final = (START + 3600, START + 4500)  # web-2's cAdvisor scrapes strictly inside are missing
-RESTART: Final = START + 5400  # web-1/app's new container starts from 0
-RESET: Final = START + 3600  # job-1/worker's counter restarts from 0 in the same series
+RESTART: Final = START + 5430  # web-1/app's new container starts from 0 (mid-step)
+RESET: Final = START + 3630  # job-1/worker's counter restarts from 0 in the same series (mid-step)
 JOB_SUCCEEDED: Final = START + 5700
 JOB_DELETED: Final = START + 6000  # its last scrapes are before this
 DB_MOVED: Final = START + 2700  # U_DB_OLD's last scrapes are before this
