@@ -73,7 +73,7 @@ class KubernetesCollector:
         info = self.api.buildinfo()
         now = epoch_s(self._clock())
         sel = self._sel(now)
-        lookback = f"{max(self.config.step_s * 10, 600)}s"
+        lookback = f"{self.config.lookback_h}h"
         # count() drops the series' name: label_replace names each part of the one query's answer
         present = " or ".join(
             f'label_replace(count(last_over_time({s}{{{sel}}}[{lookback}])), "series", "{s}", "", "")'
