@@ -40,8 +40,8 @@ def prom_rate(samples: Samples, at: int, range_s: int) -> float:
         if v < previous:
             increase += previous
         previous = v
-    to_start, to_end = inside[0][0] - (at - range_s), at - inside[-1][0]
-    sampled = inside[-1][0] - inside[0][0]
+    to_start, to_end = float(inside[0][0] - (at - range_s)), float(at - inside[-1][0])
+    sampled = float(inside[-1][0] - inside[0][0])
     average = sampled / (len(inside) - 1)
     if increase > 0 and inside[0][1] >= 0:
         to_start = min(to_start, sampled * (inside[0][1] / increase))
@@ -79,10 +79,10 @@ def expected() -> dict[tuple[ResourceRef, int], Row]:
                 for name, column in (("container_cpu_usage_seconds_total", "cpu_used_cores"),
                                      ("container_fs_reads_bytes_total", "disk_read_bps"),
                                      ("container_fs_writes_bytes_total", "disk_write_bps")):  # fmt: skip
-                    for samples in series.get(name, []):
-                        row[column] = _add(row[column], prom_rate(samples, ts + STEP, STEP))
-                for samples in series["container_memory_working_set_bytes"]:
-                    row["mem_used_bytes"] = _max(row["mem_used_bytes"], prom_avg(samples, ts + STEP, STEP))
+                    for one in series.get(name, []):
+                        row[column] = _add(row[column], prom_rate(one, ts + STEP, STEP))
+                for one in series["container_memory_working_set_bytes"]:
+                    row["mem_used_bytes"] = _max(row["mem_used_bytes"], prom_avg(one, ts + STEP, STEP))
                 if c.cpu_request:
                     row["cpu_usage_pct"] = 100 * row["cpu_used_cores"] / c.cpu_request
                 if c.memory_request:
@@ -120,8 +120,12 @@ def test_every_value_is_prometheus_rules_applied_to_the_world(captured: dict[tup
     want = expected()
     assert sorted(captured.keys() - want.keys()) == []
     assert sorted(want.keys() - captured.keys()) == []
-    wrong = [(ref.ems_ref, ts - world.START, m, captured[ref, ts][m], row[m])
-             for (ref, ts), row in sorted(want.items()) for m in METRICS if not _same(captured[ref, ts][m], row[m])]  # fmt: skip
+    wrong = [
+        (ref.ems_ref, ts - world.START, m, captured[ref, ts][m], row[m])
+        for (ref, ts), row in sorted(want.items())
+        for m in METRICS
+        if not _same(captured[ref, ts][m], row[m])
+    ]
     assert wrong == []
 
 
@@ -136,7 +140,7 @@ def test_steady_rates_are_the_counters_slopes(captured: dict[tuple[ResourceRef, 
     assert app["cpu_usage_pct"] == pytest.approx(50.0, rel=1e-12)  # over the 0.5-core request
     assert app["mem_used_bytes"] == 200 * MIB
     assert app["mem_usage_pct"] == pytest.approx(100 * 200 / 256, rel=1e-12)  # over the 256 MiB request
-    assert (app["disk_read_bps"], app["disk_write_bps"]) == (pytest.approx(4096.0), pytest.approx(1024.0))
+    assert app["disk_read_bps"] == pytest.approx(4096.0) and app["disk_write_bps"] == pytest.approx(1024.0)
     assert math.isnan(app["net_rx_bps"]) and math.isnan(app["net_tx_bps"])  # the pod's network is on POD
 
 
@@ -160,7 +164,7 @@ def test_the_pod_network_is_on_the_sandbox_summed_over_interfaces(
 ) -> None:
     sandbox = at(captured, world.U_WEB1, "POD", 10)
     assert sandbox is not None
-    assert (sandbox["net_rx_bps"], sandbox["net_tx_bps"]) == (pytest.approx(1000.0), pytest.approx(500.0))
+    assert sandbox["net_rx_bps"] == pytest.approx(1000.0) and sandbox["net_tx_bps"] == pytest.approx(500.0)
     assert all(math.isnan(sandbox[m]) for m in METRICS if not m.startswith("net_"))
 
 

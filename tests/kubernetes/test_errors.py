@@ -40,7 +40,8 @@ def test_the_right_token_verifies_through_the_proxy(prometheus: Prom) -> None:
 
 def test_an_unreachable_prometheus_is_unavailable() -> None:
     port = closed_port()
-    config = KubernetesConfig(prometheus_url=f"http://127.0.0.1:{port}", cluster="prod", bearer_token=TOKEN)  # type: ignore[arg-type]
+    raw = {"prometheus_url": f"http://127.0.0.1:{port}", "cluster": "prod", "bearer_token": TOKEN}
+    config = KubernetesConfig.model_validate(raw)
     with pytest.raises(SourceUnavailable) as caught:
         KubernetesCollector("k8s", config).verify()
     message = str(caught.value)
@@ -48,7 +49,9 @@ def test_an_unreachable_prometheus_is_unavailable() -> None:
     assert message.endswith("; check prometheus_url") and TOKEN not in message
 
 
-def fake(answers: dict[str, list[dict[str, Any]]], seen: list[str] | None = None, status: int = 200) -> httpx.MockTransport:
+def fake(
+    answers: dict[str, list[dict[str, Any]]], seen: list[str] | None = None, status: int = 200
+) -> httpx.MockTransport:
     """A Prometheus whose instant queries answer ``answers[first word of the query]`` (else nothing)."""
 
     def handle(request: httpx.Request) -> httpx.Response:

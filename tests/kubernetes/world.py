@@ -22,7 +22,7 @@ Cluster prod: nodes node-a (4 cores), node-b and node-c (8 cores); namespaces sh
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -166,8 +166,9 @@ def cadvisor_times(p: Pod) -> list[int]:
     return [t for t in times if not (p.gap and p.gap[0] < t < p.gap[1])]
 
 
-def _counter(slope: float, since: int) -> Callable[[int], float]:
-    return lambda t: slope * (t - since)
+def _counts(slope: float, since: int, times: list[int], reset_at: int | None) -> list[tuple[int, float]]:
+    """A counter growing by ``slope`` per second from 0 at ``since`` (again from 0 at ``reset_at``)."""
+    return [(t, slope * (t - (since if reset_at is None or t < reset_at else reset_at))) for t in times]
 
 
 def container_series(p: Pod, c: Container) -> Iterator[tuple[str, str, list[tuple[int, float]], str]]:
@@ -184,17 +185,11 @@ def container_series(p: Pod, c: Container) -> Iterator[tuple[str, str, list[tupl
         ident = cgroup(p, cid)
         memory = c.memory_after_restart if generation and c.memory_after_restart is not None else c.memory_bytes
 
-        def counter(slope: float, since: int = since) -> list[tuple[int, float]]:
-            values = _counter(slope, since)
-            if c.reset_at is None:
-                return [(t, values(t)) for t in ts]
-            return [(t, values(t) if t < c.reset_at else slope * (t - c.reset_at)) for t in ts]
-
-        yield "container_cpu_usage_seconds_total", ident, counter(c.cpu_cores), cid
+        yield "container_cpu_usage_seconds_total", ident, _counts(c.cpu_cores, since, ts, c.reset_at), cid
         yield "container_memory_working_set_bytes", ident, [(t, memory) for t in ts], cid
         if c.fs_read_bps is not None and c.fs_write_bps is not None:
-            yield "container_fs_reads_bytes_total", ident, counter(c.fs_read_bps), cid
-            yield "container_fs_writes_bytes_total", ident, counter(c.fs_write_bps), cid
+            yield "container_fs_reads_bytes_total", ident, _counts(c.fs_read_bps, since, ts, c.reset_at), cid
+            yield "container_fs_writes_bytes_total", ident, _counts(c.fs_write_bps, since, ts, c.reset_at), cid
 
 
 def sandbox_id(p: Pod) -> str:
@@ -244,11 +239,7 @@ def series() -> list[Series]:
         add("kube_pod_created", base, [(t, float(p.created)) for t in ksm])
         add("kube_pod_start_time", base, [(t, float(p.started)) for t in ksm])
         for phase in ("Pending", "Running", "Succeeded", "Failed", "Unknown"):
-            def now_in(t: int, phase: str = phase) -> float:
-                done = p.succeeded_at is not None and t >= p.succeeded_at
-                return float(phase == ("Succeeded" if done else "Running"))
-
-            add("kube_pod_status_phase", base | {"phase": phase}, [(t, now_in(t)) for t in ksm])
+            add("kube_pod_status_phase", base | {"phase": phase}, [(t, float(phase == _phase(p, t))) for t in ksm])
         for c in p.containers:
             cbase = base | {"container": c.name}
             gens = [0, 1] if c.restart_at is not None else [0]
@@ -257,16 +248,18 @@ def series() -> list[Series]:
                 add("kube_pod_container_info", cbase | {"container_id": f"containerd://{container_id(p, c, g)}",
                                                         "image": f"registry.example/{c.name}:1"},
                     [(t, 1.0) for t in ts])  # fmt: skip
-            for metric, cpu, memory in (("requests", c.cpu_request, c.memory_request),
-                                        ("limits", c.cpu_limit, c.memory_limit)):  # fmt: skip
+            amounts: tuple[tuple[str, float | None, int | None], ...]
+            amounts = (("requests", c.cpu_request, c.memory_request),
+                       ("limits", c.cpu_limit, c.memory_limit))  # fmt: skip
+            for metric, cpu, asked in amounts:
                 if cpu is not None:
                     add(f"kube_pod_container_resource_{metric}", cbase | {"node": p.node, "resource": "cpu",
                                                                           "unit": "core"},
                         [(t, cpu) for t in ksm])  # fmt: skip
-                if memory is not None:
+                if asked is not None:
                     add(f"kube_pod_container_resource_{metric}", cbase | {"node": p.node, "resource": "memory",
                                                                           "unit": "byte"},
-                        [(t, float(memory)) for t in ksm])  # fmt: skip
+                        [(t, float(asked)) for t in ksm])  # fmt: skip
             for metric, ident, samples, cid in container_series(p, c):
                 labels = base | {"container": c.name, "id": ident, "image": f"registry.example/{c.name}:1",
                                  "name": cid, "node": p.node}  # fmt: skip
@@ -277,6 +270,10 @@ def series() -> list[Series]:
                       "id": sandbox_id(p), "interface": interface, "node": p.node}  # fmt: skip
             add(metric, labels, samples)
     return found
+
+
+def _phase(p: Pod, t: int) -> str:
+    return "Succeeded" if p.succeeded_at is not None and t >= p.succeeded_at else "Running"
 
 
 def _escape(value: str) -> str:

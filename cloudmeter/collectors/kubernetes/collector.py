@@ -145,9 +145,11 @@ class KubernetesCollector:
         targets = {
             key: Target(
                 container_ref(*key),
-                Requests(cpu_request_cores=got.get("cpu"),
-                         memory_request_bytes=int(got["memory"]) if "memory" in got else None),
-            )  # fmt: skip
+                Requests(
+                    cpu_request_cores=got.get("cpu"),
+                    memory_request_bytes=int(got["memory"]) if "memory" in got else None,
+                ),
+            )
             for key, got in asked.items()
         }
         return targets, [ns for ns in namespaces if ns]

@@ -31,7 +31,10 @@ class KubernetesConfig(ManagerConfig):
     step_s: int = Field(60, ge=5, le=3600, description="seconds between samples (query_range step and rate range)")
     timeout_s: float = Field(60.0, gt=0, le=3600, description="seconds to wait for each Prometheus answer")
     lookback_h: int = Field(
-        24, ge=1, le=24 * 3660, description="hours of series inventory and verify read, so short-lived pods are not missed"
+        24,
+        ge=1,
+        le=24 * 3660,
+        description="hours of series inventory and verify read, so short-lived pods are not missed",
     )
 
     @field_validator("prometheus_url")

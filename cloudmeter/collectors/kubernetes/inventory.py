@@ -45,7 +45,7 @@ QUERIES: Final[dict[str, str]] = {
     "requests": 'last_over_time(kube_pod_container_resource_requests{{{sel}resource=~"cpu|memory"}}[{lookback}s])',
     "limits": 'last_over_time(kube_pod_container_resource_limits{{{sel}resource=~"cpu|memory"}}[{lookback}s])',
     "cadvisor_seen": (
-        'max by (namespace, pod, container, id, node) (max_over_time(timestamp(container_memory_working_set_bytes'
+        "max by (namespace, pod, container, id, node) (max_over_time(timestamp(container_memory_working_set_bytes"
         '{{{sel}container!="",container!="POD"}})[{lookback}s:{step}s]))'
     ),
     "network_seen": (
@@ -117,30 +117,29 @@ def _pods(answers: Answers) -> dict[str, _Pod]:
             pods[labels["uid"]].tags["phase"] = labels.get("phase", "")
     for name in ("started", "created", "pod_seen"):
         for labels, value in _rows(answers, name):
-            pod_or_none = pods.get(labels.get("uid", ""))
-            if pod_or_none is None:
+            timed = pods.get(labels.get("uid", ""))
+            if timed is None:
                 continue
             if name == "pod_seen":
-                pod_or_none.last_seen = max(pod_or_none.last_seen, value)
+                timed.last_seen = max(timed.last_seen, value)
             else:
-                setattr(pod_or_none, name, value)
+                setattr(timed, name, value)
     for labels, _ in _rows(answers, "containers"):
         if labels.get("uid") in pods and labels.get("container"):
             pods[labels["uid"]].containers.setdefault(labels["container"], {})
     for kind in ("requests", "limits"):
         for labels, value in _rows(answers, kind):
-            pod = pods.get(labels.get("uid", ""))
-            if pod is not None and labels.get("container") and labels.get("resource") in ("cpu", "memory"):
-                pod.containers.setdefault(labels["container"], {})[f"{labels['resource']}_{kind}"] = value
+            owner = pods.get(labels.get("uid", ""))
+            if owner is not None and labels.get("container") and labels.get("resource") in ("cpu", "memory"):
+                owner.containers.setdefault(labels["container"], {})[f"{labels['resource']}_{kind}"] = value
     for name in ("cadvisor_seen", "network_seen"):
         for labels, value in _rows(answers, name):
-            uid = uid_of(labels.get("id", ""))
-            pod = pods.get(uid or "")
-            if pod is None:
+            seen = pods.get(uid_of(labels.get("id", "")) or "")
+            if seen is None:
                 continue
-            pod.node = labels.get("node") or pod.node
-            pod.last_seen = max(pod.last_seen, value)
-            pod.sandbox = pod.sandbox or name == "network_seen"
+            seen.node = labels.get("node") or seen.node
+            seen.last_seen = max(seen.last_seen, value)
+            seen.sandbox = seen.sandbox or name == "network_seen"
     return pods
 
 
