@@ -17,10 +17,10 @@ from typing import Any, Final
 
 import pytest
 
+from cloudmeter import storage
 from cloudmeter.model import Window, from_epoch_s
 from cloudmeter.rollups import engine
 from cloudmeter.scheduler import jobs
-from cloudmeter import storage
 from cloudmeter.storage import managers
 from cloudmeter.storage.database import Database
 from tests.kubernetes import world
