@@ -11,9 +11,10 @@ import httpx
 import pytest
 
 from cloudmeter.collectors.kubernetes import KubernetesCollector, KubernetesConfig
-from cloudmeter.collectors.kubernetes.parse import uid_of
+from cloudmeter.collectors.kubernetes.parse import combine, uid_of
 from cloudmeter.collectors.registry import parse_manager_config
 from cloudmeter.errors import BadPayload, CollectorAuthError, ConfigError, SourceUnavailable
+from cloudmeter.model import METRICS
 from tests.collectors.contract_fixtures import closed_port
 from tests.kubernetes import world
 from tests.kubernetes.conftest import TOKEN, WRONG_TOKEN, Prom
@@ -149,3 +150,16 @@ def test_the_token_is_masked_in_the_config() -> None:
 )  # fmt: skip
 def test_the_pod_uid_is_read_from_both_cgroup_drivers(cgroup: str, uid: str | None) -> None:
     assert uid_of(cgroup) == uid
+
+
+def test_pod_level_network_series_stand_for_the_sandbox_only_without_its_own() -> None:
+    cgroup = f"/kubepods/burstable/pod{world.U_WEB1}"
+
+    def series(container: str, value: str) -> dict[str, Any]:
+        return {"metric": {"container": container, "id": cgroup}, "values": [[120, value]]}
+
+    both = combine({"net_rx_bps": [series("POD", "10"), series("", "7")]}, 120, 60, 1)
+    alone = combine({"net_rx_bps": [series("", "7")]}, 120, 60, 1)
+    rx = METRICS.index("net_rx_bps")
+    assert list(both) == list(alone) == [(world.U_WEB1, "POD")]
+    assert (both[world.U_WEB1, "POD"][0, rx], alone[world.U_WEB1, "POD"][0, rx]) == (10.0, 7.0)

@@ -108,7 +108,8 @@ def combine(
 ) -> dict[tuple[str, str], npt.NDArray[np.float64]]:
     """(pod uid, container) -> an (n, len(METRICS)) array of the answers' values at the ``n`` evaluation times
     from ``first_eval_s`` (NaN where no series has a value). ``answers`` maps metric names of ``CAPTURE`` to
-    query_range results; series without a pod uid in ``id`` are left out."""
+    query_range results; series without a pod uid in ``id`` are left out. Network series of the pod's cgroup
+    (``container=""``) stand for the sandbox only where it has no ``POD`` series of its own."""
     found: dict[tuple[str, str], npt.NDArray[np.float64]] = {}
     for metric, results in answers.items():
         column, how = METRICS.index(metric), CAPTURE[metric][1]
@@ -118,8 +119,7 @@ def combine(
             uid = uid_of(labels.get("id", ""))
             if uid is None:
                 continue
-            container = labels.get("container") or SANDBOX
-            values = found.setdefault((uid, container), np.full((n, len(METRICS)), np.nan))
+            values = found.setdefault((uid, labels.get("container", "")), np.full((n, len(METRICS)), np.nan))
             for t, v in _points(series, where):
                 slot = round(t - first_eval_s) // step_s
                 if not 0 <= slot < n or not math.isfinite(v):
@@ -129,6 +129,9 @@ def combine(
                     values[slot, column] = v
                 else:
                     values[slot, column] = was + v if how == "sum" else max(was, v)
+    for uid, container in [key for key in found if key[1] == ""]:
+        pod_level = found.pop((uid, container))  # the sandbox's network where the runtime reports it so
+        found.setdefault((uid, SANDBOX), pod_level)  # never added to a POD container's own
     return found
 
 
