@@ -31,6 +31,11 @@ METRICS: Final[tuple[str, ...]] = (
 #: Resource kinds: VMs up to regions, projects beside them, then Kubernetes' containers and pods (nodes are
 #: hosts, namespaces are projects). The order gives each kind its code in memory; new kinds go at the end.
 KINDS: Final[tuple[str, ...]] = ("vm", "host", "cluster", "provider", "region", "project", "pod", "container")
+#: How high each kind stands in the topology: a parent stands higher than its child. Projects stand apart (they
+#: group leaves across hosts and are nobody's parent).
+HEIGHTS: Final[dict[str, int]] = {
+    "container": 0, "pod": 1, "vm": 1, "host": 2, "cluster": 3, "provider": 4, "region": 5,
+}  # fmt: skip
 
 
 def is_time_zone(name: str) -> bool:

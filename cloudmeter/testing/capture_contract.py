@@ -24,13 +24,13 @@ from cloudmeter.testing.checks import (
     NON_NEGATIVE_COLUMNS,
     PCT_COLUMNS,
     SLACK,
+    Bounds,
     Captured,
     at,
+    bounds_at,
     items_by_ref,
     lifetime,
-    memory_at,
     name_of,
-    vcpus_at,
 )
 
 #: Most cuts where resources are created, move or are retired that the split check makes.
@@ -115,22 +115,14 @@ class CaptureContract:
                 assert not math.isinf(value), f"{where}: {metric} is {value}; only finite numbers or NaN"
             for k in NON_NEGATIVE_COLUMNS:
                 assert not values[k] < 0, f"{where}: {METRICS[k]} is {float(values[k])!r}, below 0"
-            for k in PCT_COLUMNS:
-                assert not values[k] > 100 * (1 + SLACK), (
-                    f"{where}: {METRICS[k]} is {float(values[k])!r}, above 100 (+{SLACK:.0%} slack)"
-                )
             item = items.get(ref)
-            if item is None:
-                continue
-            moment = from_epoch_s(ts)
-            vcpus, memory = vcpus_at(item, moment), memory_at(item, moment)
-            if vcpus is not None:
-                assert not values[CORES] > vcpus * (1 + SLACK), (
-                    f"{where}: cpu_used_cores is {float(values[CORES])!r}, above its {vcpus} vCPUs (+{SLACK:.0%})"
-                )
-            if memory is not None:
-                assert not values[MEMORY] > memory * (1 + SLACK), (
-                    f"{where}: mem_used_bytes is {float(values[MEMORY])!r}, above its {memory} bytes (+{SLACK:.0%})"
+            bounds = bounds_at(item, from_epoch_s(ts)) if item is not None else Bounds(None, None)
+            limits = [(CORES, bounds.cores), (MEMORY, bounds.memory_bytes)]
+            limits += zip(PCT_COLUMNS, (bounds.cpu_pct, bounds.mem_pct), strict=True)
+            for k, limit in limits:
+                assert limit is None or not values[k] > limit * (1 + SLACK), (
+                    f"{where}: {METRICS[k]} is {float(values[k])!r}, above its bound {limit} (+{SLACK:.0%} slack: "
+                    "vCPUs, memory and 100 %, or a container's limits)"
                 )
 
     def test_missing_metric_is_null_not_zero(

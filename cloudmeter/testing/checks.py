@@ -106,6 +106,35 @@ def memory_at(item: InventoryItem, moment: datetime) -> int | None:
     return item.memory_bytes
 
 
+@dataclass(frozen=True)
+class Bounds:
+    """The most a resource may use at a moment (None: no bound): cores, memory bytes and both percentages."""
+
+    cores: float | None
+    memory_bytes: float | None
+    cpu_pct: float | None = 100.0
+    mem_pct: float | None = 100.0
+
+
+def bounds_at(item: InventoryItem, moment: datetime) -> Bounds:
+    """What ``item`` may use at ``moment``: its vCPUs and memory, percentages up to 100; a Kubernetes container
+    (with ``Requests``) up to its limits, its percentages (over its requests) up to limit / request."""
+    current = [p for p in item.history if p.valid_from <= moment]
+    requests = current[-1].requests if current and current[-1].requests else item.requests
+    if requests is None:
+        return Bounds(vcpus_at(item, moment), memory_at(item, moment))
+
+    def ratio(limit: float | None, request: float | None) -> float | None:
+        return 100 * limit / request if limit and request else None
+
+    return Bounds(
+        requests.cpu_limit_cores,
+        requests.memory_limit_bytes,
+        ratio(requests.cpu_limit_cores, requests.cpu_request_cores),
+        ratio(requests.memory_limit_bytes, requests.memory_request_bytes),
+    )
+
+
 def config_secrets(config: Any) -> list[str]:
     """The values of the secret fields of a pydantic config (nested models included)."""
     found: list[str] = []

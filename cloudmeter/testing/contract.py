@@ -72,6 +72,7 @@ from pydantic import BaseModel
 from cloudmeter.collectors.base import Collector
 from cloudmeter.errors import CollectorAuthError, CollectorError, SourceUnavailable, Throttled
 from cloudmeter.model import (
+    HEIGHTS,
     KINDS,
     Inventory,
     InventoryItem,
@@ -250,8 +251,9 @@ class CollectorContract(CaptureContract):
                 if parent is None:
                     continue
                 assert parent in by_ref, f"{name_of(item.ref)}: {where} {name_of(parent)} is not in the inventory"
-                assert KINDS.index(parent.kind) > KINDS.index(item.ref.kind), (
-                    f"{name_of(item.ref)}: {where} {name_of(parent)} is not above it in the topology {KINDS}"
+                assert HEIGHTS.get(parent.kind, -1) > HEIGHTS.get(item.ref.kind, -1), (
+                    f"{name_of(item.ref)}: {where} {name_of(parent)} is not above it in the topology "
+                    "(container < pod, vm < host < cluster < provider < region; projects are nobody's parent)"
                 )
 
     def test_inventory_lifetimes_and_placements_are_consistent(self, collector: Collector) -> None:

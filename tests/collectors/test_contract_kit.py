@@ -17,9 +17,10 @@ from vcr.request import Request  # type: ignore[import-untyped]
 from cloudmeter.collectors.aws import AwsConfig, CloudWatchCollector
 from cloudmeter.collectors.base import ManagerConfig
 from cloudmeter.collectors.simulator import SimulatorCollector, SimulatorConfig
-from cloudmeter.model import Inventory, ResourceRef, SampleBatch, Window
+from cloudmeter.model import Inventory, InventoryItem, Requests, ResourceRef, SampleBatch, Window
 from cloudmeter.testing import CollectorContract, Redactor, leaks, secret_forms
 from cloudmeter.testing.cassettes import ACCESS_KEY_HEADER, REDACTED
+from cloudmeter.testing.checks import Bounds, bounds_at
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 NOW = START + timedelta(hours=12)
@@ -47,6 +48,9 @@ class Broken(SimulatorCollector):
             items[-1] = dataclasses.replace(items[-1], parent=ResourceRef("host", "nowhere"), history=())
         if self.fault == "not retired":
             items = [dataclasses.replace(i, retired_at=None) if i.ref in RETIRED else i for i in items]
+        if self.fault == "upside down":  # a host placed under one of its VMs
+            vm = next(i.ref for i in items if i.ref.kind == "vm")
+            items = [dataclasses.replace(i, parent=vm, history=()) if i.ref.kind == "host" else i for i in items]
         if self.fault == "flapping name":
             self.calls = getattr(self, "calls", 0) + 1
             items[-1] = dataclasses.replace(items[-1], name=f"renamed-{self.calls}")
@@ -90,7 +94,8 @@ CASES = [
     ("zero for missing", "test_missing_metric_is_null_not_zero", "mem_used_bytes is 0.0"),
     ("end inclusive", "test_capture_stays_in_the_half_open_window", r"outside \["),
     ("end inclusive", "test_capture_stays_within_resource_lifetimes", "after it was retired"),
-    ("percent over 100", "test_capture_units_are_in_range", "cpu_usage_pct is .*, above 100"),
+    ("upside down", "test_inventory_refs_are_unique_and_parents_resolve", "is not above it in the topology"),
+    ("percent over 100", "test_capture_units_are_in_range", "cpu_usage_pct is .*, above its bound 100"),
     ("negative rate", "test_capture_units_are_in_range", "net_rx_bps is .*, below 0"),
     ("infinite", "test_capture_units_are_in_range", "net_tx_bps is inf"),
     ("depends on the cut", "test_capture_of_a_split_window_equals_the_whole", "disk_read_bps is .* captured whole"),
@@ -221,3 +226,17 @@ def test_leaks_names_secrets_and_credential_headers(tmp_path: Path) -> None:
     assert any("secret #0 appears" in leak for leak in found) and any("'Authorization' kept" in leak for leak in found)
     cassette.write_text("headers:\n  Content-Type:\n  - application/json\n")
     assert leaks(cassette, [SECRET]) == []
+
+
+def test_a_containers_bounds_are_its_limits_and_its_percentages_may_pass_100_up_to_limit_over_request() -> None:
+    pod = ResourceRef("pod", "uid")
+    limited = InventoryItem(
+        ResourceRef("container", "uid/app"), "app", pod,
+        requests=Requests(cpu_request_cores=0.5, cpu_limit_cores=1.0, memory_request_bytes=2**30,
+                          memory_limit_bytes=2**31),
+    )  # fmt: skip
+    assert bounds_at(limited, NOW) == Bounds(1.0, 2**31, 200.0, 200.0)
+    unlimited = dataclasses.replace(limited, requests=Requests(cpu_request_cores=0.5))
+    assert bounds_at(unlimited, NOW) == Bounds(None, None, None, None)
+    vm = InventoryItem(ResourceRef("vm", "v"), "v", vcpus=4, memory_bytes=2**33)
+    assert bounds_at(vm, NOW) == Bounds(4, 2**33, 100.0, 100.0)

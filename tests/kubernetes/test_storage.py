@@ -1,10 +1,5 @@
 """world.py's cluster refreshed, captured into a real PostgreSQL and rolled up, each stored figure against the world.
 
-The tests marked ``NEEDS_REQUESTS`` need storage of ``model.Requests`` (migration 9: the resources and
-resource_history columns cpu_request_cores, cpu_limit_cores, memory_request_bytes, memory_limit_bytes); those
-marked ``NEEDS_POD_LEVEL`` need the rollup engine's container and pod levels. Until main has them they are strict
-expected failures (so they turn into errors the day it does, unless they pass).
-
 Hour 0 (START to START + 1 h) is the checked hour: every container there has a constant rate, so any way of
 averaging gives the same figures, and none is created, deleted, restarted or missing in it.
 """
@@ -12,14 +7,11 @@ averaging gives the same figures, and none is created, deleted, restarted or mis
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any, Final
 
 import pytest
 
-from cloudmeter import storage
 from cloudmeter.model import Window, from_epoch_s
-from cloudmeter.rollups import engine
 from cloudmeter.scheduler import jobs
 from cloudmeter.storage import managers
 from cloudmeter.storage.database import Database
@@ -28,16 +20,6 @@ from tests.kubernetes.conftest import Prom
 from tests.kubernetes.test_capture import expected
 
 MIB: Final = world.MIB
-HAS_REQUESTS: Final = any(
-    "cpu_request_cores" in source.read_text() for source in Path(storage.__file__).parent.glob("*.py")
-)
-HAS_POD_LEVEL: Final = "pod" in engine.LEVELS
-NEEDS_REQUESTS: Final = pytest.mark.xfail(
-    not HAS_REQUESTS, reason="storage of Requests (migration 9) is not on this branch", strict=True
-)
-NEEDS_POD_LEVEL: Final = pytest.mark.xfail(
-    not HAS_POD_LEVEL, reason="the rollup engine's pod level is not on this branch", strict=True
-)
 
 
 @pytest.fixture
@@ -94,7 +76,6 @@ def test_resources_parents_and_retirement(stored: int, db: Database) -> None:
     assert {ems_ref for kind, ems_ref in found if kind == "project"} == {"shop", "batch"}
 
 
-@NEEDS_REQUESTS
 def test_requests_are_stored_on_resources_and_history(stored: int, db: Database) -> None:
     [resource] = rows(
         db,
@@ -125,14 +106,15 @@ def hour_zero(db: Database, kind: str, ems_ref: str) -> tuple[Any, ...]:
     return tuple(row)
 
 
-@NEEDS_POD_LEVEL
 def test_hour_zero_rolls_up_containers_to_pods_to_nodes(stored: int, db: Database) -> None:
     """web-1: app 0.25 + sidecar 0.05 cores, 200 + 30 MiB; node-a: web-1 + idle-1 (0 cores, 10 MiB); node-b:
-    web-2 (0.1, 100 MiB) + db-0's first uid (0.2, 700 MiB); the cluster: those and nothing else (job-1 starts at
-    20 min: it is in hour 0 for 40 minutes, so the cluster is checked from node-a and node-b only)."""
+    web-2 (0.1, 100 MiB) all hour + db-0's first uid (0.2, 700 MiB) until it is deleted at 45 min, so node-b's
+    series is 0.3 cores / 800 MiB for 45 minutes and 0.1 / 100 MiB for 15: an hourly average of 0.25 cores and
+    625 MiB (job-1 starts at 20 min on node-c, which is not checked here)."""
     app = hour_zero(db, "container", f"{world.U_WEB1}/app")
     assert app[:2] == (pytest.approx(0.25), pytest.approx(200 * MIB)) and app[2] == 60
     web = hour_zero(db, "pod", world.U_WEB1)
     assert web[:2] == (pytest.approx(0.30), pytest.approx(230 * MIB))
     assert hour_zero(db, "host", "node-a")[:2] == (pytest.approx(0.30), pytest.approx(240 * MIB))
-    assert hour_zero(db, "host", "node-b")[:2] == (pytest.approx(0.30), pytest.approx(800 * MIB))
+    node_b = ((45 * 0.3 + 15 * 0.1) / 60, (45 * 800 + 15 * 100) / 60 * MIB)
+    assert hour_zero(db, "host", "node-b")[:2] == (pytest.approx(node_b[0]), pytest.approx(node_b[1]))
