@@ -140,6 +140,8 @@ def cell(name: str, value: object, zone: ZoneInfo | None = None) -> str:
 def _number(name: str, value: float) -> str:
     if "_bytes" in name:
         return size(value)
+    if "request_" in name:  # Kubernetes requests are set in millicores and MiB
+        return size(value * 2**30) if name.endswith("_gb") else f"{value:.3f}"
     if "_bps" in name:
         return f"{size(value)}/s"
     if "pct" in name or "_gb" in name:

@@ -2,8 +2,9 @@
 
 This is what the Vertical Pod Autoscaler recommends, from the stored history instead of its own short memory:
 per container over the lookback, the chosen percentile (linear, default p95) of its hourly average cores and
-memory plus ``headroom`` (default 20 %), rounded up to whole millicores and whole MiB, and at least VPA's
-default minimums (25 millicores, 250 MiB). Requests are compared with the container's at the lookback's end;
+memory plus ``headroom`` (default 20 %), rounded up to whole millicores and whole MiB (at least one of each:
+VPA's own minimums, 25 millicores and 250 MiB, are per pod and spread over its containers, so they are not
+applied to a container alone). Requests are compared with the container's at the lookback's end;
 limits are left as they are. A container without samples, or deleted before the lookback's end, gets no
 recommendation; a size without samples (CPU or memory) gets none either. Pod sandboxes (``POD``, which only
 carry a pod's network) have no requests to size and are left out. ``coverage_pct`` is the container's samples
@@ -22,9 +23,8 @@ from cloudmeter.reports import placement
 from cloudmeter.reports.inputs import GIB, hourly, resources
 from cloudmeter.reports.rightsize import Policy
 
-#: VPA's default minimum recommendations (``--pod-recommendation-min-cpu-millicores``, ``-min-memory-mb``)
-MIN_CORES: Final = 0.025
-MIN_MEMORY_GB: Final = 250 / 1024
+#: Requests are recommended in whole millicores and whole MiB, at least one of each.
+_MILLICORES: Final = 1000
 _MIB_PER_GB: Final = 1024
 #: The report's columns, in order.
 COLUMNS: Final = (
@@ -34,9 +34,9 @@ COLUMNS: Final = (
 )
 
 
-def _round_up(value: pl.Expr, steps: int, least: float) -> pl.Expr:
-    """Up to whole ``1 / steps`` units, at least ``least``; NULL (nothing measured) stays NULL."""
-    return pl.when(value.is_not_null()).then(pl.max_horizontal(((value * steps) - 1e-9).ceil() / steps, least))
+def _round_up(value: pl.Expr, steps: int) -> pl.Expr:
+    """Up to whole ``1 / steps`` units, at least one; NULL (nothing measured) stays NULL."""
+    return pl.when(value.is_not_null()).then(pl.max_horizontal(((value * steps) - 1e-9).ceil(), 1) / steps)
 
 
 def _usage(conn: psycopg.Connection, window: Window, ids: list[int], q: float) -> pl.DataFrame:
@@ -53,8 +53,9 @@ def _usage(conn: psycopg.Connection, window: Window, ids: list[int], q: float) -
 def rightsize_containers(conn: psycopg.Connection, window: Window, policy: Policy | None = None) -> pl.DataFrame:
     """One row per container alive in ``window``: its requests now and recommended, usage percentiles, coverage.
 
-    Actions: ``retired`` (deleted before the window's end), ``no data`` (no samples), else ``set`` (no request
-    now), ``upsize``, ``downsize`` or ``keep``.
+    Actions: ``retired`` (deleted before the window's end), ``no data`` (no samples), else ``idle`` (the CPU
+    percentile under ``idle_cpu_pct`` of its CPU request), ``set`` (no request now), ``upsize``, ``downsize`` or
+    ``keep``.
     """
     policy = policy or Policy()
     periods = placement.read_periods(conn, window, ("container",))
@@ -88,8 +89,8 @@ def rightsize_containers(conn: psycopg.Connection, window: Window, policy: Polic
     unknown = pl.col("cpu_cores_pctl").is_null() & pl.col("memory_gb_pctl").is_null()
     cpu, memory = "recommended_cpu_request_cores", "recommended_memory_request_gb"
     frame = frame.with_columns(
-        pl.when(~gone).then(_round_up(pl.col("cpu_cores_pctl") * grow, 1000, MIN_CORES)).alias(cpu),
-        pl.when(~gone).then(_round_up(pl.col("memory_gb_pctl") * grow, _MIB_PER_GB, MIN_MEMORY_GB)).alias(memory),
+        pl.when(~gone).then(_round_up(pl.col("cpu_cores_pctl") * grow, _MILLICORES)).alias(cpu),
+        pl.when(~gone).then(_round_up(pl.col("memory_gb_pctl") * grow, _MIB_PER_GB)).alias(memory),
         pl.min_horizontal(
             pl.lit(100.0), 100 * pl.col("samples").fill_null(0) * pl.col("interval_s") / pl.col("seconds")
         ).alias("coverage_pct"),
@@ -103,7 +104,8 @@ def rightsize_containers(conn: psycopg.Connection, window: Window, policy: Polic
     bigger = (pl.col(cpu) > pl.col("cpu_request_cores")) | (pl.col(memory) > pl.col("memory_request_gb"))
     smaller = (pl.col(cpu) < pl.col("cpu_request_cores")) | (pl.col(memory) < pl.col("memory_request_gb"))
     action = (
-        pl.when(gone).then(pl.lit("retired")).when(unknown).then(pl.lit("no data")).when(unset).then(pl.lit("set"))
+        pl.when(gone).then(pl.lit("retired")).when(unknown).then(pl.lit("no data")).when(pl.col("idle"))
+        .then(pl.lit("idle")).when(unset).then(pl.lit("set"))
         .when(bigger.fill_null(False)).then(pl.lit("upsize")).when(smaller.fill_null(False)).then(pl.lit("downsize"))
         .otherwise(pl.lit("keep"))
     )  # fmt: skip

@@ -63,6 +63,7 @@ def test_nodes_carry_capacity_and_allocatable(inventory: Inventory) -> None:
     for n in world.NODES[:3]:
         node = found[ResourceRef("host", n.name)]
         assert (node.vcpus, node.memory_bytes) == (n.cores, n.memory_bytes)
+        assert node.created_at == from_epoch_s(world.NODES_CREATED)  # kube_node_created: past hours have capacity
         assert dict(node.tags) == {
             "allocatable_cpu_cores": f"{n.allocatable_cores:g}",
             "allocatable_memory_bytes": str(n.allocatable_memory_bytes),

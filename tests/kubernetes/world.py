@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Final
 
 START: Final = 1796083200  # 2026-12-01 00:00:00 UTC
+NODES_CREATED: Final = START - 30 * 86400  # every node joined the cluster 30 days before the world starts
 END: Final = START + 3 * 3600  # the collectors' "now"
 SCRAPE: Final = 15
 CADVISOR_OFFSET: Final = 5
@@ -218,6 +219,7 @@ def series() -> list[Series]:
         add("kube_node_info", base | {"kubelet_version": "v1.29.4", "provider_id": f"kind://{n.name}"},
             [(t, 1.0) for t in whole])  # fmt: skip
         add("kube_node_labels", base | {"label_topology_kubernetes_io_zone": n.zone}, [(t, 1.0) for t in whole])
+        add("kube_node_created", base, [(t, float(NODES_CREATED)) for t in whole])
         for kind, cores, memory in (("capacity", n.cores, n.memory_bytes),
                                     ("allocatable", n.allocatable_cores, n.allocatable_memory_bytes)):  # fmt: skip
             add(f"kube_node_status_{kind}", base | {"resource": "cpu", "unit": "core"},

@@ -97,6 +97,7 @@ def test_cells_are_formatted_by_unit() -> None:
         "yes",
         "12,345",
     ]
+    assert [cell("recommended_cpu_request_cores", 0.3), cell("memory_request_gb", 615 / 1024)] == ["0.300", "615.0 MiB"]
 
 
 def test_an_export_to_a_missing_directory_is_one_line_before_any_work(env: dict[str, str], tmp_path: Path) -> None:

@@ -32,6 +32,7 @@ GRACE_S: Final = 300
 QUERIES: Final[dict[str, str]] = {
     "node_info": "last_over_time(kube_node_info{{{sel}}}[{lookback}s])",
     "node_labels": "last_over_time(kube_node_labels{{{sel}}}[{lookback}s])",
+    "node_created": "last_over_time(kube_node_created{{{sel}}}[{lookback}s])",
     "capacity": 'last_over_time(kube_node_status_capacity{{{sel}resource=~"cpu|memory"}}[{lookback}s])',
     "allocatable": 'last_over_time(kube_node_status_allocatable{{{sel}resource=~"cpu|memory"}}[{lookback}s])',
     "namespaces": "last_over_time(kube_namespace_labels{{{sel}}}[{lookback}s])",
@@ -171,6 +172,7 @@ def _nodes(answers: Answers, cluster: ResourceRef) -> list[InventoryItem]:
     tags: dict[str, dict[str, str]] = defaultdict(dict)
     for labels, _ in _rows(answers, "node_labels"):
         tags[labels.get("node", "")].update(_label_tags(labels))
+    created = {labels.get("node", ""): from_epoch_s(int(value)) for labels, value in _rows(answers, "node_created")}
     items = []
     for name in sorted({labels.get("node", "") for labels, _ in _rows(answers, "node_info")} - {""}):
         have = amounts[name]
@@ -182,7 +184,10 @@ def _nodes(answers: Answers, cluster: ResourceRef) -> list[InventoryItem]:
         cores = int(have.get("capacity_cpu", 0)) or None
         memory = int(have["capacity_memory"]) if have.get("capacity_memory") else None
         ref = ResourceRef("host", name)
-        items.append(InventoryItem(ref, name, cluster, vcpus=cores, memory_bytes=memory, tags=node_tags))
+        items.append(
+            InventoryItem(ref, name, cluster, vcpus=cores, memory_bytes=memory, tags=node_tags,
+                          created_at=created.get(name))
+        )  # fmt: skip
     return items
 
 
@@ -195,12 +200,15 @@ def build_inventory(
     region_ref = ResourceRef("region", region or "kubernetes")
     provider = ResourceRef("provider", manager)
     cluster_ref = ResourceRef("cluster", cluster)
+    nodes = _nodes(answers, cluster_ref)
+    # the cluster (and what stands above it) exists since its first node: past hours roll up to it
+    since = min((node.created_at for node in nodes if node.created_at), default=None)
     items: dict[ResourceRef, InventoryItem] = {
-        region_ref: InventoryItem(region_ref, region_ref.ems_ref),
-        provider: InventoryItem(provider, manager, region_ref),
-        cluster_ref: InventoryItem(cluster_ref, cluster, provider),
+        region_ref: InventoryItem(region_ref, region_ref.ems_ref, created_at=since),
+        provider: InventoryItem(provider, manager, region_ref, created_at=since),
+        cluster_ref: InventoryItem(cluster_ref, cluster, provider, created_at=since),
     }
-    for node in _nodes(answers, cluster_ref):
+    for node in nodes:
         items[node.ref] = node
     namespaces: dict[str, dict[str, str]] = defaultdict(dict)
     for labels, _ in _rows(answers, "namespaces"):
