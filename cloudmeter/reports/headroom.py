@@ -22,7 +22,7 @@ from cloudmeter.errors import ConfigError
 from cloudmeter.model import Window
 from cloudmeter.reports.capacity import hourly_capacity, utilization
 from cloudmeter.reports.inputs import GIB, ancestor, check_hour_window, resources
-from cloudmeter.storage import packs
+from cloudmeter.storage import packs, readers
 
 CONSTRAINTS = ("cpu_usage", "mem_usage", "cpu_allocation", "mem_allocation")
 
@@ -91,18 +91,17 @@ def _run_quantiles(values: npt.NDArray[np.float64], bounds: npt.NDArray[np.int64
 
 def _usage_p95(conn: psycopg.Connection, window: Window, host_ids: list[int]) -> pl.DataFrame:
     """Per host with data: the p95 (linear) of its hourly average CPU cores and memory GB over ``window``."""
-    rows = packs.read_hourly(conn, window, host_ids, ("cpu_used_cores_avg", "mem_used_bytes_avg"))
-    ids = rows["resource_id"].to_numpy()
-    bounds = np.append(np.flatnonzero(np.diff(ids, prepend=-1) != 0), len(ids)).astype(np.int64)  # runs by host
+    resource, usage = packs.read_by_resource(conn, window, host_ids, ("cpu_used_cores_avg", "mem_used_bytes_avg"))
+    bounds = np.append(np.flatnonzero(np.diff(resource, prepend=-1) != 0), len(resource)).astype(np.int64)
 
     def p95(values: npt.NDArray[np.float64]) -> pl.Series:
         return pl.Series(_run_quantiles(values, bounds, 0.95), nan_to_null=True)
 
     return pl.DataFrame(
         {
-            "resource_id": rows["resource_id"].gather(bounds[:-1]),
-            "cpu_cores_p95": p95(rows["cpu_used_cores_avg"].to_numpy()),
-            "mem_gb_p95": p95(rows["mem_used_bytes_avg"].to_numpy() / GIB),
+            "resource_id": pl.Series(resource[bounds[:-1]], dtype=pl.Int32),
+            "cpu_cores_p95": p95(usage["cpu_used_cores_avg"]),
+            "mem_gb_p95": p95(usage["mem_used_bytes_avg"] / GIB),
         }
     )
 
@@ -127,11 +126,18 @@ def headroom(conn: psycopg.Connection, window: Window, flavor: Flavor, limits: L
     # a host retired before the window's last hour has no room now, known or not (it would make the room unknown)
     last_hour = window.end - timedelta(hours=1)
     hosts = info.filter((pl.col("kind") == "host") & ~(pl.col("retired_at") <= last_hour).fill_null(False))
-    hosts = (
-        hosts.select(pl.col("id").alias("resource_id"))
-        .join(_usage_p95(conn, window, hosts["id"].to_list()), on="resource_id", how="left")
-        .join(_capacity_now(conn, Window(last_hour, window.end), info), on="resource_id", how="left")
-    )
+    host_ids = hosts["id"].to_list()
+    # the hosts' packs are read on a connection of their own while this one reads placements
+    with readers.read_beside(conn, lambda other: _usage_p95(other, window, host_ids), "headroom") as usage:
+        now = _capacity_now(conn, Window(last_hour, window.end), info)
+        span = utilization(conn, window, "cluster", info).select(
+            pl.col("resource_id").alias("cluster_id"), "hours_with_data", "data_from", "data_to", "coverage_pct"
+        )
+        hosts = (
+            hosts.select(pl.col("id").alias("resource_id"))
+            .join(usage.result(), on="resource_id", how="left")
+            .join(now, on="resource_id", how="left")
+        )
     no_vms = pl.col("vms").fill_null(0) == 0
     cpu_p95 = pl.when(no_vms & pl.col("cpu_cores_p95").is_null()).then(0.0).otherwise(pl.col("cpu_cores_p95"))
     mem_p95 = pl.when(no_vms & pl.col("mem_gb_p95").is_null()).then(0.0).otherwise(pl.col("mem_gb_p95"))
@@ -161,9 +167,6 @@ def headroom(conn: psycopg.Connection, window: Window, flavor: Flavor, limits: L
         ),
         _known_sum("vcpus_capacity"),
         _known_sum("vcpus_allocated"),
-    )
-    span = utilization(conn, window, "cluster", info).select(
-        pl.col("resource_id").alias("cluster_id"), "hours_with_data", "data_from", "data_to", "coverage_pct"
     )
     limiting = pl.concat_list(*CONSTRAINTS).list.arg_min()
     return (

@@ -16,7 +16,6 @@ The table is internal (not in the data contract): query ``metric_hourly``.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -111,6 +110,34 @@ def read_hourly(
     return pl.concat(parts, how="vertical").sort("resource_id", "ts")
 
 
+def read_by_resource(
+    conn: psycopg.Connection, window: Window, resource_ids: Sequence[int], columns: Sequence[str]
+) -> tuple[npt.NDArray[np.int32], dict[str, npt.NDArray[np.float64]]]:
+    """The rows ``read_hourly`` gives as arrays, ordered by resource only (a resource's hours in no set order):
+    each row's resource, and per column of ``columns`` its values as floats (NaN for NULL)."""
+    _check(columns)
+    resource = [np.zeros(0, np.int32)]
+    values: dict[str, list[npt.NDArray[np.float64]]] = {column: [np.zeros(0)] for column in columns}
+    for span, packed, members in _spans(conn, window, list(resource_ids)):
+        if packed:
+            got = _fetch(conn, span, members, columns)
+            present = _present(got, columns)
+            resource.append(np.repeat(got.resource_id, HOURS)[present])
+            for column in columns:
+                values[column].append(got.values[column].ravel()[present].astype(np.float64))
+        else:
+            rows = readers.read_rollups(conn, "hourly", span, members, columns=columns)
+            resource.append(rows["resource_id"].to_numpy().astype(np.int32))
+            for column in columns:
+                values[column].append(rows[column].to_numpy().astype(np.float64))  # nulls become NaN
+    ids = np.concatenate(resource)
+    flat = {column: np.concatenate(parts) for column, parts in values.items()}
+    if np.all(ids[1:] >= ids[:-1]):  # the usual case: one span, read in index order
+        return ids, flat
+    order = np.argsort(ids, kind="stable")
+    return ids[order], {column: value[order] for column, value in flat.items()}
+
+
 def read_grid(
     conn: psycopg.Connection, window: Window, resource_ids: npt.NDArray[np.int64], columns: Sequence[str]
 ) -> dict[str, npt.NDArray[np.float64]]:
@@ -142,11 +169,7 @@ def read_grids(
     """``read_grid`` of each chunk of resource ids in turn; the next chunk is read on a connection of its own (the
     same server, database and role) while the caller works on this one, so the server's part overlaps the caller's.
     Without a second connection (the server refuses one) the chunks are read one after the other on ``conn``."""
-    with contextlib.ExitStack() as stack:
-        try:
-            other = stack.enter_context(psycopg.connect(conn.info.dsn, password=conn.info.password or None))
-        except psycopg.OperationalError:
-            other = conn
+    with readers.second_connection(conn) as other:
         if other is conn:
             yield from (read_grid(conn, window, chunk, columns) for chunk in chunks)
         else:
@@ -186,13 +209,17 @@ def _fetch(conn: psycopg.Connection, days: Window, resource_ids: list[int], colu
     )
 
 
-def _pack_frame(packs: _Packs, columns: Sequence[str]) -> pl.DataFrame:
-    """Packs as the hourly rows ``read_rollups`` would give (unsorted): an hour is a row where ``sample_count``
-    is not -1, or, without it, where any value asked for is known."""
+def _present(packs: _Packs, columns: Sequence[str]) -> npt.NDArray[np.bool_]:
+    """Per packed hour (flat, in pack then hour order): whether ``read_rollups`` would give a row for it, as far as
+    ``columns`` tell: ``sample_count`` is not -1, or, without it, any value asked for is known."""
     if "sample_count" in columns:
-        present = packs.values["sample_count"].ravel() >= 0
-    else:
-        present = np.logical_or.reduce([~np.isnan(packs.values[c].ravel()) for c in columns])
+        return packs.values["sample_count"].ravel() >= 0
+    return np.logical_or.reduce([~np.isnan(packs.values[c].ravel()) for c in columns])
+
+
+def _pack_frame(packs: _Packs, columns: Sequence[str]) -> pl.DataFrame:
+    """Packs as the hourly rows ``read_rollups`` would give (unsorted; which hours are rows: ``_present``)."""
+    present = _present(packs, columns)
     hour_us = (packs.day_us[:, None] + np.arange(HOURS) * HOUR_US).ravel()
     data: dict[str, pl.Series] = {
         "ts": pl.Series("ts", hour_us[present]).cast(pl.Datetime("us", "UTC")),
