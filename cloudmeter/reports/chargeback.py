@@ -118,12 +118,16 @@ def _hour_epochs(card: RateCard, hours_us: npt.NDArray[np.int64]) -> npt.NDArray
     return np.searchsorted(edges_us, hours_us, side="right").astype(np.int32)
 
 
-def _refuse_ties(priced: pl.DataFrame, card: RateCard, row: str, when: pl.Expr) -> None:
-    """A ConfigError when two lines price one measure of one ``row`` (equally specific selectors)."""
-    measure = pl.col("line_index").replace_strict(
+def _measure(card: RateCard) -> pl.Expr:
+    """The measure of the line at ``line_index``."""
+    return pl.col("line_index").replace_strict(
         dict(enumerate(line.measure for line in card.lines)), return_dtype=pl.String
     )
-    clash = priced.filter(pl.len().over(row, measure) > 1)
+
+
+def _refuse_ties(priced: pl.DataFrame, card: RateCard, row: str, when: pl.Expr) -> None:
+    """A ConfigError when two lines price one measure of one ``row`` (equally specific selectors)."""
+    clash = priced.filter(pl.len().over(row, _measure(card)) > 1)
     if clash.height:
         first = clash.with_columns(when.alias("when")).sort("when", "resource_id", "line_index").head(2)
         a, b = (card.lines[i] for i in first["line_index"])
@@ -355,13 +359,15 @@ def _atoms(pieces: pl.DataFrame, card: RateCard, calendar: _Calendar, names: _Na
         .with_columns(pl.col("project_code", "cluster_code").fill_null(-1), pl.col("epoch").cast(pl.UInt32))
     )
     combos = keyed.select("manager", "project", "tags").unique(maintain_order=True).with_row_index("combo")
+    choices = line_choices(combos, card)
     priced = (
         keyed.join(combos, on=["manager", "project", "tags"], how="left", nulls_equal=True)
-        .join(line_choices(combos, card), on=["combo", "epoch"], how="inner")
+        .join(choices, on=["combo", "epoch"], how="inner")
         .join(calendar.days, on="day", how="left")
     )
-    start = pl.lit(calendar.hours.window.start)
-    _refuse_ties(priced, card, "segment", start + pl.duration(hours=pl.col("first_hour")))
+    if choices.filter(pl.len().over("combo", "epoch", _measure(card)) > 1).height:  # a segment has one of each
+        start = pl.lit(calendar.hours.window.start)
+        _refuse_ties(priced, card, "segment", start + pl.duration(hours=pl.col("first_hour")))
     parts = [_empty_atoms()]
     for (index,), rows in priced.partition_by("line_index", as_dict=True).items():
         for component, (quantity, pricing, unknown, cost) in _components(rows, int(index), card.lines[int(index)]):
