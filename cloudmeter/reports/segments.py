@@ -89,24 +89,25 @@ def _run_sum(values: Floats, n: int) -> float:
     two, which a run within one local day, at most 25 hours, never has)."""
     if n > 129:
         raise ValueError("a run of more than 129 hours")
+    first = float(values[0])
     if n == 1:
-        return values[0]
+        return first
     rest = n - 1
     if rest < 8:
         total = 0.0
         for i in range(1, n):
             total += values[i]
-        return values[0] + total
+        return first + total
     r = values[1:9].copy()
     i = 8
     while i < rest - rest % 8:
         for j in range(8):
             r[j] += values[1 + i + j]
         i += 8
-    total = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]))
+    paired: float = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]))
     for k in range(1 + i, n):
-        total += values[k]
-    return values[0] + total
+        paired += values[k]
+    return first + paired
 
 
 @numba.njit(cache=True)
@@ -241,7 +242,7 @@ def vm_segments(
     if count:
         _segments(*arguments, head, cluster, first_hour, sums)
     first = periods[head]
-    columns: dict[str, pl.Series | Floats | Ints] = {
+    columns: dict[str, pl.Series | Floats | Ints | npt.NDArray[np.int32]] = {
         "resource_id": first["resource_id"],
         "project_id": first["project_id"].fill_null(-1),
         "vcpus": first["vcpus"],

@@ -214,7 +214,8 @@ def _present(packs: _Packs, columns: Sequence[str]) -> npt.NDArray[np.bool_]:
     ``columns`` tell: ``sample_count`` is not -1, or, without it, any value asked for is known."""
     if "sample_count" in columns:
         return packs.values["sample_count"].ravel() >= 0
-    return np.logical_or.reduce([~np.isnan(packs.values[c].ravel()) for c in columns])
+    known: npt.NDArray[np.bool_] = np.logical_or.reduce([~np.isnan(packs.values[c].ravel()) for c in columns])
+    return known
 
 
 def _pack_frame(packs: _Packs, columns: Sequence[str]) -> pl.DataFrame:
