@@ -22,7 +22,7 @@ from cloudmeter.errors import ConfigError
 from cloudmeter.model import Window
 from cloudmeter.reports.capacity import hourly_capacity, utilization
 from cloudmeter.reports.inputs import GIB, ancestor, check_hour_window, resources
-from cloudmeter.storage import packs, readers
+from cloudmeter.storage import packs
 
 CONSTRAINTS = ("cpu_usage", "mem_usage", "cpu_allocation", "mem_allocation")
 
@@ -126,18 +126,11 @@ def headroom(conn: psycopg.Connection, window: Window, flavor: Flavor, limits: L
     # a host retired before the window's last hour has no room now, known or not (it would make the room unknown)
     last_hour = window.end - timedelta(hours=1)
     hosts = info.filter((pl.col("kind") == "host") & ~(pl.col("retired_at") <= last_hour).fill_null(False))
-    host_ids = hosts["id"].to_list()
-    # the hosts' packs are read on a connection of their own while this one reads placements
-    with readers.read_beside(conn, lambda other: _usage_p95(other, window, host_ids), "headroom") as usage:
-        now = _capacity_now(conn, Window(last_hour, window.end), info)
-        span = utilization(conn, window, "cluster", info).select(
-            pl.col("resource_id").alias("cluster_id"), "hours_with_data", "data_from", "data_to", "coverage_pct"
-        )
-        hosts = (
-            hosts.select(pl.col("id").alias("resource_id"))
-            .join(usage.result(), on="resource_id", how="left")
-            .join(now, on="resource_id", how="left")
-        )
+    hosts = (
+        hosts.select(pl.col("id").alias("resource_id"))
+        .join(_usage_p95(conn, window, hosts["id"].to_list()), on="resource_id", how="left")
+        .join(_capacity_now(conn, Window(last_hour, window.end), info), on="resource_id", how="left")
+    )
     no_vms = pl.col("vms").fill_null(0) == 0
     cpu_p95 = pl.when(no_vms & pl.col("cpu_cores_p95").is_null()).then(0.0).otherwise(pl.col("cpu_cores_p95"))
     mem_p95 = pl.when(no_vms & pl.col("mem_gb_p95").is_null()).then(0.0).otherwise(pl.col("mem_gb_p95"))
@@ -167,6 +160,9 @@ def headroom(conn: psycopg.Connection, window: Window, flavor: Flavor, limits: L
         ),
         _known_sum("vcpus_capacity"),
         _known_sum("vcpus_allocated"),
+    )
+    span = utilization(conn, window, "cluster", info).select(
+        pl.col("resource_id").alias("cluster_id"), "hours_with_data", "data_from", "data_to", "coverage_pct"
     )
     limiting = pl.concat_list(*CONSTRAINTS).list.arg_min()
     return (

@@ -16,6 +16,7 @@ The table is internal (not in the data contract): query ``metric_hourly``.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -169,7 +170,11 @@ def read_grids(
     """``read_grid`` of each chunk of resource ids in turn; the next chunk is read on a connection of its own (the
     same server, database and role) while the caller works on this one, so the server's part overlaps the caller's.
     Without a second connection (the server refuses one) the chunks are read one after the other on ``conn``."""
-    with readers.second_connection(conn) as other:
+    with contextlib.ExitStack() as stack:
+        try:
+            other = stack.enter_context(psycopg.connect(conn.info.dsn, password=conn.info.password or None))
+        except psycopg.OperationalError:
+            other = conn
         if other is conn:
             yield from (read_grid(conn, window, chunk, columns) for chunk in chunks)
         else:

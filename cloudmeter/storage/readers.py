@@ -5,10 +5,9 @@ NULL stays null (never 0); timestamps are ``Datetime("us", "UTC")``.
 
 from __future__ import annotations
 
-import contextlib
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, TypeVar
@@ -160,33 +159,6 @@ def read_rollups(
     params = [window.start, window.end, *tz_param, *extra, *(after or ())]
     frame = to_frame(read_arrays(conn, query, params, kinds), kinds)
     return frame.insert_column(1, pl.lit(tz).alias("tz")) if level == "daily" else frame
-
-
-@contextlib.contextmanager
-def second_connection(conn: psycopg.Connection) -> Iterator[psycopg.Connection]:
-    """A connection of its own to ``conn``'s server, database and role, for a read that overlaps the caller's work
-    on ``conn``; ``conn`` itself when the server refuses another."""
-    try:
-        other = psycopg.connect(conn.info.dsn, password=conn.info.password or None)
-    except psycopg.OperationalError:
-        yield conn
-        return
-    with other:
-        yield other
-
-
-@contextlib.contextmanager
-def read_beside(conn: psycopg.Connection, read: Callable[[psycopg.Connection], R], name: str) -> Iterator[Future[R]]:
-    """``read`` on a ``second_connection`` in a thread (named ``name``) while the caller works on ``conn``: its
-    future. Without a second connection, ``read(conn)`` is done first."""
-    with second_connection(conn) as other:
-        if other is conn:
-            done: Future[R] = Future()
-            done.set_result(read(conn))
-            yield done
-            return
-        with ThreadPoolExecutor(1, thread_name_prefix=name) as beside:
-            yield beside.submit(read, other)
 
 
 def read_ahead(read: Callable[[T], R], chunks: Sequence[T], name: str) -> Iterator[R]:
