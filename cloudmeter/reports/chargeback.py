@@ -118,12 +118,16 @@ def _hour_epochs(card: RateCard, hours_us: npt.NDArray[np.int64]) -> npt.NDArray
     return np.searchsorted(edges_us, hours_us, side="right").astype(np.int32)
 
 
-def _refuse_ties(priced: pl.DataFrame, card: RateCard, row: str, when: pl.Expr) -> None:
-    """A ConfigError when two lines price one measure of one ``row`` (equally specific selectors)."""
-    measure = pl.col("line_index").replace_strict(
+def _measure(card: RateCard) -> pl.Expr:
+    """The measure of the line at ``line_index``."""
+    return pl.col("line_index").replace_strict(
         dict(enumerate(line.measure for line in card.lines)), return_dtype=pl.String
     )
-    clash = priced.filter(pl.len().over(row, measure) > 1)
+
+
+def _refuse_ties(priced: pl.DataFrame, card: RateCard, row: str, when: pl.Expr) -> None:
+    """A ConfigError when two lines price one measure of one ``row`` (equally specific selectors)."""
+    clash = priced.filter(pl.len().over(row, _measure(card)) > 1)
     if clash.height:
         first = clash.with_columns(when.alias("when")).sort("when", "resource_id", "line_index").head(2)
         a, b = (card.lines[i] for i in first["line_index"])
@@ -283,7 +287,8 @@ def _rounded(atoms: pl.DataFrame, line_rank: npt.NDArray[np.int64]) -> pl.DataFr
     """``atoms`` with ``cost_nanos`` (each VM's charges of one line and component rounded as a running total, in
     the order of day, project and cluster names), in the order of day, VM, line (name, version), component,
     project and cluster."""
-    vm = np.unique(atoms["resource_id"].to_numpy(), return_inverse=True)[1].astype(np.int64)
+    resource = atoms["resource_id"].to_numpy().astype(np.int64)
+    vm = resource - (resource.min() if len(resource) else 0)  # orders as the VMs' ranks would, without their sort
     rank = line_rank[atoms["line_index"].to_numpy()] - 1
     component, day = atoms["component_code"].to_numpy().astype(np.int64), atoms["day"].to_numpy().astype(np.int64)
     project = atoms["project_code"].to_numpy().astype(np.int64) + 1  # -1 (none) first, as a NULL name sorts
@@ -292,7 +297,9 @@ def _rounded(atoms: pl.DataFrame, line_rank: npt.NDArray[np.int64]) -> pl.DataFr
     run = ((vm * (int(rank.max(initial=0)) + 1) + rank) * 2 + component)[by_run]
     nanos = np.empty(len(by_run), np.int64)
     nanos[by_run] = _running_nanos(atoms["cost"].to_numpy()[by_run], run)
-    shown = _order(day, vm, rank, component, project, cluster)
+    by_day = day[by_run]
+    small = len(by_day) > 0 and by_day.max() < 2**15  # numpy's stable sort is a radix sort on 16 bits
+    shown = by_run[np.argsort(by_day.astype(np.int16) if small else by_day, kind="stable")]  # then as by_run
     return atoms.with_columns(pl.Series("cost_nanos", nanos))[shown]
 
 
@@ -355,13 +362,15 @@ def _atoms(pieces: pl.DataFrame, card: RateCard, calendar: _Calendar, names: _Na
         .with_columns(pl.col("project_code", "cluster_code").fill_null(-1), pl.col("epoch").cast(pl.UInt32))
     )
     combos = keyed.select("manager", "project", "tags").unique(maintain_order=True).with_row_index("combo")
+    choices = line_choices(combos, card)
     priced = (
         keyed.join(combos, on=["manager", "project", "tags"], how="left", nulls_equal=True)
-        .join(line_choices(combos, card), on=["combo", "epoch"], how="inner")
+        .join(choices, on=["combo", "epoch"], how="inner")
         .join(calendar.days, on="day", how="left")
     )
-    start = pl.lit(calendar.hours.window.start)
-    _refuse_ties(priced, card, "segment", start + pl.duration(hours=pl.col("first_hour")))
+    if choices.filter(pl.len().over("combo", "epoch", _measure(card)) > 1).height:  # a segment has one of each
+        start = pl.lit(calendar.hours.window.start)
+        _refuse_ties(priced, card, "segment", start + pl.duration(hours=pl.col("first_hour")))
     parts = [_empty_atoms()]
     for (index,), rows in priced.partition_by("line_index", as_dict=True).items():
         for component, (quantity, pricing, unknown, cost) in _components(rows, int(index), card.lines[int(index)]):

@@ -12,6 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
+import numba
+import numpy as np
+import numpy.typing as npt
 import polars as pl
 import psycopg
 
@@ -65,12 +68,41 @@ def _known_sum(name: str) -> pl.Expr:
     return pl.when(pl.col(name).is_not_null().any()).then(pl.col(name).sum()).alias(name)
 
 
+@numba.njit(cache=True)
+def _run_quantiles(values: npt.NDArray[np.float64], bounds: npt.NDArray[np.int64], q: float) -> npt.NDArray[np.float64]:
+    """Per run ``values[bounds[k]:bounds[k + 1]]``: the linear quantile ``q`` of its values that are not NaN (NaN
+    when none is), bit for bit polars' ``quantile(q, "linear")`` with NaN as null (polars counts the nulls,
+    sorted first, in the position it interpolates at)."""
+    out = np.full(len(bounds) - 1, np.nan)
+    for k in range(len(bounds) - 1):
+        run = values[bounds[k] : bounds[k + 1]]
+        known = run[~np.isnan(run)]
+        nulls = len(run) - len(known)
+        if len(known) == 0:
+            continue
+        at = (len(known) - 1) * q + nulls
+        lower = int(at) - nulls
+        known = np.partition(known, lower)  # its lower-th smallest at lower, the larger ones after
+        low = known[lower]
+        high = known[lower + 1 :].min() if int(np.ceil(at)) > int(at) else low
+        out[k] = low if low == high else (at - int(at)) * (high - low) + low
+    return out
+
+
 def _usage_p95(conn: psycopg.Connection, window: Window, host_ids: list[int]) -> pl.DataFrame:
     """Per host with data: the p95 (linear) of its hourly average CPU cores and memory GB over ``window``."""
-    rows = packs.read_hourly(conn, window, host_ids, ("cpu_used_cores_avg", "mem_used_bytes_avg"))
-    return rows.group_by("resource_id").agg(
-        pl.col("cpu_used_cores_avg").quantile(0.95, "linear").alias("cpu_cores_p95"),
-        (pl.col("mem_used_bytes_avg") / GIB).quantile(0.95, "linear").alias("mem_gb_p95"),
+    resource, usage = packs.read_by_resource(conn, window, host_ids, ("cpu_used_cores_avg", "mem_used_bytes_avg"))
+    bounds = np.append(np.flatnonzero(np.diff(resource, prepend=-1) != 0), len(resource)).astype(np.int64)
+
+    def p95(values: npt.NDArray[np.float64]) -> pl.Series:
+        return pl.Series(_run_quantiles(values, bounds, 0.95), nan_to_null=True)
+
+    return pl.DataFrame(
+        {
+            "resource_id": pl.Series(resource[bounds[:-1]], dtype=pl.Int32),
+            "cpu_cores_p95": p95(usage["cpu_used_cores_avg"]),
+            "mem_gb_p95": p95(usage["mem_used_bytes_avg"] / GIB),
+        }
     )
 
 

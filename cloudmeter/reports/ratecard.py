@@ -11,6 +11,7 @@ matching line wins: tags, then project, then provider).
 from __future__ import annotations
 
 import itertools
+import math
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -84,17 +85,23 @@ class RateLine:
         """The variable rate when it has a single tier, else None (graduated)."""
         return self.tiers[0].rate if len(self.tiers) == 1 else None
 
+    def tier_floats(self) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """Per tier as floats: the units below it, how many it holds (inf: no limit) and its rate."""
+        lowers, widths, rates = [], [], []
+        lower = Decimal(0)
+        for tier in self.tiers:
+            lowers.append(float(lower))
+            widths.append(math.inf if tier.up_to is None else float(tier.up_to - lower))
+            rates.append(float(tier.rate))
+            lower = lower if tier.up_to is None else tier.up_to
+        return np.array(lowers), np.array(widths), np.array(rates)
+
     def price(self, quantity: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         """The graduated variable price of each quantity (units of one resource in one hour, or GB transferred):
         each tier's rate on the units within it; NaN for an unknown quantity."""
         total = np.zeros(len(quantity))
-        lower = Decimal(0)
-        for tier in self.tiers:
-            units = quantity - float(lower)
-            if tier.up_to is not None:
-                units = np.minimum(units, float(tier.up_to - lower))
-                lower = tier.up_to
-            total = total + np.maximum(units, 0.0) * float(tier.rate)
+        for lower, width, rate in zip(*self.tier_floats(), strict=True):
+            total = total + np.maximum(np.minimum(quantity - lower, width), 0.0) * rate
         return total
 
     def matches(self, provider: str | None, project: str | None, tags: Mapping[str, str]) -> bool:

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final
 
+import numba
 import numpy as np
 import numpy.typing as npt
 import polars as pl
@@ -22,6 +23,7 @@ import psycopg
 from cloudmeter.model import KINDS, Window
 from cloudmeter.reports import placement
 from cloudmeter.reports.inputs import GIB
+from cloudmeter.reports.placement import HOUR_US
 from cloudmeter.reports.ratecard import MEASURES, RateLine
 from cloudmeter.storage import packs
 
@@ -32,6 +34,7 @@ USAGE_READ: Final = ("cpu_used_cores_avg", "mem_used_bytes_avg", "net_rx_bps_avg
 #: GB transferred in the placement's seconds of the hour is already a volume).
 USAGE_MEASURES: Final = ("cpu_cores_used", "memory_gb_used", "network_gb")
 _CLUSTER: Final = KINDS.index("cluster")
+_MAX: Final = float(np.finfo(np.float64).max)  # np.nan_to_num's stand-in for an infinite price
 _HOST: Final = KINDS.index("host")
 
 
@@ -65,21 +68,130 @@ class Places:
         hosts = np.unique(host_periods["resource_id"].to_numpy()).astype(np.int64)
         return cls(ids, kinds, hosts, clusters[grid])
 
-    def cluster(self, parent: Ints, period: Ints, hour: Ints) -> Ints:
-        """The cluster of each piece (a ``period`` index into ``parent``, at window hour ``hour``): the
-        period's parent if it is a cluster, else the cluster its host was in for most of that hour (-1: none)."""
+    def parents(self, parent: Ints) -> tuple[npt.NDArray[np.int32], Ints]:
+        """For each period's ``parent``: its position among ``hosts`` (-1: not a host) and itself if it is a
+        cluster (-1: not one). A piece of the period lies in the cluster its host was in for most of the piece's
+        hour (``host_cluster``), else in that cluster (-1: none)."""
         kind = _kind(self.ids, self.kinds, parent)
-        host = np.where(kind == _HOST, placement.dense(parent, self.hosts), -1)
-        own = np.where(kind == _CLUSTER, parent, -1)
-        if not len(self.hosts):
-            return own[period]
-        via_host = self.host_cluster[np.maximum(host[period], 0), hour]
-        return np.where(host[period] >= 0, via_host, own[period])
+        host = np.where(kind == _HOST, placement.dense(parent, self.hosts), -1).astype(np.int32)
+        return host, np.where(kind == _CLUSTER, parent, -1)
 
 
 def _kind(ids: Ints, kinds: npt.NDArray[np.int8], of: Ints) -> npt.NDArray[np.int8]:
     at = placement.dense(of, ids)
     return np.where(at >= 0, kinds[np.maximum(at, 0)], -1).astype(np.int8)
+
+
+@numba.njit(cache=True)
+def _run_sum(values: Floats, n: int) -> float:
+    """``values[:n]`` summed to the bit as ``np.add.reduceat`` sums a run: its first value plus numpy's pairwise sum
+    of the rest (``pairwise_sum`` in its loops: eight partial sums from 8 values on; it splits more than 128 in
+    two, which a run within one local day, at most 25 hours, never has)."""
+    if n > 129:
+        raise ValueError("a run of more than 129 hours")
+    first = float(values[0])
+    if n == 1:
+        return first
+    rest = n - 1
+    if rest < 8:
+        total = 0.0
+        for i in range(1, n):
+            total += values[i]
+        return first + total
+    r = values[1:9].copy()
+    i = 8
+    while i < rest - rest % 8:
+        for j in range(8):
+            r[j] += values[1 + i + j]
+        i += 8
+    paired: float = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]))
+    for k in range(1 + i, n):
+        paired += values[k]
+    return first + paired
+
+
+@numba.njit(cache=True)
+def _graduated(quantity: float, lower: Floats, width: Floats, rate: Floats, tiers: int) -> float:
+    """``RateLine.price`` of one quantity, its tiers given by ``RateLine.tier_floats``."""
+    total = 0.0
+    for t in range(tiers):
+        units = quantity - lower[t]
+        units = units if units <= width[t] or np.isnan(units) else width[t]
+        total = total + (units if units >= 0.0 or np.isnan(units) else 0.0) * rate[t]
+    return total
+
+
+@numba.njit(cache=True)
+def _segments(
+    start_us: Ints,
+    end_us: Ints,
+    vm: npt.NDArray[np.int32],
+    host: npt.NDArray[np.int32],
+    own: Ints,
+    window_us: int,
+    day: npt.NDArray[np.int32],
+    epoch: npt.NDArray[np.int32],
+    host_cluster: Ints,
+    usage: Floats,
+    volume: npt.NDArray[np.bool_],
+    line_measure: npt.NDArray[np.int64],
+    lower: Floats,
+    width: Floats,
+    rate: Floats,
+    tiers: npt.NDArray[np.int64],
+    head: Ints,
+    cluster: Ints,
+    first_hour: Ints,
+    sums: Floats,
+) -> int:
+    """The segments of periods ``[start_us, end_us)`` (sorted by VM, then time; inside the window starting at
+    ``window_us``): how many; with room for them (``head`` as long), each one's first period, cluster and window
+    hour, and its ``sums`` (``vm_segments``' float columns by row: hours, per measure its weighted known quantity
+    and unknown hours, per line its price), summed as ``np.add.reduceat`` would sum the pieces."""
+    fill = len(head) > 0
+    piece = np.empty((sums.shape[0], 1 + int(((end_us - 1) // HOUR_US - start_us // HOUR_US).max())))
+    quantity = np.empty(3)
+    count, length, last_p, last_hour, last_at = 0, 0, -1, 0, -1
+    for p in range(len(start_us)):
+        for hour_us in range(start_us[p] // HOUR_US * HOUR_US, end_us[p], HOUR_US):
+            seconds = (min(end_us[p], hour_us + HOUR_US) - max(start_us[p], hour_us)) / 1e6
+            hour = (hour_us - window_us) // HOUR_US
+            at = host_cluster[host[p], hour] if host[p] >= 0 else own[p]
+            if (
+                count == 0
+                or p != last_p
+                or day[hour] != day[last_hour]
+                or epoch[hour] != epoch[last_hour]
+                or at != last_at
+            ):
+                if fill and count > 0:
+                    for k in range(sums.shape[0]):
+                        sums[k, count - 1] = _run_sum(piece[k], length)
+                if fill:
+                    head[count], cluster[count], first_hour[count] = p, at, hour
+                count, length = count + 1, 0
+            last_p, last_hour, last_at = p, hour, at
+            if fill:
+                fraction = seconds / 3600.0
+                quantity[0] = usage[0, vm[p], hour]
+                quantity[1] = usage[1, vm[p], hour] / GIB
+                quantity[2] = (usage[2, vm[p], hour] + usage[3, vm[p], hour]) * seconds / GIB
+                piece[0, length] = fraction
+                for m in range(3):
+                    known = not np.isnan(quantity[m])
+                    weighted = quantity[m] if volume[m] else quantity[m] * fraction
+                    piece[1 + 2 * m, length] = weighted if known else 0.0
+                    piece[2 + 2 * m, length] = 0.0 if known else fraction
+                for k in range(len(line_measure)):
+                    m = line_measure[k]
+                    priced = _graduated(quantity[m], lower[k], width[k], rate[k], tiers[k])
+                    priced = priced if volume[m] else priced * fraction
+                    piece[7 + k, length] = 0.0 if np.isnan(priced) else max(min(priced, _MAX), -_MAX)
+            length += 1
+    if fill and count > 0:
+        for k in range(sums.shape[0]):
+            sums[k, count - 1] = _run_sum(piece[k], length)
+    return count
 
 
 def vm_segments(
@@ -94,49 +206,58 @@ def vm_segments(
     project_id, vcpus, memory_bytes, cluster_id (-1: none), day, epoch, first_hour, hours (summed fractions);
     per usage measure its quantity over the known hours and ``<measure>_unknown`` (hours without a value); and
     ``price_<k>``, the summed price of each of ``usage_lines`` by index (weighted by fraction unless a volume)."""
-    start_us = placement.epoch_us(calendar.window.start)
-    row, hour_us, seconds = placement.hour_pieces(periods["start_us"].to_numpy(), periods["end_us"].to_numpy())
-    hour = (hour_us - start_us) // placement.HOUR_US
-    fraction = seconds / 3600.0
-    vm_ids = np.unique(periods["resource_id"].to_numpy()).astype(np.int64)
-    vm = placement.dense(periods["resource_id"].to_numpy()[row], vm_ids)
-    cpu, memory_bytes, rx, tx = (usage[column][vm, hour] for column in USAGE_READ)
-    quantity = {
-        "cpu_cores_used": cpu,
-        "memory_gb_used": memory_bytes / GIB,
-        "network_gb": (rx + tx) * seconds / GIB,
-    }
-    weighted = {m: q if MEASURES[m].volume else q * fraction for m, q in quantity.items()}
-    cluster = places.cluster(periods["parent_id"].fill_null(-1).to_numpy().astype(np.int64), row, hour)
-    day, epoch = calendar.day[hour], calendar.epoch[hour]
-    cut = np.ones(len(row), np.bool_)
-    cut[1:] = (row[1:] != row[:-1]) | (day[1:] != day[:-1]) | (epoch[1:] != epoch[:-1]) | (cluster[1:] != cluster[:-1])
-    heads = np.flatnonzero(cut)
+    start_us, end_us = periods["start_us"].to_numpy(), periods["end_us"].to_numpy()
+    resource = periods["resource_id"].to_numpy()
+    vm = placement.dense(resource, np.unique(resource))
+    host, own = places.parents(periods["parent_id"].fill_null(-1).to_numpy().astype(np.int64))
+    tiers = [line.tier_floats() for line in usage_lines.values()]
+    most = max((len(rates) for *_, rates in tiers), default=0)
 
-    def total(values: Floats) -> Floats:
-        return np.add.reduceat(values, heads) if len(heads) else np.zeros(0)
+    def padded(i: int) -> Floats:
+        return np.array([np.pad(t[i], (0, most - len(t[i]))) for t in tiers]).reshape(len(tiers), most)
 
-    first = periods[row[heads]] if len(heads) else periods.clear()
-    columns: dict[str, pl.Series | Floats | Ints] = {
+    grids = np.stack([usage[column] for column in USAGE_READ]) if len(start_us) else np.zeros((4, 0, 0))
+    arguments = (
+        start_us,
+        end_us,
+        vm,
+        host,
+        own,
+        placement.epoch_us(calendar.window.start),
+        calendar.day,
+        calendar.epoch,
+        places.host_cluster,
+        grids,
+        np.array([MEASURES[m].volume for m in USAGE_MEASURES]),
+        np.array([USAGE_MEASURES.index(line.measure) for line in usage_lines.values()], np.int64),
+        padded(0),
+        padded(1),
+        padded(2),
+        np.array([len(rates) for *_, rates in tiers], np.int64),
+    )
+    sums = np.empty((7 + len(usage_lines), 0))
+    count = _segments(*arguments, *(np.empty(0, np.int64),) * 3, sums) if len(start_us) else 0
+    head, cluster, first_hour = (np.empty(count, np.int64) for _ in range(3))
+    sums = np.empty((7 + len(usage_lines), count))
+    if count:
+        _segments(*arguments, head, cluster, first_hour, sums)
+    first = periods[head]
+    columns: dict[str, pl.Series | Floats | Ints | npt.NDArray[np.int32]] = {
         "resource_id": first["resource_id"],
         "project_id": first["project_id"].fill_null(-1),
         "vcpus": first["vcpus"],
         "memory_bytes": first["memory_bytes"],
-        "cluster_id": cluster[heads],
-        "day": day[heads],
-        "epoch": epoch[heads],
-        "first_hour": hour[heads],
-        "hours": total(fraction),
+        "cluster_id": cluster,
+        "day": calendar.day[first_hour],
+        "epoch": calendar.epoch[first_hour],
+        "first_hour": first_hour,
+        "hours": sums[0],
     }
-    for measure in USAGE_MEASURES:
-        known = ~np.isnan(quantity[measure])
-        columns[measure] = total(np.where(known, weighted[measure], 0.0))
-        columns[f"{measure}_unknown"] = total(np.where(known, 0.0, fraction))
-    for k, line in usage_lines.items():
-        priced = line.price(quantity[line.measure])
-        if not MEASURES[line.measure].volume:
-            priced = priced * fraction
-        columns[f"price_{k}"] = total(np.nan_to_num(priced, nan=0.0))
+    for m, measure in enumerate(USAGE_MEASURES):
+        columns[measure] = sums[1 + 2 * m]
+        columns[f"{measure}_unknown"] = sums[2 + 2 * m]
+    for k, index in enumerate(usage_lines):
+        columns[f"price_{index}"] = sums[7 + k]
     return pl.DataFrame(columns)
 
 

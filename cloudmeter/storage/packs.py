@@ -111,6 +111,34 @@ def read_hourly(
     return pl.concat(parts, how="vertical").sort("resource_id", "ts")
 
 
+def read_by_resource(
+    conn: psycopg.Connection, window: Window, resource_ids: Sequence[int], columns: Sequence[str]
+) -> tuple[npt.NDArray[np.int32], dict[str, npt.NDArray[np.float64]]]:
+    """The rows ``read_hourly`` gives as arrays, ordered by resource only (a resource's hours in no set order):
+    each row's resource, and per column of ``columns`` its values as floats (NaN for NULL)."""
+    _check(columns)
+    resource = [np.zeros(0, np.int32)]
+    values: dict[str, list[npt.NDArray[np.float64]]] = {column: [np.zeros(0)] for column in columns}
+    for span, packed, members in _spans(conn, window, list(resource_ids)):
+        if packed:
+            got = _fetch(conn, span, members, columns)
+            present = _present(got, columns)
+            resource.append(np.repeat(got.resource_id, HOURS)[present])
+            for column in columns:
+                values[column].append(got.values[column].ravel()[present].astype(np.float64))
+        else:
+            rows = readers.read_rollups(conn, "hourly", span, members, columns=columns)
+            resource.append(rows["resource_id"].to_numpy().astype(np.int32))
+            for column in columns:
+                values[column].append(rows[column].to_numpy().astype(np.float64))  # nulls become NaN
+    ids = np.concatenate(resource)
+    flat = {column: np.concatenate(parts) for column, parts in values.items()}
+    if np.all(ids[1:] >= ids[:-1]):  # the usual case: one span, read in index order
+        return ids, flat
+    order = np.argsort(ids, kind="stable")
+    return ids[order], {column: value[order] for column, value in flat.items()}
+
+
 def read_grid(
     conn: psycopg.Connection, window: Window, resource_ids: npt.NDArray[np.int64], columns: Sequence[str]
 ) -> dict[str, npt.NDArray[np.float64]]:
@@ -186,13 +214,18 @@ def _fetch(conn: psycopg.Connection, days: Window, resource_ids: list[int], colu
     )
 
 
-def _pack_frame(packs: _Packs, columns: Sequence[str]) -> pl.DataFrame:
-    """Packs as the hourly rows ``read_rollups`` would give (unsorted): an hour is a row where ``sample_count``
-    is not -1, or, without it, where any value asked for is known."""
+def _present(packs: _Packs, columns: Sequence[str]) -> npt.NDArray[np.bool_]:
+    """Per packed hour (flat, in pack then hour order): whether ``read_rollups`` would give a row for it, as far as
+    ``columns`` tell: ``sample_count`` is not -1, or, without it, any value asked for is known."""
     if "sample_count" in columns:
-        present = packs.values["sample_count"].ravel() >= 0
-    else:
-        present = np.logical_or.reduce([~np.isnan(packs.values[c].ravel()) for c in columns])
+        return packs.values["sample_count"].ravel() >= 0
+    known: npt.NDArray[np.bool_] = np.logical_or.reduce([~np.isnan(packs.values[c].ravel()) for c in columns])
+    return known
+
+
+def _pack_frame(packs: _Packs, columns: Sequence[str]) -> pl.DataFrame:
+    """Packs as the hourly rows ``read_rollups`` would give (unsorted; which hours are rows: ``_present``)."""
+    present = _present(packs, columns)
     hour_us = (packs.day_us[:, None] + np.arange(HOURS) * HOUR_US).ravel()
     data: dict[str, pl.Series] = {
         "ts": pl.Series("ts", hour_us[present]).cast(pl.Datetime("us", "UTC")),

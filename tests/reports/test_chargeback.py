@@ -6,12 +6,13 @@ import tomllib
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import numpy as np
 import polars as pl
 import pytest
 
 from cloudmeter.errors import ConfigError
 from cloudmeter.model import Window
-from cloudmeter.reports import chargeback
+from cloudmeter.reports import chargeback, segments
 from cloudmeter.reports.ratecard import parse_rate_card
 from cloudmeter.storage.database import Database
 from tests.reports.cloud import START, hours
@@ -112,3 +113,16 @@ def test_bad_grouping_and_interval_name_the_fix() -> None:
         empty(pl.DataFrame(), "team", "daily", "UTC", "EUR")
     with pytest.raises(ConfigError, match="--interval 'hourly' is not one of daily, weekly, monthly"):
         empty(pl.DataFrame(), "vm", "hourly", "UTC", "EUR")
+
+
+def test_segment_sums_and_graduated_prices_are_numpys_to_the_bit() -> None:
+    """The segments kernel sums a run as ``np.add.reduceat`` does and prices as ``RateLine.price`` does."""
+    rng = np.random.default_rng(3)
+    for n in range(1, 130):
+        values = rng.normal(size=n) * 10 ** rng.uniform(-5, 5, size=n)
+        assert segments._run_sum(values, n) == np.add.reduceat(values, [0])[0]
+    quantity = np.concatenate([rng.uniform(-1, 300, 5000), [np.nan, 0.0, -0.0, np.inf]])
+    for line in CARD.lines:
+        lower, width, rate = line.tier_floats()
+        priced = [segments._graduated(q, lower, width, rate, len(rate)) for q in quantity]
+        np.testing.assert_array_equal(np.array(priced), line.price(quantity))

@@ -50,6 +50,18 @@ def test_packed_hours_read_as_the_hourly_rows(stored: Database, first: int, last
     assert_frame_equal(packed, plain)
 
 
+@pytest.mark.parametrize("first, last", [(0, 48), (5, 43), (-24, 72)])
+def test_rows_by_resource_are_the_hourly_rows(stored: Database, first: int, last: int) -> None:
+    window, ids, columns = Window(hours(first), hours(last)), _every(stored), ("cpu_used_cores_avg", "net_rx_bps_avg")
+    with stored.connection() as conn:
+        rows = packs.read_hourly(conn, window, ids, columns)
+        resource, values = packs.read_by_resource(conn, window, ids, columns)
+    assert resource.tolist() == rows["resource_id"].to_list()
+    for column in columns:  # a resource's hours in any order
+        got = pl.DataFrame({"resource_id": resource, column: pl.Series(values[column], nan_to_null=True)})
+        assert_frame_equal(got.sort(got.columns), rows.select(got.columns).sort(got.columns), check_dtypes=False)
+
+
 def test_each_resource_has_a_pack_per_day_with_data_with_its_24_hours(stored: Database) -> None:
     with stored.connection() as conn:
         rows = conn.execute(
