@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tomllib
 from datetime import timedelta
 from pathlib import Path
 
@@ -14,7 +15,8 @@ from typer.testing import CliRunner
 
 from cloudmeter.cli.capacity import capacity_app
 from cloudmeter.model import Window
-from cloudmeter.reports import capacity, requests
+from cloudmeter.reports import capacity, chargeback, requests
+from cloudmeter.reports.ratecard import parse_rate_card
 from cloudmeter.storage.database import Database
 from cloudmeter.storage.readers import read_rollups
 from tests.reports.kube import ALLOCATABLE_CORES, ALLOCATABLE_GIB, END, GIB, NET_BPS, START, load
@@ -123,3 +125,79 @@ def test_rightsize_level_container_through_the_cli_at_80_columns(kube: Database,
     assert "1 containers have no recommendation: deleted before the window's end" in table.stdout
     bad = CliRunner().invoke(app, ["capacity", "rightsize", "--level", "pod", *window], env=env)
     assert (bad.exit_code, bad.stderr.strip()) == (2, "error: level 'pod' is not one of vm, container")
+
+
+KUBE_CARD = """
+currency = "EUR"
+[[rate]]
+name = "cpu-request"
+version = "v1"
+measure = "cpu_request_cores"
+variable = "0.04"           # per requested core-hour
+effective_from = 2026-01-01
+[[rate]]
+name = "memory-request"
+version = "v1"
+measure = "memory_request_gb"
+variable = "0.005"
+effective_from = 2026-01-01
+[[rate]]
+name = "cpu-allocated"
+version = "v1"
+measure = "cpu_allocated_cores"
+variable = "0.03"           # per core-hour of max(request, usage)
+effective_from = 2026-01-01
+[[rate]]
+name = "memory-allocated"
+version = "v1"
+measure = "memory_allocated_gb"
+variable = "0.002"
+effective_from = 2026-01-01
+"""
+
+
+def test_chargeback_by_namespace_prices_requests_and_max_of_request_and_usage(kube: Database) -> None:
+    """Per container and line (quantities by hand from kube.py's table; hourly rates):
+
+    web-0/app: requests 0.5 x 24 = 12 core-h, 1 x 24 = 24 GiB-h; allocated max(0.5, 0.25) x 24 = 12, max(1, 0.5)
+    x 24 = 24. web-1/app: requests 12 and 24; allocated max(0.5, 0.75) x 24 = 18, max(1, 0.75) x 24 = 24.
+    job-0/worker (12 h): no CPU request (no charge), 2 x 12 = 24 GiB-h; allocated 1.5 x 12 = 18, max(2, 1) x 12
+    = 24. web-0/POD requests nothing and measures no CPU or memory: 24 unknown hours, never a charge of 0.
+    """
+    card = tomllib.loads(KUBE_CARD)
+    with kube.connection() as conn:
+        frame = chargeback.charges(conn, WINDOW, parse_rate_card(card, "kube card"))
+    cost = {
+        (row["name"], row["line"]): (row["quantity"], row["cost_nanos"], row["unknown_hours"])
+        for row in frame.group_by("name", "line")
+        .agg(pl.col("quantity").sum(), pl.col("cost_nanos").sum(), pl.col("unknown_hours").sum())
+        .iter_rows(named=True)
+    }
+    rate = {"cpu-request": 0.04, "memory-request": 0.005, "cpu-allocated": 0.03, "memory-allocated": 0.002}
+    want = {
+        ("web-0/app", "cpu-request"): 12, ("web-0/app", "memory-request"): 24,
+        ("web-0/app", "cpu-allocated"): 12, ("web-0/app", "memory-allocated"): 24,
+        ("web-1/app", "cpu-request"): 12, ("web-1/app", "memory-request"): 24,
+        ("web-1/app", "cpu-allocated"): 18, ("web-1/app", "memory-allocated"): 24,
+        ("job-0/worker", "memory-request"): 24, ("job-0/worker", "cpu-allocated"): 18,
+        ("job-0/worker", "memory-allocated"): 24,
+    }  # fmt: skip
+    for key, quantity in want.items():
+        got = cost.pop(key)
+        assert got[0] == pytest.approx(quantity) and got[2] == 0, key
+        assert got[1] == round(quantity * rate[key[1]] * 10**9), key
+    assert {key: (q, nanos) for key, (q, nanos, _) in cost.items()} == {
+        ("web-0/POD", "cpu-allocated"): (0.0, 0),
+        ("web-0/POD", "memory-allocated"): (0.0, 0),
+    }
+    assert {key: unknown for key, (_, _, unknown) in cost.items()} == {
+        ("web-0/POD", "cpu-allocated"): 24.0,
+        ("web-0/POD", "memory-allocated"): 24.0,
+    }
+    by_namespace = dict(frame.group_by("project").agg(pl.col("cost_nanos").sum()).iter_rows())
+    assert by_namespace == {
+        "shop": round((12 * 0.04 + 24 * 0.005 + 12 * 0.03 + 24 * 0.002 + 12 * 0.04 + 24 * 0.005 + 18 * 0.03
+                       + 24 * 0.002) * 10**9),
+        "batch": round((24 * 0.005 + 18 * 0.03 + 24 * 0.002) * 10**9),
+    }  # fmt: skip
+    assert set(frame["cluster"].to_list()) == {"prod"}
