@@ -189,12 +189,12 @@ def charges(conn: psycopg.Connection, window: Window, card: RateCard, tz: str = 
     check_zone(tz)
     check_hour_window(window)
     info = resources(conn)
-    periods = placement.read_periods(conn, window, ("vm", "host"))
+    periods = placement.read_periods(conn, window, ("vm", "container", "host"))
     places = segments.Places.read(info, periods.filter(pl.col("kind") == "host"), window)
     calendar = _calendar(window, tz, card)
     usage_lines = {i: line for i, line in enumerate(card.lines) if MEASURES[line.measure].basis == "used"}
     names = _Names.of(info)
-    vm_periods = periods.filter(pl.col("kind") == "vm").drop("kind")
+    vm_periods = segments.leaf_periods(periods, info)
     ids = vm_periods["resource_id"].unique().sort().to_list()
     chunks = [  # VM by VM: bounded memory, exact in chunks
         vm_periods.filter(pl.col("resource_id").is_in(ids[first : first + CHUNK_VMS]))
@@ -210,7 +210,8 @@ def charges(conn: psycopg.Connection, window: Window, card: RateCard, tz: str = 
 
 @dataclass(frozen=True)
 class _Names:
-    """VMs' own columns, and codes for project and cluster names (in the names' order)."""
+    """VMs' and containers' own columns (a container named ``pod/container``, tagged with its pod's labels), and
+    codes for project and cluster names (in the names' order)."""
 
     vms: pl.DataFrame  # resource_id, ems_ref, name, manager, tags, disk_gb
     ids: dict[str, pl.DataFrame]  # project / cluster: <kind>_id -> <kind>_code
@@ -219,13 +220,21 @@ class _Names:
     @classmethod
     def of(cls, info: pl.DataFrame) -> _Names:
         """From ``inputs.resources``."""
-        vms = info.filter(pl.col("kind") == "vm").select(
-            pl.col("id").alias("resource_id"),
-            "ems_ref",
-            "name",
-            "manager",
-            "tags",
-            (pl.col("disk_bytes") / GIB).alias("disk_gb"),
+        pods = info.filter(pl.col("kind") == "pod").select(
+            pl.col("id").alias("parent_id"), pl.col("name").alias("pod"), pl.col("tags").alias("pod_tags")
+        )
+        container = pl.col("kind") == "container"
+        vms = (
+            info.filter(pl.col("kind").is_in(("vm", "container")))
+            .join(pods, on="parent_id", how="left")
+            .select(
+                pl.col("id").alias("resource_id"),
+                "ems_ref",
+                pl.when(container).then(pl.concat_str("pod", "name", separator="/")).otherwise("name").alias("name"),
+                "manager",
+                pl.when(container).then("pod_tags").otherwise("tags").alias("tags"),  # a pod's labels
+                (pl.col("disk_bytes") / GIB).alias("disk_gb"),
+            )
         )
         ids, codes = {}, {}
         for kind in ("project", "cluster"):
@@ -327,6 +336,8 @@ _ALLOCATED: Final[dict[str, pl.Expr]] = {
     "vcpu_allocated": pl.col("vcpus").cast(pl.Float64),
     "memory_gb_allocated": pl.col("memory_bytes") / GIB,
     "disk_gb_allocated": pl.col("disk_gb"),
+    "cpu_request_cores": pl.col("cpu_request_cores").fill_null(0.0),  # a container without a request asks for 0
+    "memory_request_gb": pl.col("memory_request_gb").fill_null(0.0),
 }
 
 
@@ -372,8 +383,10 @@ def _atoms(pieces: pl.DataFrame, card: RateCard, calendar: _Calendar, names: _Na
         start = pl.lit(calendar.hours.window.start)
         _refuse_ties(priced, card, "segment", start + pl.duration(hours=pl.col("first_hour")))
     parts = [_empty_atoms()]
-    for (index,), rows in priced.partition_by("line_index", as_dict=True).items():
-        for component, (quantity, pricing, unknown, cost) in _components(rows, int(index), card.lines[int(index)]):
+    for (index,), of_line in priced.partition_by("line_index", as_dict=True).items():
+        line = card.lines[int(index)]
+        rows = of_line.filter(pl.col("kind").is_in(MEASURES[line.measure].kinds))  # VMs, containers or both
+        for component, (quantity, pricing, unknown, cost) in _components(rows, int(index), line):
             parts.append(
                 rows.select(
                     *_ATOM_GROUP[:5],

@@ -45,6 +45,8 @@ SERVICES: Final = {
     "Storage": ("Block Storage", "Block Storage"),
     "Networking": ("Data Transfer", "Network Connectivity"),
 }
+#: A Kubernetes container's compute: (ServiceName, ServiceSubcategory); its ResourceType.
+CONTAINERS: Final = ("Kubernetes", "Containers")
 TIME_UNITS: Final = {"hourly": "Hours", "daily": "Days", "weekly": "Weeks", "monthly": "Months"}
 UNITS: Final = {"GB": "GiB"}  # cloudmeter's unit names -> FOCUS UnitFormat
 
@@ -67,7 +69,8 @@ def focus_rows(
     charges: pl.DataFrame, currency: str, tz: str, regions: pl.DataFrame, interval: str = "daily"
 ) -> pl.DataFrame:
     """FOCUS 1.2 rows of ``charges`` (chargeback.charges) per ``interval`` in ``tz``; ``regions`` maps
-    resource_id to ``region`` (RegionId and RegionName). Periods are UTC instants of local midnights."""
+    resource_id to ``region`` (RegionId and RegionName) and ``kind`` (a container's compute is the service
+    Kubernetes, subcategory Containers, ResourceType Container). Periods are UTC instants of local midnights."""
     midnight = (
         pl.col("day").cast(pl.Datetime("us")).dt.replace_time_zone(tz, non_existent="null").dt.convert_time_zone("UTC")
     )
@@ -85,6 +88,12 @@ def focus_rows(
         .join(regions, on="resource_id", how="left")
         .join(_unit_columns(), left_on=["measure", "per_time"], right_on=["x_Measure", "per_time"], how="left")
         .sort("ChargePeriodStart", "resource_id", "line", "component")
+    )
+    container = pl.col("kind") == "container"
+    compute = container & (pl.col("ServiceCategory") == "Compute")
+    grouped = grouped.with_columns(
+        pl.when(compute).then(pl.lit(CONTAINERS[0])).otherwise("ServiceName").alias("ServiceName"),
+        pl.when(compute).then(pl.lit(CONTAINERS[1])).otherwise("ServiceSubcategory").alias("ServiceSubcategory"),
     )
     fixed = pl.col("component") == "fixed"
     billing_start = period_start(pl.col("ChargePeriodStart"), "monthly", tz)
@@ -133,7 +142,7 @@ def focus_rows(
         pl.col("region").alias("RegionName"),
         pl.col("ems_ref").alias("ResourceId"),
         pl.col("name").alias("ResourceName"),
-        pl.lit("Virtual Machine").alias("ResourceType"),
+        pl.when(container).then(pl.lit("Container")).otherwise(pl.lit("Virtual Machine")).alias("ResourceType"),
         pl.col("measure").alias("SkuId"),
         pl.format("{}@{}{}", "line", "version", fee_suffix).alias("SkuPriceId"),
         pl.col("project").alias("SubAccountId"),

@@ -104,10 +104,15 @@ def ancestor(info: pl.DataFrame, ids: pl.Series, kind: str) -> pl.Series:
 
 
 def regions(conn: psycopg.Connection) -> pl.DataFrame:
-    """Every resource's region (the ``ems_ref`` of its nearest region ancestor): resource_id, region."""
+    """Every resource's region (the ``ems_ref`` of its nearest region ancestor) and kind: resource_id, region,
+    kind."""
     info = resources(conn)
     region_id = ancestor(info, info["id"], "region")
     refs = dict(zip(info["id"].to_list(), info["ems_ref"].to_list(), strict=True))
     return pl.DataFrame(
-        {"resource_id": info["id"], "region": region_id.replace_strict(refs, default=None, return_dtype=pl.String)}
+        {
+            "resource_id": info["id"],
+            "region": region_id.replace_strict(refs, default=None, return_dtype=pl.String),
+            "kind": info["kind"],
+        }
     )

@@ -31,23 +31,35 @@ PerTime = Literal["hourly", "daily", "weekly", "monthly"]
 PER_TIMES: Final[tuple[str, ...]] = ("hourly", "daily", "weekly", "monthly")
 
 
+_VM: Final = ("vm",)
+_CONTAINER: Final = ("container",)
+_LEAVES: Final = ("vm", "container")
+
+
 @dataclass(frozen=True)
 class Measure:
-    """A priced quantity: its unit, whether it is allocated or used, and its FOCUS service category."""
+    """A priced quantity: its unit, whether it is allocated or used, its FOCUS service category, and the kinds
+    of resources it prices (VMs, Kubernetes containers or both)."""
 
     unit: str
     basis: Literal["allocated", "used"]
     category: str
+    kinds: tuple[str, ...] = _VM
     volume: bool = False  # a quantity per hour (GB transferred), not a level held over time
 
 
 MEASURES: Final[dict[str, Measure]] = {
     "vcpu_allocated": Measure("vCPU", "allocated", "Compute"),
-    "cpu_cores_used": Measure("Core", "used", "Compute"),
+    "cpu_cores_used": Measure("Core", "used", "Compute", _LEAVES),
     "memory_gb_allocated": Measure("GB", "allocated", "Compute"),
-    "memory_gb_used": Measure("GB", "used", "Compute"),
+    "memory_gb_used": Measure("GB", "used", "Compute", _LEAVES),
     "disk_gb_allocated": Measure("GB", "allocated", "Storage"),
-    "network_gb": Measure("GB", "used", "Networking", volume=True),
+    "network_gb": Measure("GB", "used", "Networking", _LEAVES, volume=True),
+    # Kubernetes: what a container requests (no request: 0), and OpenCost's allocation, max(request, usage)
+    "cpu_request_cores": Measure("Core", "allocated", "Compute", _CONTAINER),
+    "memory_request_gb": Measure("GB", "allocated", "Compute", _CONTAINER),
+    "cpu_allocated_cores": Measure("Core", "used", "Compute", _CONTAINER),
+    "memory_allocated_gb": Measure("GB", "used", "Compute", _CONTAINER),
 }
 
 

@@ -32,7 +32,11 @@ Ints = npt.NDArray[np.int64]
 USAGE_READ: Final = ("cpu_used_cores_avg", "mem_used_bytes_avg", "net_rx_bps_avg", "net_tx_bps_avg")
 #: Usage measures: summed over a segment's hours, weighted by the fraction of each hour (not ``network_gb``: the
 #: GB transferred in the placement's seconds of the hour is already a volume).
-USAGE_MEASURES: Final = ("cpu_cores_used", "memory_gb_used", "network_gb")
+USAGE_MEASURES: Final = ("cpu_cores_used", "memory_gb_used", "network_gb", "cpu_allocated_cores", "memory_allocated_gb")
+#: Rows of a piece before its lines' prices: the fraction, then per usage measure its quantity and unknown hours.
+_FIRST_PRICE: Final = 1 + 2 * len(USAGE_MEASURES)
+#: The request columns of a container's periods (``requested_periods``), NULL for a VM.
+REQUESTED: Final = ("cpu_request_cores", "memory_request_gb")
 _CLUSTER: Final = KINDS.index("cluster")
 _MAX: Final = float(np.finfo(np.float64).max)  # np.nan_to_num's stand-in for an infinite price
 _HOST: Final = KINDS.index("host")
@@ -133,6 +137,7 @@ def _segments(
     epoch: npt.NDArray[np.int32],
     host_cluster: Ints,
     usage: Floats,
+    requested: Floats,
     volume: npt.NDArray[np.bool_],
     line_measure: npt.NDArray[np.int64],
     lower: Floats,
@@ -147,10 +152,12 @@ def _segments(
     """The segments of periods ``[start_us, end_us)`` (sorted by VM, then time; inside the window starting at
     ``window_us``): how many; with room for them (``head`` as long), each one's first period, cluster and window
     hour, and its ``sums`` (``vm_segments``' float columns by row: hours, per measure its weighted known quantity
-    and unknown hours, per line its price), summed as ``np.add.reduceat`` would sum the pieces."""
+    and unknown hours, per line its price), summed as ``np.add.reduceat`` would sum the pieces. ``requested``:
+    each period's CPU cores and memory GB requests (0 where none), for the max(request, usage) measures."""
     fill = len(head) > 0
     piece = np.empty((sums.shape[0], 1 + int(((end_us - 1) // HOUR_US - start_us // HOUR_US).max())))
-    quantity = np.empty(3)
+    measures = len(volume)
+    quantity = np.empty(measures)
     count, length, last_p, last_hour, last_at = 0, 0, -1, 0, -1
     for p in range(len(start_us)):
         for hour_us in range(start_us[p] // HOUR_US * HOUR_US, end_us[p], HOUR_US):
@@ -176,8 +183,11 @@ def _segments(
                 quantity[0] = usage[0, vm[p], hour]
                 quantity[1] = usage[1, vm[p], hour] / GIB
                 quantity[2] = (usage[2, vm[p], hour] + usage[3, vm[p], hour]) * seconds / GIB
+                for m in range(2):  # max(request, usage); an unknown (NaN) usage stays unknown
+                    used = quantity[m]
+                    quantity[3 + m] = used if np.isnan(used) or used > requested[m, p] else requested[m, p]
                 piece[0, length] = fraction
-                for m in range(3):
+                for m in range(measures):
                     known = not np.isnan(quantity[m])
                     weighted = quantity[m] if volume[m] else quantity[m] * fraction
                     piece[1 + 2 * m, length] = weighted if known else 0.0
@@ -186,7 +196,7 @@ def _segments(
                     m = line_measure[k]
                     priced = _graduated(quantity[m], lower[k], width[k], rate[k], tiers[k])
                     priced = priced if volume[m] else priced * fraction
-                    piece[7 + k, length] = 0.0 if np.isnan(priced) else max(min(priced, _MAX), -_MAX)
+                    piece[1 + 2 * measures + k, length] = 0.0 if np.isnan(priced) else max(min(priced, _MAX), -_MAX)
             length += 1
     if fill and count > 0:
         for k in range(sums.shape[0]):
@@ -201,9 +211,9 @@ def vm_segments(
     places: Places,
     usage_lines: dict[int, RateLine],
 ) -> pl.DataFrame:
-    """Segments of the VMs' placement ``periods`` (``placement.read_periods``, VMs only; ``usage``: their
-    ``usage_grids``, in the order of their sorted ids): resource_id,
-    project_id, vcpus, memory_bytes, cluster_id (-1: none), day, epoch, first_hour, hours (summed fractions);
+    """Segments of the VMs' and containers' placement ``periods`` (``leaf_periods``; ``usage``: their
+    ``usage_grids``, in the order of their sorted ids): resource_id, project_id, kind, vcpus, memory_bytes, the
+    ``REQUESTED`` columns, cluster_id (-1: none), day, epoch, first_hour, hours (summed fractions);
     per usage measure its quantity over the known hours and ``<measure>_unknown`` (hours without a value); and
     ``price_<k>``, the summed price of each of ``usage_lines`` by index (weighted by fraction unless a volume)."""
     start_us, end_us = periods["start_us"].to_numpy(), periods["end_us"].to_numpy()
@@ -228,6 +238,7 @@ def vm_segments(
         calendar.epoch,
         places.host_cluster,
         grids,
+        np.stack([periods[column].fill_null(0.0).to_numpy().astype(np.float64) for column in REQUESTED]),
         np.array([MEASURES[m].volume for m in USAGE_MEASURES]),
         np.array([USAGE_MEASURES.index(line.measure) for line in usage_lines.values()], np.int64),
         padded(0),
@@ -235,18 +246,20 @@ def vm_segments(
         padded(2),
         np.array([len(rates) for *_, rates in tiers], np.int64),
     )
-    sums = np.empty((7 + len(usage_lines), 0))
+    sums = np.empty((_FIRST_PRICE + len(usage_lines), 0))
     count = _segments(*arguments, *(np.empty(0, np.int64),) * 3, sums) if len(start_us) else 0
     head, cluster, first_hour = (np.empty(count, np.int64) for _ in range(3))
-    sums = np.empty((7 + len(usage_lines), count))
+    sums = np.empty((_FIRST_PRICE + len(usage_lines), count))
     if count:
         _segments(*arguments, head, cluster, first_hour, sums)
     first = periods[head]
     columns: dict[str, pl.Series | Floats | Ints | npt.NDArray[np.int32]] = {
         "resource_id": first["resource_id"],
         "project_id": first["project_id"].fill_null(-1),
+        "kind": first["kind"],
         "vcpus": first["vcpus"],
         "memory_bytes": first["memory_bytes"],
+        **{column: first[column] for column in REQUESTED},
         "cluster_id": cluster,
         "day": calendar.day[first_hour],
         "epoch": calendar.epoch[first_hour],
@@ -257,8 +270,27 @@ def vm_segments(
         columns[measure] = sums[1 + 2 * m]
         columns[f"{measure}_unknown"] = sums[2 + 2 * m]
     for k, index in enumerate(usage_lines):
-        columns[f"price_{index}"] = sums[7 + k]
+        columns[f"price_{index}"] = sums[_FIRST_PRICE + k]
     return pl.DataFrame(columns)
+
+
+def leaf_periods(periods: pl.DataFrame, info: pl.DataFrame) -> pl.DataFrame:
+    """The VMs' and Kubernetes containers' placement periods (``placement.read_periods``) as segments price them:
+    a container under its pod's node (a pod never moves: a rescheduled pod is another pod), its requests in
+    ``REQUESTED`` (cores and GB; NULL for a VM) and no ``memory_bytes`` (a memory request is not a VM's memory)."""
+    pods = info.filter(pl.col("kind") == "pod").select(pl.col("id").alias("pod_id"), pl.col("parent_id").alias("node"))
+    container = pl.col("kind") == "container"
+    return (
+        periods.filter(pl.col("kind").is_in(("vm", "container")))
+        .join(pods, left_on="parent_id", right_on="pod_id", how="left", maintain_order="left")
+        .with_columns(
+            pl.when(container).then(pl.col("node")).otherwise(pl.col("parent_id")).alias("parent_id"),
+            pl.when(container).then(pl.col("cores")).alias("cpu_request_cores"),
+            pl.when(container).then(pl.col("memory") / GIB).alias("memory_request_gb"),
+            pl.when(~container).then(pl.col("memory_bytes")).alias("memory_bytes"),
+        )
+        .drop("node")
+    )
 
 
 def usage_grids(conn: psycopg.Connection, window: Window, chunks: list[pl.DataFrame]) -> Iterator[dict[str, Floats]]:

@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 
 from cloudmeter.cli.capacity import capacity_app
 from cloudmeter.model import Window
-from cloudmeter.reports import capacity, chargeback, requests
+from cloudmeter.reports import capacity, chargeback, focus, requests
+from cloudmeter.reports.inputs import regions
 from cloudmeter.reports.ratecard import parse_rate_card
 from cloudmeter.storage.database import Database
 from cloudmeter.storage.readers import read_rollups
@@ -161,7 +162,7 @@ def test_chargeback_by_namespace_prices_requests_and_max_of_request_and_usage(ku
 
     web-0/app: requests 0.5 x 24 = 12 core-h, 1 x 24 = 24 GiB-h; allocated max(0.5, 0.25) x 24 = 12, max(1, 0.5)
     x 24 = 24. web-1/app: requests 12 and 24; allocated max(0.5, 0.75) x 24 = 18, max(1, 0.75) x 24 = 24.
-    job-0/worker (12 h): no CPU request (no charge), 2 x 12 = 24 GiB-h; allocated 1.5 x 12 = 18, max(2, 1) x 12
+    job-0/worker (12 h): no CPU request (0), 2 x 12 = 24 GiB-h; allocated 1.5 x 12 = 18, max(2, 1) x 12
     = 24. web-0/POD requests nothing and measures no CPU or memory: 24 unknown hours, never a charge of 0.
     """
     card = tomllib.loads(KUBE_CARD)
@@ -186,13 +187,13 @@ def test_chargeback_by_namespace_prices_requests_and_max_of_request_and_usage(ku
         got = cost.pop(key)
         assert got[0] == pytest.approx(quantity) and got[2] == 0, key
         assert got[1] == round(quantity * rate[key[1]] * 10**9), key
-    assert {key: (q, nanos) for key, (q, nanos, _) in cost.items()} == {
-        ("web-0/POD", "cpu-allocated"): (0.0, 0),
-        ("web-0/POD", "memory-allocated"): (0.0, 0),
-    }
-    assert {key: unknown for key, (_, _, unknown) in cost.items()} == {
-        ("web-0/POD", "cpu-allocated"): 24.0,
-        ("web-0/POD", "memory-allocated"): 24.0,
+    # no request is a request of 0 (known: no unknown hours); a usage never measured is unknown, not 0
+    assert cost == {
+        ("job-0/worker", "cpu-request"): (0.0, 0, 0.0),
+        ("web-0/POD", "cpu-request"): (0.0, 0, 0.0),
+        ("web-0/POD", "memory-request"): (0.0, 0, 0.0),
+        ("web-0/POD", "cpu-allocated"): (0.0, 0, 24.0),
+        ("web-0/POD", "memory-allocated"): (0.0, 0, 24.0),
     }
     by_namespace = dict(frame.group_by("project").agg(pl.col("cost_nanos").sum()).iter_rows())
     assert by_namespace == {
@@ -201,3 +202,13 @@ def test_chargeback_by_namespace_prices_requests_and_max_of_request_and_usage(ku
         "batch": round((24 * 0.005 + 18 * 0.03 + 24 * 0.002) * 10**9),
     }  # fmt: skip
     assert set(frame["cluster"].to_list()) == {"prod"}
+
+
+def test_focus_rows_of_containers_are_kubernetes_containers(kube: Database) -> None:
+    with kube.connection() as conn:
+        card = parse_rate_card(tomllib.loads(KUBE_CARD), "kube card")
+        rows = focus.focus_rows(chargeback.charges(conn, WINDOW, card), card.currency, "UTC", regions(conn))
+    kinds = rows.select("ResourceType", "ServiceCategory", "ServiceName", "ServiceSubcategory").unique()
+    assert kinds.rows() == [("Container", "Compute", "Kubernetes", "Containers")]
+    assert set(rows["ResourceName"].to_list()) == {"web-0/app", "web-0/POD", "web-1/app", "job-0/worker"}
+    assert set(rows["RegionId"].to_list()) == {"r1"} and set(rows["SubAccountId"].to_list()) == {"shop", "batch"}
