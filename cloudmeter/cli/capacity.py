@@ -134,7 +134,9 @@ def utilization_command(
 
 @capacity_app.command("headroom")
 def headroom_command(
-    vcpus: Annotated[int, typer.Option(help="vCPUs of the flavor to place.")],
+    vcpus: Annotated[
+        float, typer.Option(help="vCPUs of the flavor to place (Kubernetes: a pod's CPU request in cores, 0.5).")
+    ],
     memory_gb: Annotated[float, typer.Option("--memory-gb", help="Memory (GB = 2^30 bytes) of the flavor.")],
     cpu_usage_pct: Annotated[
         float, typer.Option("--cpu-usage-pct", help="Limit on p95 CPU use, % of capacity.")
@@ -153,7 +155,8 @@ def headroom_command(
     top: TopOption = None,
     wide: WideOption = False,
 ) -> None:
-    """How many more VMs of a flavor fit per cluster, host by host, under usage and allocation limits."""
+    """How many more VMs of a flavor fit per cluster, host by host, under usage and allocation limits; on
+    Kubernetes, pods of given requests node by node (--vcpus 0.5 --memory-gb 1 --cpu-allocation-ratio 1)."""
     period = views.Period(start, end, days, tz)
     params = views.Headroom(vcpus, memory_gb, cpu_usage_pct, mem_usage_pct, cpu_ratio, mem_ratio, period)
     with handled_errors():

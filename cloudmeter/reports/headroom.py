@@ -1,5 +1,10 @@
 """Headroom: how many more VMs of a flavor fit per cluster, host by host (a VM cannot straddle hosts).
 
+On Kubernetes the same question is how many more pods of given requests fit, node by node: a node's capacity is
+its allocatable and its allocation the requests of the containers on it (``capacity.hourly_capacity``), so the
+flavor is the pod's requests (``Flavor(0.5, 1)``) and ``cpu_allocation_ratio`` 1 (the scheduler never places
+requests beyond allocatable).
+
 On each host, a new VM must keep p95 CPU and memory usage under ``cpu_usage_pct`` / ``mem_usage_pct`` of the
 host's capacity (counting the new VM at its full flavor size) and allocation under ``cpu_allocation_ratio`` /
 ``mem_allocation_ratio`` x capacity. A host's fit is the smallest of the four; a cluster's is the sum over its
@@ -29,14 +34,14 @@ CONSTRAINTS = ("cpu_usage", "mem_usage", "cpu_allocation", "mem_allocation")
 
 @dataclass(frozen=True)
 class Flavor:
-    """The VM size to place."""
+    """The VM size to place, or a Kubernetes pod's requests (fractional cores: 0.5)."""
 
-    vcpus: int
+    vcpus: float
     memory_gb: float
 
     def __post_init__(self) -> None:
-        if self.vcpus < 1 or self.memory_gb <= 0:
-            raise ConfigError(f"flavor {self.vcpus} vCPUs / {self.memory_gb} GB: give --vcpus >= 1 and --memory-gb > 0")
+        if self.vcpus <= 0 or self.memory_gb <= 0:
+            raise ConfigError(f"flavor {self.vcpus} vCPUs / {self.memory_gb} GB: give --vcpus > 0 and --memory-gb > 0")
 
 
 @dataclass(frozen=True)

@@ -203,7 +203,7 @@ def utilization(conn: psycopg.Connection, params: Utilization) -> Shown:
 class Headroom:
     """``capacity headroom``: the flavor to place and the limits."""
 
-    vcpus: int
+    vcpus: float
     memory_gb: float
     cpu_usage_pct: float = 90.0
     mem_usage_pct: float = 90.0
@@ -212,7 +212,7 @@ class Headroom:
     period: Period = Period(days=14)
 
     def check(self) -> tuple[headroom.Flavor, headroom.Limits]:
-        with parameter("vcpus" if self.vcpus < 1 else "memory_gb"):
+        with parameter("vcpus" if self.vcpus <= 0 else "memory_gb"):
             flavor = headroom.Flavor(self.vcpus, self.memory_gb)
         limits = headroom.Limits(
             self.cpu_usage_pct, self.mem_usage_pct, self.cpu_allocation_ratio, self.mem_allocation_ratio
@@ -225,7 +225,7 @@ def headroom_report(conn: psycopg.Connection, params: Headroom) -> Shown:
     window = params.period.window()
     flavor, limits = params.check()
     frame = headroom.headroom(conn, window, flavor, limits)
-    title = f"headroom for {params.vcpus} vCPU / {params.memory_gb:g} GB, {window}"
+    title = f"headroom for {params.vcpus:g} vCPU / {params.memory_gb:g} GB, {window}"
     return Shown(leading(frame, HEADROOM_FIRST), window, title)
 
 

@@ -152,7 +152,7 @@ def test_a_file_format_on_the_report_points_to_the_export(viewer: httpx.Client) 
             "view host_measured is per host or cluster, not 'provider'; give level host or level cluster",
         ),
         ("/api/v1/capacity/headroom", {"memory_gb": 8}, "vcpus", "Field required"),
-        ("/api/v1/capacity/headroom", {"vcpus": 0, "memory_gb": 8}, "vcpus", "greater than or equal to 1"),
+        ("/api/v1/capacity/headroom", {"vcpus": 0, "memory_gb": 8}, "vcpus", "greater than 0"),
         ("/api/v1/capacity/headroom", {"vcpus": 2, "memory_gb": "lots"}, "memory_gb", "valid number"),
         ("/api/v1/capacity/headroom", {"vcpus": 2, "memory_gb": 8, "cpu_usage_pct": 101}, "cpu_usage_pct", "100"),
         ("/api/v1/capacity/forecast", {"limit": 0}, "limit", "greater than 0"),

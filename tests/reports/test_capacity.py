@@ -121,7 +121,7 @@ def test_headroom_p95_is_polars_linear_quantile_bit_for_bit() -> None:
 def test_headroom_refuses_bad_limits() -> None:
     with pytest.raises(ConfigError, match=r"--cpu-usage-pct must be in \(0, 100\]"):
         headroom.Limits(cpu_usage_pct=120)
-    with pytest.raises(ConfigError, match="--vcpus >= 1"):
+    with pytest.raises(ConfigError, match="--vcpus > 0"):
         headroom.Flavor(0, 8)
 
 

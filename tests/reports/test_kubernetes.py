@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from cloudmeter.cli.capacity import capacity_app
 from cloudmeter.model import Window
-from cloudmeter.reports import capacity, chargeback, focus, requests
+from cloudmeter.reports import capacity, chargeback, focus, headroom, requests
 from cloudmeter.reports.inputs import regions
 from cloudmeter.reports.ratecard import parse_rate_card
 from cloudmeter.storage.database import Database
@@ -212,3 +212,20 @@ def test_focus_rows_of_containers_are_kubernetes_containers(kube: Database) -> N
     assert kinds.rows() == [("Container", "Compute", "Kubernetes", "Containers")]
     assert set(rows["ResourceName"].to_list()) == {"web-0/app", "web-0/POD", "web-1/app", "job-0/worker"}
     assert set(rows["RegionId"].to_list()) == {"r1"} and set(rows["SubAccountId"].to_list()) == {"shop", "batch"}
+
+
+def test_headroom_in_pods_of_given_requests_node_by_node(kube: Database) -> None:
+    """Pods of 0.5 cores / 1 GiB requests, allocation ratio 1, usage limits 90 %: n1 (p95 0.25 cores, 0.5 GiB;
+    requests 0.5, 1 GiB) fits min((3.15 - 0.25) / 0.5, (12.6 - 0.5) / 1, (3.5 - 0.5) / 0.5, (14 - 1) / 1) = 5;
+    n2 (p95 2.25 cores, 1.75 GiB; at the last hour web-1's requests only) fits min(1.8, 10.85, 6, 13) = 1."""
+    pod, limits = headroom.Flavor(0.5, 1.0), headroom.Limits(cpu_allocation_ratio=1.0)
+    with kube.connection() as conn:
+        row = headroom.headroom(conn, WINDOW, pod, limits).row(0, named=True)
+    assert (row["cluster"], row["hosts"], row["fit"], row["limited_by"]) == ("prod", 2, 6, "cpu_usage")
+    assert (row["cpu_usage"], row["mem_usage"], row["cpu_allocation"], row["mem_allocation"]) == (
+        5 + 1,
+        12 + 10,
+        12,
+        26,
+    )
+    assert (row["vcpus_capacity"], row["vcpus_allocated"]) == (2 * ALLOCATABLE_CORES, 1.0)

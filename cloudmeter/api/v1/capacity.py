@@ -64,7 +64,9 @@ def utilization(
 def headroom(
     request: Request,
     _: Viewer,
-    vcpus: Annotated[int, Query(ge=1, description="vCPUs of the flavor to place.")],
+    vcpus: Annotated[
+        float, Query(gt=0, description="vCPUs of the flavor to place (Kubernetes: a pod's CPU request, cores).")
+    ],
     memory_gb: Annotated[float, Query(gt=0, description="Memory (GB = 2^30 bytes) of the flavor.")],
     cpu_usage_pct: Annotated[float, Query(gt=0, le=100, description="Limit on p95 CPU use, % of capacity.")] = 90.0,
     mem_usage_pct: Annotated[float, Query(gt=0, le=100, description="Limit on p95 memory use, %.")] = 90.0,
