@@ -11,11 +11,14 @@ Series are attached to pods by the pod uid in cAdvisor's ``id`` label (the cgrou
 rescheduled pod shares with its predecessor. A container that restarts is a new series (a new container id); the
 rates of a container's series are added, and its memory is the larger of their averages where two overlap.
 
-An answer's points are read in bulk (times by polars from the JSON numbers, values by polars' parser from
-Prometheus' strings, both in one go for every series of the answer), since one per-point Python loop costs
-about as much as Prometheus' answer and its JSON decoding together. Where that fails (a malformed point), the
-series are read point by point, which names the first malformed point as before; values are identical either
-way (both parsers round correctly).
+An answer's points are read in bulk: the value strings of all its series by polars' parser in one go; the
+times of a series that has a point at every step from its first to its last (Prometheus answers each step at
+most once, in order) from those two, the others' by polars from the JSON numbers; then every value is put in
+its slot at once (summed by ``np.bincount`` in the order answered, or maxed by ``np.fmax.at``). A loop over the
+points in Python cost half as much as Prometheus' answer and its JSON decoding together
+(``benchmarks/kubernetes.py``). Where a value is not a numeric string or a time not a number, the series are
+read point by point, which names the first malformed point; values are identical either way (both parsers
+round correctly).
 """
 
 from __future__ import annotations
