@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from http.client import HTTPConnection  # by name: vcrpy's cassettes patch http.client's, not this one
 from pathlib import Path
 from typing import Any, Final
 
@@ -96,7 +97,10 @@ def prometheus(prometheus_blocks: Path, tmp_path_factory: pytest.TempPathFactory
 
 
 class _Proxy(http.server.BaseHTTPRequestHandler):
-    upstream = ""
+    """Forwards with http.client's connection class as imported here: a cassette playing in this process records
+    (and on replay answers) the collectors' requests to the proxy, never the proxy's own to Prometheus."""
+
+    upstream: tuple[str, int] = ("", 0)
 
     def _forward(self) -> None:
         if self.headers.get("Authorization") != f"Bearer {TOKEN}":
@@ -107,12 +111,18 @@ class _Proxy(http.server.BaseHTTPRequestHandler):
             return
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         headers = {k: v for k, v in self.headers.items() if k.lower() in ("content-type",)}
-        answer = httpx.request(self.command, self.upstream + self.path, content=body, headers=headers, timeout=30)
-        self.send_response(answer.status_code)
-        self.send_header("Content-Type", answer.headers.get("Content-Type", "application/json"))
-        self.send_header("Content-Length", str(len(answer.content)))
+        upstream = HTTPConnection(*self.upstream, timeout=30)
+        try:
+            upstream.request(self.command, self.path, body=body, headers=headers)
+            answer = upstream.getresponse()
+            content = answer.read()
+        finally:
+            upstream.close()
+        self.send_response(answer.status)
+        self.send_header("Content-Type", answer.getheader("Content-Type", "application/json"))
+        self.send_header("Content-Length", str(len(content)))
         self.end_headers()
-        self.wfile.write(answer.content)
+        self.wfile.write(content)
 
     def do_GET(self) -> None:
         self._forward()
@@ -127,7 +137,8 @@ class _Proxy(http.server.BaseHTTPRequestHandler):
 @contextmanager
 def bearer_proxy(upstream: str) -> Iterator[str]:
     """A loopback proxy to ``upstream`` that answers 401 without a bearer token and 403 with a wrong one."""
-    handler = type("Handler", (_Proxy,), {"upstream": upstream})
+    address = httpx.URL(upstream)
+    handler = type("Handler", (_Proxy,), {"upstream": (address.host, address.port)})
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

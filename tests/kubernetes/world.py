@@ -22,7 +22,8 @@ Cluster prod: nodes node-a (4 cores), node-b and node-c (8 cores); namespaces sh
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -156,14 +157,14 @@ class Series:
     samples: list[tuple[int, float]]
 
 
-def _ksm_times(p: Pod) -> range:
-    return range(p.first, p.last + 1, SCRAPE)
+def _ksm_times(p: Pod, scrape: int = SCRAPE) -> range:
+    return range(p.first, p.last + 1, scrape)
 
 
-def cadvisor_times(p: Pod) -> list[int]:
+def cadvisor_times(p: Pod, scrape: int = SCRAPE) -> list[int]:
     """The kubelet's scrapes of ``p``: from its start to its last kube-state-metrics scrape, minus the gap."""
     base = max(p.first, p.started)
-    times = range(base + (CADVISOR_OFFSET - base) % SCRAPE, p.last + CADVISOR_OFFSET + 1, SCRAPE)
+    times = range(base + (CADVISOR_OFFSET - base) % scrape, p.last + CADVISOR_OFFSET + 1, scrape)
     return [t for t in times if not (p.gap and p.gap[0] < t < p.gap[1])]
 
 
@@ -172,9 +173,11 @@ def _counts(slope: float, since: int, times: list[int], reset_at: int | None) ->
     return [(t, slope * (t - (since if reset_at is None or t < reset_at else reset_at))) for t in times]
 
 
-def container_series(p: Pod, c: Container) -> Iterator[tuple[str, str, list[tuple[int, float]], str]]:
-    """(metric, cgroup id, samples, container id) of one container's cAdvisor series."""
-    times = cadvisor_times(p)
+def container_series(
+    p: Pod, c: Container, scrape: int = SCRAPE
+) -> Iterator[tuple[str, str, list[tuple[int, float]], str]]:
+    """(metric, cgroup id, samples, container id) of one container's cAdvisor series (scraped every ``scrape`` s)."""
+    times = cadvisor_times(p, scrape)
     pieces: list[tuple[int, list[int], int]] = []
     if c.restart_at is not None:
         pieces = [(p.started, [t for t in times if t < c.restart_at], 0),
@@ -197,24 +200,32 @@ def sandbox_id(p: Pod) -> str:
     return cgroup(p, f"{p.uid[-4:]}sandbox".encode().hex()[:24])
 
 
-def network_series(p: Pod) -> Iterator[tuple[str, str, list[tuple[int, float]]]]:
-    """(metric, interface, samples) of the pod sandbox's network counters."""
-    times = cadvisor_times(p)
+def network_series(p: Pod, scrape: int = SCRAPE) -> Iterator[tuple[str, str, list[tuple[int, float]]]]:
+    """(metric, interface, samples) of the pod sandbox's network counters (scraped every ``scrape`` s)."""
+    times = cadvisor_times(p, scrape)
     for metric, slopes in (("container_network_receive_bytes_total", p.net_rx_bps),
                            ("container_network_transmit_bytes_total", p.net_tx_bps)):  # fmt: skip
         for k, slope in enumerate(slopes):
             yield metric, f"eth{k}", [(t, slope * (t - p.started)) for t in times]
 
 
-def series() -> list[Series]:
-    """Every series of the world."""
+def series(
+    pods: Sequence[Pod] = PODS,
+    nodes: Sequence[Node] = NODES,
+    namespaces: Mapping[str, Mapping[str, str]] = NAMESPACES,
+    span: tuple[int, int] = (START, END),
+    scrape: int = SCRAPE,
+    ksm_scrape: int = SCRAPE,
+) -> Iterator[Series]:
+    """Every series of the world (by default this module's; a benchmark passes a bigger one): kube-state-metrics
+    scraped every ``ksm_scrape`` seconds in ``span``, cAdvisor every ``scrape``."""
     found: list[Series] = []
 
     def add(name: str, labels: dict[str, str], samples: list[tuple[int, float]]) -> None:
         found.append(Series(name, labels, samples))
 
-    whole = range(START, END, SCRAPE)
-    for n in NODES:
+    whole = range(*span, ksm_scrape)
+    for n in nodes:
         base = {"cluster": n.cluster, "node": n.name}
         add("kube_node_info", base | {"kubelet_version": "v1.29.4", "provider_id": f"kind://{n.name}"},
             [(t, 1.0) for t in whole])  # fmt: skip
@@ -226,13 +237,15 @@ def series() -> list[Series]:
                 [(t, float(cores)) for t in whole])  # fmt: skip
             add(f"kube_node_status_{kind}", base | {"resource": "memory", "unit": "byte"},
                 [(t, float(memory)) for t in whole])  # fmt: skip
-    for cluster in (CLUSTER, OTHER_CLUSTER):
-        for ns, labels in NAMESPACES.items():
+    for cluster in sorted({n.cluster for n in nodes}, key=lambda c: c != CLUSTER):
+        for ns, labels in namespaces.items():
             tags = {f"label_{k}": v for k, v in labels.items()}
             add("kube_namespace_labels", {"cluster": cluster, "namespace": ns} | tags, [(t, 1.0) for t in whole])
-    for p in PODS:
+    yield from found
+    for p in pods:
+        found.clear()
         base = {"cluster": p.cluster, "namespace": p.namespace, "pod": p.name, "uid": p.uid}
-        ksm = list(_ksm_times(p))
+        ksm = list(_ksm_times(p, ksm_scrape))
         add("kube_pod_info", base | {"node": p.node, "created_by_kind": p.owner_kind,
                                      "created_by_name": p.owner_name, "host_ip": "10.0.0.1"},
             [(t, 1.0) for t in ksm])  # fmt: skip
@@ -262,16 +275,16 @@ def series() -> list[Series]:
                     add(f"kube_pod_container_resource_{metric}", cbase | {"node": p.node, "resource": "memory",
                                                                           "unit": "byte"},
                         [(t, float(asked)) for t in ksm])  # fmt: skip
-            for metric, ident, samples, cid in container_series(p, c):
+            for metric, ident, samples, cid in container_series(p, c, scrape):
                 labels = base | {"container": c.name, "id": ident, "image": f"registry.example/{c.name}:1",
                                  "name": cid, "node": p.node}  # fmt: skip
                 del labels["uid"]
                 add(metric, labels, samples)
-        for metric, interface, samples in network_series(p):
+        for metric, interface, samples in network_series(p, scrape):
             labels = {"cluster": p.cluster, "namespace": p.namespace, "pod": p.name, "container": "POD",
                       "id": sandbox_id(p), "interface": interface, "node": p.node}  # fmt: skip
             add(metric, labels, samples)
-    return found
+        yield from found
 
 
 def _phase(p: Pod, t: int) -> str:
@@ -282,18 +295,30 @@ def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def write_openmetrics(path: Path) -> int:
-    """The world as OpenMetrics (families contiguous, each series in time order, ``# EOF``); samples written."""
-    by_name: dict[str, list[Series]] = {}
-    for s in series():
-        by_name.setdefault(s.name, []).append(s)
+def write_openmetrics(path: Path, found: Iterable[Series] | None = None) -> int:
+    """The world (or the series ``found``) as OpenMetrics (families contiguous, each series in time order,
+    ``# EOF``); samples written. Each family is spooled to a file of its own first, so a world of any size is
+    written as its series are made."""
     count = 0
-    with path.open("w") as out:
-        for name in sorted(by_name):
-            for s in by_name[name]:
+    with tempfile.TemporaryDirectory(dir=path.parent) as spool:
+        families: dict[str, Path] = {}
+        files = {}
+        try:
+            for s in series() if found is None else found:
+                if s.name not in files:
+                    families[s.name] = Path(spool) / f"{len(families)}.om"
+                    files[s.name] = families[s.name].open("w")
                 labels = ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(s.labels.items()))
-                for t, v in s.samples:
-                    out.write(f"{name}{{{labels}}} {v!r} {t}\n")
-                    count += 1
-        out.write("# EOF\n")
+                head = f"{s.name}{{{labels}}} "
+                files[s.name].writelines(f"{head}{v!r} {t}\n" for t, v in s.samples)
+                count += len(s.samples)
+        finally:
+            for each in files.values():
+                each.close()
+        with path.open("w") as out:
+            for name in sorted(families):
+                with families[name].open() as family:
+                    while chunk := family.read(1 << 20):
+                        out.write(chunk)
+            out.write("# EOF\n")
     return count
