@@ -19,7 +19,7 @@ from typing import Any, Final
 
 import httpx
 
-from cloudmeter.collectors import usage
+from cloudmeter.collectors import http
 from cloudmeter.collectors.kubernetes.config import KubernetesConfig
 from cloudmeter.errors import BadPayload, CollectorAuthError, SourceUnavailable, Throttled
 from cloudmeter.redact import relay
@@ -62,19 +62,10 @@ class PrometheusAPI:
         return _result(self.manager, data, "matrix", "query_range")
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        usage.request(self.manager, "prometheus")
-        try:
-            response = self.client.request(method, path, **kwargs)
-        except httpx.ConnectError as exc:
-            raise SourceUnavailable(
-                self.manager, f"Prometheus at {self.base_url} is unreachable ({exc}); check prometheus_url"
-            ) from exc
-        except httpx.TimeoutException as exc:
-            raise SourceUnavailable(
-                self.manager, f"Prometheus timed out on {method} {path}; retry later or raise timeout_s"
-            ) from exc
-        except httpx.TransportError as exc:
-            raise SourceUnavailable(self.manager, f"Prometheus {method} {path} failed: {exc}") from exc
+        response = http.send(
+            self.client, self.manager, "Prometheus", method, path,
+            check="prometheus_url", slow="retry later or raise timeout_s", **kwargs,
+        )  # fmt: skip
         self._raise_for_status(response, f"Prometheus {method} {path}")
         try:
             body = response.json()

@@ -30,7 +30,7 @@ from typing import Any, Final
 
 import httpx
 
-from cloudmeter.collectors import usage
+from cloudmeter.collectors import http
 from cloudmeter.errors import BadPayload, CollectorAuthError, SourceUnavailable, Throttled
 from cloudmeter.redact import relay
 
@@ -56,17 +56,10 @@ class GnocchiAPI:
         return None if response.status_code == 404 else self._decode(response, f"GET {path}")
 
     def _send(self, method: str, path: str, *, missing_ok: bool = False, **kwargs: Any) -> httpx.Response:
-        usage.request(self.manager, "gnocchi")
-        try:
-            response = self.client.request(method, path, **kwargs)
-        except httpx.ConnectError as exc:
-            raise SourceUnavailable(
-                self.manager, f"Gnocchi at {self.client.base_url} is unreachable ({exc}); check gnocchi_url/auth_url"
-            ) from exc
-        except httpx.TimeoutException as exc:
-            raise SourceUnavailable(self.manager, f"Gnocchi timed out on {method} {path}; retry later") from exc
-        except httpx.TransportError as exc:
-            raise SourceUnavailable(self.manager, f"Gnocchi {method} {path} failed: {exc}") from exc
+        response = http.send(
+            self.client, self.manager, "Gnocchi", method, path,
+            check="gnocchi_url/auth_url", slow="retry later", **kwargs,
+        )  # fmt: skip
         if not (missing_ok and response.status_code == 404):
             raise_for_status(self.manager, response, f"Gnocchi {method} {path}")
         return response
