@@ -93,7 +93,7 @@ def test_csv_pages_link_to_the_next(api: Api, viewer: httpx.Client) -> None:
     ("params", "field", "says"),
     [
         ({}, "level", "give one of resource_id, manager and ems_ref, or level"),
-        ({"level": "galaxy"}, "level", "'vm', 'host', 'cluster', 'provider' or 'region'"),
+        ({"level": "galaxy"}, "level", "'vm', 'host', 'cluster', 'provider', 'region', 'pod' or 'container'"),
         ({"level": "vm", "resource_id": 1}, "level", "give one of"),
         ({"resource_id": 999_999}, "resource_id", "resource_id 999999 is not a resource"),
         ({"ems_ref": "vm-a"}, "manager", "ems_ref needs manager"),

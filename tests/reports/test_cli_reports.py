@@ -78,7 +78,7 @@ def test_chargeback_export_focus_and_the_sample_card(env: dict[str, str], tmp_pa
         (["chargeback", "show", "--from", "March", "--to", "2026-03-02"], "--from 'March' is not an ISO 8601 date"),
         (["capacity", "utilization", "--level", "rack", *WINDOW], "--level 'rack' is not one of host, cluster"),
         (["capacity", "utilization", "--tz", "Mars/Olympus", *WINDOW], "time zone 'Mars/Olympus' is not an IANA"),
-        (["capacity", "headroom", "--vcpus", "0", "--memory-gb", "8", *WINDOW], "--vcpus >= 1"),
+        (["capacity", "headroom", "--vcpus", "0", "--memory-gb", "8", *WINDOW], "--vcpus > 0"),
     ],
 )
 def test_bad_arguments_exit_2_naming_them(env: dict[str, str], args: list[str], message: str) -> None:
