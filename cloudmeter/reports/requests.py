@@ -13,6 +13,7 @@ over those its sampling interval promises while it existed (at most 100).
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Final
 
 import polars as pl
@@ -21,16 +22,23 @@ import psycopg
 from cloudmeter.model import Window
 from cloudmeter.reports import placement
 from cloudmeter.reports.inputs import GIB, hourly, resources
-from cloudmeter.reports.rightsize import Policy
+from cloudmeter.reports.ratecard import RateCard
+from cloudmeter.reports.rightsize import Policy, monthly_costs
 
 #: Requests are recommended in whole millicores and whole MiB, at least one of each.
 _MILLICORES: Final = 1000
 _MIB_PER_GB: Final = 1024
+#: The request measures a container's recommendation changes: measure -> (current column, recommended column).
+REQUEST_SIZES: Final = {
+    "cpu_request_cores": ("cpu_request_cores", "recommended_cpu_request_cores"),
+    "memory_request_gb": ("memory_request_gb", "recommended_memory_request_gb"),
+}
 #: The report's columns, in order.
 COLUMNS: Final = (
-    *("resource_id", "namespace", "pod", "container", "action", "cpu_request_cores", "recommended_cpu_request_cores"),
-    *("memory_request_gb", "recommended_memory_request_gb", "coverage_pct", "cpu_cores_pctl", "memory_gb_pctl"),
-    *("idle", "hours_with_data", "manager", "note"),
+    *("resource_id", "namespace", "pod", "container", "action", "monthly_savings", "cpu_request_cores"),
+    *("recommended_cpu_request_cores", "memory_request_gb", "recommended_memory_request_gb", "coverage_pct"),
+    *("cpu_cores_pctl", "memory_gb_pctl", "idle", "hours_with_data", "monthly_cost", "monthly_cost_recommended"),
+    *("manager", "note"),
 )
 
 
@@ -50,8 +58,12 @@ def _usage(conn: psycopg.Connection, window: Window, ids: list[int], q: float) -
     )
 
 
-def rightsize_containers(conn: psycopg.Connection, window: Window, policy: Policy | None = None) -> pl.DataFrame:
-    """One row per container alive in ``window``: its requests now and recommended, usage percentiles, coverage.
+def rightsize_containers(
+    conn: psycopg.Connection, window: Window, card: RateCard, policy: Policy | None = None
+) -> pl.DataFrame:
+    """One row per container alive in ``window``: its requests now and recommended, usage percentiles, coverage,
+    and the monthly cost (730 h) of its ``cpu_request_cores`` and ``memory_request_gb`` lines under ``card`` now
+    and recommended (no request costs as a request of 0, as chargeback charges it).
 
     Actions: ``retired`` (deleted before the window's end), ``no data`` (no samples), else ``idle`` (the CPU
     percentile under ``idle_cpu_pct`` of its CPU request), ``set`` (no request now), ``upsize``, ``downsize`` or
@@ -64,7 +76,7 @@ def rightsize_containers(conn: psycopg.Connection, window: Window, policy: Polic
         pl.col("id").alias("resource_id"), pl.col("name").alias("container"), "parent_id", "project", "manager",
         "interval_s", "retired_at",
     )  # fmt: skip
-    pods = info.select(pl.col("id").alias("parent_id"), pl.col("name").alias("pod"))
+    pods = info.select(pl.col("id").alias("parent_id"), pl.col("name").alias("pod"), pl.col("tags").alias("pod_tags"))
     alive = periods.group_by("resource_id").agg(((pl.col("end_us") - pl.col("start_us")).sum() / 1e6).alias("seconds"))
     now = (
         periods.sort("start_us")
@@ -115,8 +127,15 @@ def rightsize_containers(conn: psycopg.Connection, window: Window, policy: Polic
         .then(pl.lit("no CPU samples: CPU request kept")).when(pl.col("memory_gb_pctl").is_null())
         .then(pl.lit("no memory samples: memory request kept"))
     )  # fmt: skip
+    frame = frame.with_columns(action.alias("action"), note.alias("note"), pl.col("hours_with_data").fill_null(0))
+    last = frame.select(  # the lines of the lookback's last hour price the change, with the pod's labels
+        "resource_id", pl.lit(window.end - timedelta(hours=1)).alias("ts"), "manager", "project",
+        pl.col("pod_tags").alias("tags"),
+    )  # fmt: skip
+    requested = frame.with_columns(pl.col(current).fill_null(0.0) for current, _ in REQUEST_SIZES.values())
+    costs = monthly_costs(last, requested, card, REQUEST_SIZES)
     return (
-        frame.with_columns(action.alias("action"), note.alias("note"), pl.col("hours_with_data").fill_null(0))
+        frame.join(costs, on="resource_id", how="left")
         .rename({"project": "namespace"})
         .select(COLUMNS)
         .sort("namespace", "pod", "container")

@@ -11,7 +11,9 @@ Costs are for an average month (730 hours) of the allocation lines that apply to
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Final
 
 import numpy as np
 import polars as pl
@@ -26,7 +28,8 @@ from cloudmeter.reports.usage import vm_hour_chunks
 
 MONTH_HOURS = 730
 _PERIOD_HOURS = {"hourly": 1, "daily": 24, "weekly": 168, "monthly": MONTH_HOURS}
-_SIZED = {
+#: The allocation measures a VM's size changes: measure -> (current column, recommended column).
+VM_SIZES: Final = {
     "vcpu_allocated": ("vcpus", "recommended_vcpus"),
     "memory_gb_allocated": ("memory_gb", "recommended_memory_gb"),
 }
@@ -136,7 +139,7 @@ def rightsize(conn: psycopg.Connection, window: Window, card: RateCard, policy: 
         .then(pl.lit("no memory samples: memory kept"))
         .alias("note"),
     )
-    costs = _monthly_costs(last, frame, card)
+    costs = monthly_costs(last, frame, card, VM_SIZES)
     return (
         frame.join(costs, on="resource_id", how="left")
         .select(
@@ -163,20 +166,23 @@ def rightsize(conn: psycopg.Connection, window: Window, card: RateCard, policy: 
     )
 
 
-def _monthly_costs(last: pl.DataFrame, sized: pl.DataFrame, card: RateCard) -> pl.DataFrame:
-    """Monthly cost of the VM's allocation lines at its current and recommended sizes (exact decimals)."""
+def monthly_costs(
+    last: pl.DataFrame, sized: pl.DataFrame, card: RateCard, sizes: Mapping[str, tuple[str, str]]
+) -> pl.DataFrame:
+    """Monthly cost of each resource's allocation lines of ``sizes`` (measure -> current and recommended columns
+    of ``sized``) at its current and recommended sizes (exact decimals); ``last``: its last hour (resource_id,
+    ts, manager, project, tags), which chooses the lines."""
     chosen = chosen_lines(last, card).join(
         sized.with_columns(  # a size without samples stays as it is
-            pl.col("recommended_vcpus").fill_null(pl.col("vcpus")),
-            pl.col("recommended_memory_gb").fill_null(pl.col("memory_gb")),
+            pl.col(recommended).fill_null(pl.col(current)) for current, recommended in sizes.values()
         ),
         on="resource_id",
     )
     parts = [pl.DataFrame(schema={"resource_id": pl.Int32, "now": pl.Float64, "recommended": pl.Float64})]
     for index, line in enumerate(card.lines):
-        if line.measure not in _SIZED:
+        if line.measure not in sizes:
             continue
-        current, recommended = _SIZED[line.measure]
+        current, recommended = sizes[line.measure]
         scale = MONTH_HOURS / _PERIOD_HOURS[line.per_time]
         rows = chosen.filter(pl.col("line_index") == index)
 
@@ -194,9 +200,7 @@ def _monthly_costs(last: pl.DataFrame, sized: pl.DataFrame, card: RateCard) -> p
             (pl.col("recommended").sum() * 10**9).round().cast(pl.Int64).alias("recommended_nanos"),
         )
     )
-    no_data = sized.filter(pl.col("recommended_vcpus").is_null() & pl.col("recommended_memory_gb").is_null())[
-        "resource_id"
-    ]
+    no_data = sized.filter(pl.all_horizontal(pl.col(r).is_null() for _, r in sizes.values()))["resource_id"]
     total = total.with_columns(
         pl.when(pl.col("resource_id").is_in(no_data.implode()))
         .then(None)

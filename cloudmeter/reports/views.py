@@ -267,18 +267,16 @@ class Rightsize:
 
 def rightsize_report(conn: psycopg.Connection, params: Rightsize, card: RateCard | None = None) -> Shown:
     """Recommended vCPUs and memory per VM, idle VMs, and the monthly cost change (``card``: loaded already); or
-    recommended requests per Kubernetes container."""
+    recommended requests per Kubernetes container and what the change costs."""
     window = params.period.window()
     policy = params.check()
-    sizing = f"p{params.percentile:g} + {params.headroom:g}%"
-    if params.level == "container":
-        frame = requests.rightsize_containers(conn, window, policy).drop("resource_id")
-        return Shown(frame, window, f"container requests ({sizing}), {window}")
     card = card or rate_card(params.rates)
+    sizing = f"p{params.percentile:g} + {params.headroom:g}%), costs in {card.currency}, {window}"
+    if params.level == "container":
+        frame = requests.rightsize_containers(conn, window, card, policy).drop("resource_id")
+        return Shown(frame, window, f"container requests ({sizing}", card.currency)
     frame = rightsize.rightsize(conn, window, card, policy).drop("resource_id")
-    return Shown(
-        leading(frame, []), window, f"right-sizing ({sizing}), costs in {card.currency}, {window}", card.currency
-    )
+    return Shown(leading(frame, []), window, f"right-sizing ({sizing}", card.currency)
 
 
 # --- chargeback --------------------------------------------------------------------------------------------------

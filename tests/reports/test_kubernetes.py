@@ -6,6 +6,7 @@ import json
 import tomllib
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -34,7 +35,7 @@ def kube(db: Database) -> Database:
     return db
 
 
-def by(frame: pl.DataFrame, column: str) -> dict[str, dict[str, object]]:
+def by(frame: pl.DataFrame, column: str) -> dict[str, dict[str, Any]]:
     return {row[column]: row for row in frame.iter_rows(named=True)}
 
 
@@ -77,9 +78,10 @@ def test_pods_sum_their_containers_and_namespaces_their_containers(kube: Databas
 
 
 def test_container_requests_from_p95_plus_headroom_in_millicores_and_mib(kube: Database) -> None:
+    card = parse_rate_card(tomllib.loads(KUBE_CARD), "kube card")
     with kube.connection() as conn:
-        day = by(requests.rightsize_containers(conn, WINDOW), "pod")
-        morning = by(requests.rightsize_containers(conn, Window(START, START + timedelta(hours=12))), "pod")
+        day = by(requests.rightsize_containers(conn, WINDOW, card), "pod")
+        morning = by(requests.rightsize_containers(conn, Window(START, START + timedelta(hours=12)), card), "pod")
     assert set(day) == {"web-0", "web-1", "job-0"}  # no POD sandbox
     web0, web1, job = day["web-0"], day["web-1"], day["job-0"]
     # web-0: p95 0.25 cores x 1.2 = 0.3; 0.5 GiB x 1.2 = 614.4 MiB -> 615 MiB
@@ -106,6 +108,12 @@ def test_container_requests_from_p95_plus_headroom_in_millicores_and_mib(kube: D
     )
     assert worker["recommended_memory_request_gb"] == 1229 / 1024 and worker["memory_request_gb"] == 2.0
     assert worker["hours_with_data"] == 6 and worker["coverage_pct"] == 100.0
+    # a month (730 h) of the request lines (0.04 per core-hour, 0.005 per GiB-hour), now and recommended
+    now, recommended = (0.5 * 0.04 + 1 * 0.005) * 730, (0.3 * 0.04 + 615 / 1024 * 0.005) * 730
+    assert float(web0["monthly_cost"]) == pytest.approx(now, abs=1e-9)
+    assert float(web0["monthly_cost_recommended"]) == pytest.approx(recommended, abs=1e-9)
+    assert float(web0["monthly_savings"]) == pytest.approx(now - recommended, abs=1e-9)
+    assert float(job["monthly_cost"]) == pytest.approx(2 * 0.005 * 730) and job["monthly_savings"] is None
 
 
 def test_rightsize_level_container_through_the_cli_at_80_columns(kube: Database, dsn: str, tmp_path: Path) -> None:
