@@ -87,7 +87,8 @@ def _rightsize_notes(frame: pl.DataFrame, currency: str, level: str) -> None:
     savings = frame["monthly_savings"].drop_nulls()
     if len(savings):
         total = cell("monthly_savings", savings.sum())
-        console.print(f"monthly savings if all are applied: {total} {currency} ({len(savings)} {things})", highlight=False)
+        applied = f"monthly savings if all are applied: {total} {currency} ({len(savings)} {things})"
+        console.print(applied, highlight=False)
 
 
 @capacity_app.command("utilization")
