@@ -6,9 +6,11 @@ a port), and exits when its stdin closes, so it never outlives the process that 
 
 from __future__ import annotations
 
+import http.server
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -65,3 +67,16 @@ def serving(
         yield process, _wait_ready(process, stdout, stderr, what, timeout_s)
     finally:
         _stop(process)
+
+
+@contextmanager
+def in_thread(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
+    """``handler`` served from a thread of this process on a free loopback port: its base URL."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()

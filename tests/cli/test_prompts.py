@@ -11,15 +11,16 @@ import os
 import re
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import pexpect
 import psycopg
 import pytest
+
+from tests.loopback import in_thread
 
 CLOUDMETER = Path(sys.executable).with_name("cloudmeter")
 #: A prompt line as the terminal shows it: the field, its choices, the value in parentheses, then the answer.
@@ -135,14 +136,8 @@ class _GnocchiStub(BaseHTTPRequestHandler):
 @pytest.fixture
 def gnocchi_stub() -> Iterator[str]:
     """The URL of a Gnocchi stub that answers verify's request for the one right password."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _GnocchiStub)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with in_thread(_GnocchiStub) as url:
+        yield url
 
 
 SIMULATOR_ANSWERS = [

@@ -6,7 +6,6 @@ from __future__ import annotations
 import http.server
 import shutil
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,7 +20,7 @@ import pytest
 from cloudmeter.collectors.kubernetes import KubernetesCollector, KubernetesConfig
 from cloudmeter.model import from_epoch_s
 from tests.kubernetes import world
-from tests.loopback import free_port
+from tests.loopback import free_port, in_thread
 
 PROMTOOL: Final = "/usr/bin/promtool"
 PROMETHEUS: Final = "/usr/bin/prometheus"
@@ -138,12 +137,5 @@ class _Proxy(http.server.BaseHTTPRequestHandler):
 def bearer_proxy(upstream: str) -> Iterator[str]:
     """A loopback proxy to ``upstream`` that answers 401 without a bearer token and 403 with a wrong one."""
     address = httpx.URL(upstream)
-    handler = type("Handler", (_Proxy,), {"upstream": (address.host, address.port)})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with in_thread(type("Handler", (_Proxy,), {"upstream": (address.host, address.port)})) as url:
+        yield url
