@@ -31,6 +31,8 @@ METRICS: Final[tuple[str, ...]] = (
 #: Resource kinds: VMs up to regions, projects beside them, then Kubernetes' containers and pods (nodes are
 #: hosts, namespaces are projects). The order gives each kind its code in memory; new kinds go at the end.
 KINDS: Final[tuple[str, ...]] = ("vm", "host", "cluster", "provider", "region", "project", "pod", "container")
+#: The kinds whose samples are their own (every other kind's rows come from its children): VMs and containers.
+LEAVES: Final[tuple[str, ...]] = ("vm", "container")
 #: How high each kind stands in the topology: a parent stands higher than its child. Projects stand apart (they
 #: group leaves across hosts and are nobody's parent).
 HEIGHTS: Final[dict[str, int]] = {

@@ -27,7 +27,7 @@ import polars as pl
 import psycopg
 
 from cloudmeter.errors import ConfigError
-from cloudmeter.model import Window
+from cloudmeter.model import LEAVES, Window
 from cloudmeter.reports import placement
 from cloudmeter.reports.inputs import GIB, ancestor, check_hour_window, hourly, resources
 from cloudmeter.rollups.spread import Spread
@@ -38,8 +38,6 @@ Level = Literal["host", "cluster", "provider"]
 #: The rollup columns the usage statistics are computed from: those packed per day (``storage.packs``).
 USAGE: Final = PACKED
 LEVELS: Final[tuple[str, ...]] = ("host", "cluster", "provider")
-#: The kinds whose samples are their own and whose allocations count against their host: VMs and containers.
-LEAVES: Final = ("vm", "container")
 
 
 def check_level(level: str) -> Level:

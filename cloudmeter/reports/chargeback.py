@@ -36,9 +36,9 @@ import polars as pl
 import psycopg
 
 from cloudmeter.errors import ConfigError
-from cloudmeter.model import Window
+from cloudmeter.model import LEAVES, Window
 from cloudmeter.reports import placement, segments
-from cloudmeter.reports.inputs import GIB, check_hour_window, resources
+from cloudmeter.reports.inputs import GIB, check_hour_window, pods, resources
 from cloudmeter.reports.periods import INTERVALS, check_zone, period_end, period_hours, period_start
 from cloudmeter.reports.ratecard import MEASURES, PER_TIMES, RateCard, RateLine
 from cloudmeter.reports.usage import CHUNK_VMS
@@ -189,7 +189,7 @@ def charges(conn: psycopg.Connection, window: Window, card: RateCard, tz: str = 
     check_zone(tz)
     check_hour_window(window)
     info = resources(conn)
-    periods = placement.read_periods(conn, window, ("vm", "container", "host"))
+    periods = placement.read_periods(conn, window, ("host", *LEAVES))
     places = segments.Places.read(info, periods.filter(pl.col("kind") == "host"), window)
     calendar = _calendar(window, tz, card)
     usage_lines = {i: line for i, line in enumerate(card.lines) if MEASURES[line.measure].basis == "used"}
@@ -220,13 +220,10 @@ class _Names:
     @classmethod
     def of(cls, info: pl.DataFrame) -> _Names:
         """From ``inputs.resources``."""
-        pods = info.filter(pl.col("kind") == "pod").select(
-            pl.col("id").alias("parent_id"), pl.col("name").alias("pod"), pl.col("tags").alias("pod_tags")
-        )
         container = pl.col("kind") == "container"
         vms = (
-            info.filter(pl.col("kind").is_in(("vm", "container")))
-            .join(pods, on="parent_id", how="left")
+            info.filter(pl.col("kind").is_in(LEAVES))
+            .join(pods(info), on="parent_id", how="left")
             .select(
                 pl.col("id").alias("resource_id"),
                 "ems_ref",

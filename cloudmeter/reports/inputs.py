@@ -87,6 +87,15 @@ def hourly(
     return read_rollups(conn, "hourly", window, resource_ids, columns=columns)
 
 
+def pods(info: pl.DataFrame) -> pl.DataFrame:
+    """Each Kubernetes pod (``inputs.resources``) as its containers' parent: parent_id (the pod's id), pod (its
+    name), pod_tags (its labels, which its containers are charged and sized under) and node (its parent)."""
+    return info.filter(pl.col("kind") == "pod").select(
+        pl.col("id").alias("parent_id"), pl.col("name").alias("pod"), pl.col("tags").alias("pod_tags"),
+        pl.col("parent_id").alias("node"),
+    )  # fmt: skip
+
+
 def ancestor(info: pl.DataFrame, ids: pl.Series, kind: str) -> pl.Series:
     """For each resource id, itself or its nearest ancestor of ``kind`` by current ``parent_id`` (else null)."""
     parent = dict(zip(info["id"].to_list(), info["parent_id"].to_list(), strict=True))

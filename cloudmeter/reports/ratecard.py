@@ -26,6 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from cloudmeter.errors import ConfigError
+from cloudmeter.model import LEAVES
 
 PerTime = Literal["hourly", "daily", "weekly", "monthly"]
 PER_TIMES: Final[tuple[str, ...]] = ("hourly", "daily", "weekly", "monthly")
@@ -33,7 +34,6 @@ PER_TIMES: Final[tuple[str, ...]] = ("hourly", "daily", "weekly", "monthly")
 
 _VM: Final = ("vm",)
 _CONTAINER: Final = ("container",)
-_LEAVES: Final = ("vm", "container")
 
 
 @dataclass(frozen=True)
@@ -50,11 +50,11 @@ class Measure:
 
 MEASURES: Final[dict[str, Measure]] = {
     "vcpu_allocated": Measure("vCPU", "allocated", "Compute"),
-    "cpu_cores_used": Measure("Core", "used", "Compute", _LEAVES),
+    "cpu_cores_used": Measure("Core", "used", "Compute", LEAVES),
     "memory_gb_allocated": Measure("GB", "allocated", "Compute"),
-    "memory_gb_used": Measure("GB", "used", "Compute", _LEAVES),
+    "memory_gb_used": Measure("GB", "used", "Compute", LEAVES),
     "disk_gb_allocated": Measure("GB", "allocated", "Storage"),
-    "network_gb": Measure("GB", "used", "Networking", _LEAVES, volume=True),
+    "network_gb": Measure("GB", "used", "Networking", LEAVES, volume=True),
     # Kubernetes: what a container requests (no request: 0), and OpenCost's allocation, max(request, usage)
     "cpu_request_cores": Measure("Core", "allocated", "Compute", _CONTAINER),
     "memory_request_gb": Measure("GB", "allocated", "Compute", _CONTAINER),

@@ -21,7 +21,7 @@ import psycopg
 
 from cloudmeter.model import Window
 from cloudmeter.reports import placement
-from cloudmeter.reports.inputs import GIB, hourly, resources
+from cloudmeter.reports.inputs import GIB, hourly, pods, resources
 from cloudmeter.reports.ratecard import RateCard
 from cloudmeter.reports.rightsize import Policy, monthly_costs
 
@@ -76,7 +76,6 @@ def rightsize_containers(
         pl.col("id").alias("resource_id"), pl.col("name").alias("container"), "parent_id", "project", "manager",
         "interval_s", "retired_at",
     )  # fmt: skip
-    pods = info.select(pl.col("id").alias("parent_id"), pl.col("name").alias("pod"), pl.col("tags").alias("pod_tags"))
     alive = periods.group_by("resource_id").agg(((pl.col("end_us") - pl.col("start_us")).sum() / 1e6).alias("seconds"))
     now = (
         periods.sort("start_us")
@@ -93,7 +92,7 @@ def rightsize_containers(
     frame = (
         names.join(now, on="resource_id")
         .filter(pl.col("container") != "POD")
-        .join(pods, on="parent_id", how="left")
+        .join(pods(info).drop("node"), on="parent_id", how="left")
         .join(alive, on="resource_id")
         .join(_usage(conn, window, ids, policy.percentile / 100), on="resource_id", how="left")
     )

@@ -20,9 +20,9 @@ import numpy.typing as npt
 import polars as pl
 import psycopg
 
-from cloudmeter.model import KINDS, Window
+from cloudmeter.model import KINDS, LEAVES, Window
 from cloudmeter.reports import placement
-from cloudmeter.reports.inputs import GIB
+from cloudmeter.reports.inputs import GIB, pods
 from cloudmeter.reports.placement import HOUR_US
 from cloudmeter.reports.ratecard import MEASURES, RateLine
 from cloudmeter.storage import packs
@@ -35,7 +35,7 @@ USAGE_READ: Final = ("cpu_used_cores_avg", "mem_used_bytes_avg", "net_rx_bps_avg
 USAGE_MEASURES: Final = ("cpu_cores_used", "memory_gb_used", "network_gb", "cpu_allocated_cores", "memory_allocated_gb")
 #: Rows of a piece before its lines' prices: the fraction, then per usage measure its quantity and unknown hours.
 _FIRST_PRICE: Final = 1 + 2 * len(USAGE_MEASURES)
-#: The request columns of a container's periods (``requested_periods``), NULL for a VM.
+#: The request columns of a container's periods (``leaf_periods``), NULL for a VM.
 REQUESTED: Final = ("cpu_request_cores", "memory_request_gb")
 _CLUSTER: Final = KINDS.index("cluster")
 _MAX: Final = float(np.finfo(np.float64).max)  # np.nan_to_num's stand-in for an infinite price
@@ -278,11 +278,10 @@ def leaf_periods(periods: pl.DataFrame, info: pl.DataFrame) -> pl.DataFrame:
     """The VMs' and Kubernetes containers' placement periods (``placement.read_periods``) as segments price them:
     a container under its pod's node (a pod never moves: a rescheduled pod is another pod), its requests in
     ``REQUESTED`` (cores and GB; NULL for a VM) and no ``memory_bytes`` (a memory request is not a VM's memory)."""
-    pods = info.filter(pl.col("kind") == "pod").select(pl.col("id").alias("pod_id"), pl.col("parent_id").alias("node"))
     container = pl.col("kind") == "container"
     return (
-        periods.filter(pl.col("kind").is_in(("vm", "container")))
-        .join(pods, left_on="parent_id", right_on="pod_id", how="left", maintain_order="left")
+        periods.filter(pl.col("kind").is_in(LEAVES))
+        .join(pods(info).select("parent_id", "node"), on="parent_id", how="left", maintain_order="left")
         .with_columns(
             pl.when(container).then(pl.col("node")).otherwise(pl.col("parent_id")).alias("parent_id"),
             pl.when(container).then(pl.col("cores")).alias("cpu_request_cores"),

@@ -18,7 +18,7 @@ import polars as pl
 import psycopg
 from psycopg import sql
 
-from cloudmeter.model import KINDS, METRICS, Window
+from cloudmeter.model import KINDS, LEAVES, METRICS, Window
 from cloudmeter.rollups.intervals import Intervals
 from cloudmeter.rollups.topology import OPEN_END, Topology
 from cloudmeter.storage import pgbinary
@@ -182,9 +182,9 @@ def read_topology(conn: psycopg.Connection, manager_id: int) -> Topology:
                   h.parent_id, p.id, h.vcpus, h.memory_bytes
            FROM resource_history h JOIN resources r ON r.id = h.resource_id
            LEFT JOIN resources p ON p.manager_id = r.manager_id AND p.kind = 'project' AND p.ems_ref = h.project
-                AND r.kind IN ('vm', 'container')  -- a project sums leaves (containers, not pods)
+                AND r.kind = ANY(%s)  -- a project sums leaves (containers, not pods)
            WHERE r.manager_id = %s ORDER BY h.resource_id, h.valid_from""",
-        (manager_id,),
+        (list(LEAVES), manager_id),
     ).fetchall()
     if not resources:
         return Topology.empty()
