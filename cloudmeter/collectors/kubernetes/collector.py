@@ -22,10 +22,10 @@ import httpx
 from cloudmeter.collectors.base import ManagerConfig, payload_errors
 from cloudmeter.collectors.kubernetes.api import PrometheusAPI
 from cloudmeter.collectors.kubernetes.config import KubernetesConfig
-from cloudmeter.collectors.kubernetes.inventory import QUERIES, build_inventory
+from cloudmeter.collectors.kubernetes.inventory import QUERIES, build_inventory, container_requests
 from cloudmeter.collectors.kubernetes.parse import CAPTURE, Target, combine, container_ref, grid, matchers, to_batch
 from cloudmeter.errors import ConfigError, SourceUnavailable
-from cloudmeter.model import Inventory, Requests, SampleBatch, Window, epoch_s
+from cloudmeter.model import Inventory, SampleBatch, Window, epoch_s
 
 log = logging.getLogger(__name__)
 
@@ -133,25 +133,12 @@ class KubernetesCollector:
 
     def _targets(self, sel: str, at: int, reach: int) -> tuple[dict[tuple[str, str], Target], list[str]]:
         """Every container's requests, and the namespaces with cAdvisor series, in ``reach`` seconds before ``at``."""
-        requests = f'last_over_time(kube_pod_container_resource_requests{{{sel}resource=~"cpu|memory"}}[{reach}s])'
+        requests = QUERIES["requests"].format(sel=sel, lookback=reach)
         spaces = f'count by (namespace) (last_over_time(container_cpu_usage_seconds_total{{{sel}pod!=""}}[{reach}s]))'
-        asked: dict[tuple[str, str], dict[str, float]] = {}
         with payload_errors(self.name, "query"):
-            for row in self.api.query(requests, at):
-                labels = row.get("metric", {})
-                key = (str(labels.get("uid", "")), str(labels.get("container", "")))
-                asked.setdefault(key, {})[str(labels.get("resource"))] = float(row["value"][1])
+            asked = container_requests(self.api.query(requests, at))
             namespaces = sorted(str(row.get("metric", {}).get("namespace", "")) for row in self.api.query(spaces, at))
-        targets = {
-            key: Target(
-                container_ref(*key),
-                Requests(
-                    cpu_request_cores=got.get("cpu"),
-                    memory_request_bytes=int(got["memory"]) if "memory" in got else None,
-                ),
-            )
-            for key, got in asked.items()
-        }
+        targets = {key: Target(container_ref(*key), got) for key, got in asked.items()}
         return targets, [ns for ns in namespaces if ns]
 
     def _sel(self, at: int) -> str:

@@ -153,6 +153,17 @@ def _requests(values: Mapping[str, float]) -> Requests:
     )
 
 
+def container_requests(answer: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str], Requests]:
+    """Each (pod uid, container)'s CPU and memory requests, from the answer to ``QUERIES["requests"]``."""
+    values: dict[tuple[str, str], dict[str, float]] = {}
+    for labels, value in _rows({"requests": answer}, "requests"):
+        if labels.get("container") and labels.get("resource") in ("cpu", "memory"):
+            values.setdefault((labels.get("uid", ""), labels["container"]), {})[f"{labels['resource']}_requests"] = (
+                value
+            )
+    return {key: _requests(asked) for key, asked in values.items()}
+
+
 def _sums(each: Sequence[Requests]) -> Requests:
     """A pod's requests: each value the sum of its containers' where every container sets it, else None."""
 
