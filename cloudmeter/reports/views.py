@@ -271,12 +271,12 @@ def rightsize_report(conn: psycopg.Connection, params: Rightsize, card: RateCard
     window = params.period.window()
     policy = params.check()
     card = card or rate_card(params.rates)
-    sizing = f"p{params.percentile:g} + {params.headroom:g}%), costs in {card.currency}, {window}"
+    sizing = f"(p{params.percentile:g} + {params.headroom:g}%), costs in {card.currency}, {window}"
     if params.level == "container":
         frame = requests.rightsize_containers(conn, window, card, policy).drop("resource_id")
-        return Shown(frame, window, f"container requests ({sizing}", card.currency)
+        return Shown(frame, window, f"container requests {sizing}", card.currency)
     frame = rightsize.rightsize(conn, window, card, policy).drop("resource_id")
-    return Shown(leading(frame, []), window, f"right-sizing ({sizing}", card.currency)
+    return Shown(leading(frame, []), window, f"right-sizing {sizing}", card.currency)
 
 
 # --- chargeback --------------------------------------------------------------------------------------------------
