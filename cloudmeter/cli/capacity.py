@@ -62,7 +62,7 @@ def capacity_notes(frame: pl.DataFrame) -> list[str]:
 def coverage_notes(frame: pl.DataFrame, window: Window) -> list[str]:
     """What a reader must know before trusting the numbers: no data, or data on only part of the window."""
     if "data_from" not in frame.columns or frame["data_from"].null_count() == frame.height:
-        if "coverage_pct" in frame.columns and frame["coverage_pct"].null_count() == frame.height:
+        if frame.height and "coverage_pct" in frame.columns and frame["coverage_pct"].null_count() == frame.height:
             return ["no samples in this window: every figure is unknown (-), not zero"]
         return []
     first, last = frame["data_from"].min(), frame["data_to"].max()

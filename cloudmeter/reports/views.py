@@ -274,7 +274,8 @@ def rightsize_report(conn: psycopg.Connection, params: Rightsize, card: RateCard
     sizing = f"(p{params.percentile:g} + {params.headroom:g}%), costs in {card.currency}, {window}"
     if params.level == "container":
         frame = requests.rightsize_containers(conn, window, card, policy).drop("resource_id")
-        return Shown(frame, window, f"container requests {sizing}", card.currency)
+        none = ("no Kubernetes containers in this window: they come from a manager of kind kubernetes",)
+        return Shown(frame, window, f"container requests {sizing}", card.currency, notes=() if frame.height else none)
     frame = rightsize.rightsize(conn, window, card, policy).drop("resource_id")
     return Shown(leading(frame, []), window, f"right-sizing {sizing}", card.currency)
 

@@ -237,3 +237,14 @@ def test_headroom_in_pods_of_given_requests_node_by_node(kube: Database) -> None
         26,
     )
     assert (row["vcpus_capacity"], row["vcpus_allocated"]) == (2 * ALLOCATABLE_CORES, 1.0)
+
+
+def test_rightsize_level_container_without_any_container_says_so(cloud: Database, dsn: str, tmp_path: Path) -> None:
+    app = typer.Typer()
+    app.add_typer(capacity_app, name="capacity")
+    env = {"CLOUDMETER_DSN": dsn, "CLOUDMETER_DATA_DIR": str(tmp_path), "COLUMNS": "80"}
+    window = ["--from", "2026-03-02", "--to", "2026-03-04"]
+    result = CliRunner().invoke(app, ["capacity", "rightsize", "--level", "container", *window], env=env)
+    assert result.exit_code == 0, result.stderr
+    assert "no Kubernetes containers in this window" in result.stdout
+    assert "no samples" not in result.stdout  # the VMs have samples: it is the containers that are missing
