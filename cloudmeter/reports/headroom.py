@@ -76,17 +76,16 @@ def _known_sum(name: str) -> pl.Expr:
 @numba.njit(cache=True)
 def _run_quantiles(values: npt.NDArray[np.float64], bounds: npt.NDArray[np.int64], q: float) -> npt.NDArray[np.float64]:
     """Per run ``values[bounds[k]:bounds[k + 1]]``: the linear quantile ``q`` of its values that are not NaN (NaN
-    when none is), bit for bit polars' ``quantile(q, "linear")`` with NaN as null (polars counts the nulls,
-    sorted first, in the position it interpolates at)."""
+    when none is), bit for bit polars' ``quantile(q, "linear")`` with NaN as null (polars 2.2 on; 2.1 added the
+    nulls' count to the position it interpolates at, which rounds its fraction differently)."""
     out = np.full(len(bounds) - 1, np.nan)
     for k in range(len(bounds) - 1):
         run = values[bounds[k] : bounds[k + 1]]
         known = run[~np.isnan(run)]
-        nulls = len(run) - len(known)
         if len(known) == 0:
             continue
-        at = (len(known) - 1) * q + nulls
-        lower = int(at) - nulls
+        at = (len(known) - 1) * q
+        lower = int(at)
         known = np.partition(known, lower)  # its lower-th smallest at lower, the larger ones after
         low = known[lower]
         high = known[lower + 1 :].min() if int(np.ceil(at)) > int(at) else low
