@@ -161,6 +161,38 @@ class Inventory:
     items: tuple[InventoryItem, ...]
 
 
+#: What an event says happened, normalised across sources (the ``events.kind`` column).
+EVENT_KINDS: Final[tuple[str, ...]] = (
+    "created", "deleted", "migrated", "resized", "powered_on", "powered_off", "other",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Event:
+    """One change a source announced (Nova's notifications, vCenter's events), normalised.
+
+    ``message_id`` is the source's unique id for the message (oslo's ``message_id``, vCenter's event key), so a
+    re-delivered message is stored once. ``ts`` is when the change happened at the source. ``host`` (migrated,
+    created), ``vcpus`` and ``memory_bytes`` (resized, created) are what the event proves; None = not stated.
+    ``payload`` is the message as received (secrets never travel in it). ``resource`` is None when the message
+    names no resource it can be tied to (kind ``other``).
+    """
+
+    message_id: str
+    ts: datetime
+    kind: str
+    source_type: str
+    resource: ResourceRef | None
+    payload: Mapping[str, object]
+    host: ResourceRef | None = None
+    vcpus: int | None = None
+    memory_bytes: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in EVENT_KINDS:
+            raise ValueError(f"event kind {self.kind!r} is not one of {', '.join(EVENT_KINDS)}")
+
+
 @dataclass(frozen=True)
 class SampleBatch:
     """Raw samples as parallel arrays.

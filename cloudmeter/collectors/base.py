@@ -7,14 +7,15 @@ kind declares its configuration as a pydantic model (``config_model``), built fr
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
 
 from cloudmeter.errors import PayloadError
-from cloudmeter.model import Inventory, SampleBatch, Window
+from cloudmeter.model import Event, Inventory, SampleBatch, Window
 
 
 def resolve_env_reference(value: Any) -> Any:
@@ -76,3 +77,28 @@ class Collector(Protocol):
 
     def capture(self, window: Window) -> Iterator[SampleBatch]:
         """Samples with timestamps in ``window``, in batches."""
+
+
+#: Where a catcher hands each batch of events: it returns once the batch and its effects are committed, and
+#: raises if they are not (the catcher then acknowledges nothing, so the source delivers them again).
+Deliver = Callable[[list[Event]], None]
+
+
+class EventSource(Protocol):
+    """A manager's stream of events (Nova's notifications on RabbitMQ, vCenter's event history)."""
+
+    def catch(self, deliver: Deliver, stop: threading.Event, resume_after: str | None) -> None:
+        """Connect, then hand events to ``deliver`` in batches until ``stop`` is set.
+
+        A batch is acknowledged at the source only after ``deliver`` returns. ``resume_after`` is the
+        ``message_id`` of the newest event stored (a source that can replay resumes after it). Raise
+        SourceUnavailable when the connection fails or drops; the caller reconnects with back-off.
+        """
+
+
+@runtime_checkable
+class CatchesEvents(Protocol):
+    """A collector whose manager can also stream events."""
+
+    def events(self) -> EventSource | None:
+        """This manager's event source, or None when its configuration names none (e.g. no ``amqp_url``)."""
