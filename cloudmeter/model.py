@@ -173,7 +173,8 @@ class Event:
 
     ``message_id`` is the source's unique id for the message (oslo's ``message_id``, vCenter's event key), so a
     re-delivered message is stored once. ``ts`` is when the change happened at the source. ``host`` (migrated,
-    created), ``vcpus`` and ``memory_bytes`` (resized, created) are what the event proves; None = not stated.
+    created), ``vcpus`` and ``memory_bytes`` (resized, created) and ``name`` are what the event proves; None = not
+    stated.
     ``payload`` is the message as received (secrets never travel in it). ``resource`` is None when the message
     names no resource it can be tied to (kind ``other``).
     """
@@ -187,6 +188,7 @@ class Event:
     host: ResourceRef | None = None
     vcpus: int | None = None
     memory_bytes: int | None = None
+    name: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in EVENT_KINDS:

@@ -15,7 +15,7 @@ from typing import Annotated, Any, ClassVar, Protocol, runtime_checkable
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
 
 from cloudmeter.errors import PayloadError
-from cloudmeter.model import Event, Inventory, SampleBatch, Window
+from cloudmeter.model import Event, Inventory, ResourceRef, SampleBatch, Window
 
 
 def resolve_env_reference(value: Any) -> Any:
@@ -102,3 +102,7 @@ class CatchesEvents(Protocol):
 
     def events(self) -> EventSource | None:
         """This manager's event source, or None when its configuration names none (e.g. no ``amqp_url``)."""
+
+    def inventory_of(self, refs: list[ResourceRef]) -> Inventory:
+        """A targeted refresh: just these resources as the source sees them now (and their parents), for the
+        events the handler could not resolve. A resource the source no longer has is left out."""
