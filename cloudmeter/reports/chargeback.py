@@ -12,6 +12,7 @@ The hours are priced in runs (``reports.segments``): within a run of a VM's hour
 day, rate-card epoch and cluster, an allocation line's cost is its price times the run's hours, and a usage
 line's is its hour-by-hour prices summed, read from the VM's packed hourly rows (``storage.packs``). Nothing
 keyed by a string is grouped before the last step: projects and clusters travel as codes ordered as their names.
+Kubernetes nodes' idle capacity (``reports.idle``) is priced the same way, as each node's own rows.
 
 Money is exact: charges are summed per VM, rate line, component, local day and grouping attributes, then
 turned into integer nano-units of the currency (``cost_nanos``) by rounding the VM's running total per line,
@@ -37,7 +38,7 @@ import psycopg
 
 from cloudmeter.errors import ConfigError
 from cloudmeter.model import LEAVES, Window
-from cloudmeter.reports import placement, segments
+from cloudmeter.reports import idle, placement, segments
 from cloudmeter.reports.inputs import GIB, check_hour_window, pods, resources
 from cloudmeter.reports.periods import INTERVALS, check_zone, period_end, period_hours, period_start
 from cloudmeter.reports.ratecard import MEASURES, PER_TIMES, RateCard, RateLine
@@ -193,17 +194,21 @@ def charges(conn: psycopg.Connection, window: Window, card: RateCard, tz: str = 
     places = segments.Places.read(info, periods.filter(pl.col("kind") == "host"), window)
     calendar = _calendar(window, tz, card)
     usage_lines = {i: line for i, line in enumerate(card.lines) if MEASURES[line.measure].basis == "used"}
-    names = _Names.of(info)
+    nodes = idle.nodes(info)
+    names = _Names.of(info, nodes)
     vm_periods = segments.leaf_periods(periods, info)
     ids = vm_periods["resource_id"].unique().sort().to_list()
     chunks = [  # VM by VM: bounded memory, exact in chunks
         vm_periods.filter(pl.col("resource_id").is_in(ids[first : first + CHUNK_VMS]))
         for first in range(0, len(ids), CHUNK_VMS)
     ]
-    pieces = [
-        segments.vm_segments(calendar.hours, chunk, usage, places, usage_lines)
-        for chunk, usage in zip(chunks, segments.usage_grids(conn, window, chunks), strict=True)
-    ]  # a few segments per VM and day: all of them fit where the VMs' hours would not
+    load = idle.NodeLoad.of(info, periods, window)
+    pieces = []  # a few segments per VM and day: all of them fit where the VMs' hours would not
+    for chunk, usage in zip(chunks, segments.usage_grids(conn, window, chunks), strict=True):
+        pieces.append(segments.vm_segments(calendar.hours, chunk, usage, places, usage_lines))
+        load.add(chunk, usage, window)
+    if load.ids.size:  # Kubernetes nodes' idle capacity, priced as their own rows
+        pieces.append(segments.vm_segments(calendar.hours, load.idle_periods(), load.idle_usage(), places, usage_lines))
     atoms = _atoms(pl.concat(pieces, how="vertical"), card, calendar, names) if pieces else _empty_atoms()
     return names.attach(atoms, calendar, card)
 
@@ -218,24 +223,34 @@ class _Names:
     codes: dict[str, pl.DataFrame]  # project / cluster: <kind>_code -> name
 
     @classmethod
-    def of(cls, info: pl.DataFrame) -> _Names:
-        """From ``inputs.resources``."""
+    def of(cls, info: pl.DataFrame, nodes: pl.DataFrame) -> _Names:
+        """From ``inputs.resources`` and the Kubernetes nodes among them (``idle.nodes``), whose idle capacity is
+        charged as ``__idle__/<node>`` in project ``__idle__``."""
         container = pl.col("kind") == "container"
+        node = pl.col("id").is_in(nodes["id"].implode())
         vms = (
-            info.filter(pl.col("kind").is_in(LEAVES))
+            info.filter(pl.col("kind").is_in(LEAVES) | node)
             .join(pods(info), on="parent_id", how="left")
             .select(
                 pl.col("id").alias("resource_id"),
                 "ems_ref",
-                pl.when(container).then(pl.concat_str("pod", "name", separator="/")).otherwise("name").alias("name"),
+                pl.when(container)
+                .then(pl.concat_str("pod", "name", separator="/"))
+                .when(node)
+                .then(pl.concat_str(pl.lit(idle.IDLE_PROJECT), "name", separator="/"))
+                .otherwise("name")
+                .alias("name"),
                 "manager",
-                pl.when(container).then("pod_tags").otherwise("tags").alias("tags"),  # a pod's labels
+                pl.when(container).then("pod_tags").when(~node).then("tags").alias("tags"),  # a pod's labels
                 (pl.col("disk_bytes") / GIB).alias("disk_gb"),
             )
         )
+        idle_project = pl.DataFrame({"id": [idle.IDLE_PROJECT_ID], "name": [idle.IDLE_PROJECT]})
         ids, codes = {}, {}
         for kind in ("project", "cluster"):
             own = info.filter(pl.col("kind") == kind).select("id", "name")
+            if kind == "project" and nodes.height:
+                own = pl.concat([own, idle_project.cast(own.schema)])
             named = own["name"].unique().sort()
             code = pl.DataFrame({kind: named, f"{kind}_code": pl.int_range(len(named), eager=True, dtype=pl.Int32)})
             ids[kind] = own.join(code.rename({kind: "name"}), on="name").select(

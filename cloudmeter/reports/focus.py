@@ -47,6 +47,8 @@ SERVICES: Final = {
 }
 #: A Kubernetes container's compute: (ServiceName, ServiceSubcategory); its ResourceType.
 CONTAINERS: Final = ("Kubernetes", "Containers")
+#: The ResourceType of a Kubernetes node's idle capacity (rows named ``__idle__/<node>``), in the same service.
+NODE: Final = "Kubernetes Node (idle)"
 TIME_UNITS: Final = {"hourly": "Hours", "daily": "Days", "weekly": "Weeks", "monthly": "Months"}
 UNITS: Final = {"GB": "GiB"}  # cloudmeter's unit names -> FOCUS UnitFormat
 
@@ -70,7 +72,8 @@ def focus_rows(
 ) -> pl.DataFrame:
     """FOCUS 1.2 rows of ``charges`` (chargeback.charges) per ``interval`` in ``tz``; ``regions`` maps
     resource_id to ``region`` (RegionId and RegionName) and ``kind`` (a container's compute is the service
-    Kubernetes, subcategory Containers, ResourceType Container). Periods are UTC instants of local midnights."""
+    Kubernetes, subcategory Containers, ResourceType Container; a node's idle capacity the same with ResourceType
+    ``NODE``). Periods are UTC instants of local midnights."""
     midnight = (
         pl.col("day").cast(pl.Datetime("us")).dt.replace_time_zone(tz, non_existent="null").dt.convert_time_zone("UTC")
     )
@@ -90,7 +93,8 @@ def focus_rows(
         .sort("ChargePeriodStart", "resource_id", "line", "component")
     )
     container = pl.col("kind") == "container"
-    compute = container & (pl.col("ServiceCategory") == "Compute")
+    node = pl.col("kind") == "host"  # a Kubernetes node's idle capacity (``reports.idle``)
+    compute = (container | node) & (pl.col("ServiceCategory") == "Compute")
     grouped = grouped.with_columns(
         pl.when(compute).then(pl.lit(CONTAINERS[0])).otherwise("ServiceName").alias("ServiceName"),
         pl.when(compute).then(pl.lit(CONTAINERS[1])).otherwise("ServiceSubcategory").alias("ServiceSubcategory"),
@@ -142,7 +146,12 @@ def focus_rows(
         pl.col("region").alias("RegionName"),
         pl.col("ems_ref").alias("ResourceId"),
         pl.col("name").alias("ResourceName"),
-        pl.when(container).then(pl.lit("Container")).otherwise(pl.lit("Virtual Machine")).alias("ResourceType"),
+        pl.when(container)
+        .then(pl.lit("Container"))
+        .when(node)
+        .then(pl.lit(NODE))
+        .otherwise(pl.lit("Virtual Machine"))
+        .alias("ResourceType"),
         pl.col("measure").alias("SkuId"),
         pl.format("{}@{}{}", "line", "version", fee_suffix).alias("SkuPriceId"),
         pl.col("project").alias("SubAccountId"),

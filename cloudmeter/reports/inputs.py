@@ -13,6 +13,9 @@ from cloudmeter.reports import placement
 from cloudmeter.storage.readers import read_resources, read_rollups
 
 GIB = float(1 << 30)
+#: The container name Kubernetes gives a pod's sandbox: it carries the pod's network; its CPU and memory are not
+#: measured and it requests nothing (its use is the node's overhead, outside allocatable).
+SANDBOX = "POD"
 
 
 def check_hour_window(window: Window) -> None:

@@ -34,6 +34,8 @@ PER_TIMES: Final[tuple[str, ...]] = ("hourly", "daily", "weekly", "monthly")
 
 _VM: Final = ("vm",)
 _CONTAINER: Final = ("container",)
+#: Containers, and Kubernetes nodes for their idle capacity (``reports.idle``): what allocation is priced on.
+_ALLOCATION: Final = ("container", "host")
 
 
 @dataclass(frozen=True)
@@ -58,8 +60,8 @@ MEASURES: Final[dict[str, Measure]] = {
     # Kubernetes: what a container requests (no request: 0), and OpenCost's allocation, max(request, usage)
     "cpu_request_cores": Measure("Core", "allocated", "Compute", _CONTAINER),
     "memory_request_gb": Measure("GB", "allocated", "Compute", _CONTAINER),
-    "cpu_allocated_cores": Measure("Core", "used", "Compute", _CONTAINER),
-    "memory_allocated_gb": Measure("GB", "used", "Compute", _CONTAINER),
+    "cpu_allocated_cores": Measure("Core", "used", "Compute", _ALLOCATION),
+    "memory_allocated_gb": Measure("GB", "used", "Compute", _ALLOCATION),
 }
 
 

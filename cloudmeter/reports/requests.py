@@ -21,7 +21,7 @@ import psycopg
 
 from cloudmeter.model import Window
 from cloudmeter.reports import placement
-from cloudmeter.reports.inputs import GIB, hourly, pods, resources
+from cloudmeter.reports.inputs import GIB, SANDBOX, hourly, pods, resources
 from cloudmeter.reports.ratecard import RateCard
 from cloudmeter.reports.rightsize import Policy, monthly_costs
 
@@ -91,7 +91,7 @@ def rightsize_containers(
     grow = 1 + policy.headroom_pct / 100
     frame = (
         names.join(now, on="resource_id")
-        .filter(pl.col("container") != "POD")
+        .filter(pl.col("container") != SANDBOX)
         .join(pods(info).drop("node"), on="parent_id", how="left")
         .join(alive, on="resource_id")
         .join(_usage(conn, window, ids, policy.percentile / 100), on="resource_id", how="left")

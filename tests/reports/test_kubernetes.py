@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from cloudmeter.cli.capacity import capacity_app
 from cloudmeter.model import Window
 from cloudmeter.reports import capacity, chargeback, focus, headroom, requests
+from cloudmeter.reports.idle import IDLE_PROJECT
 from cloudmeter.reports.inputs import regions
 from cloudmeter.reports.ratecard import parse_rate_card
 from cloudmeter.storage.database import Database
@@ -176,6 +177,7 @@ def test_chargeback_by_namespace_prices_requests_and_max_of_request_and_usage(ku
     card = tomllib.loads(KUBE_CARD)
     with kube.connection() as conn:
         frame = chargeback.charges(conn, WINDOW, parse_rate_card(card, "kube card"))
+    frame = frame.filter(pl.col("project") != IDLE_PROJECT)  # the nodes' idle capacity: the next test
     cost = {
         (row["name"], row["line"]): (row["quantity"], row["cost_nanos"], row["unknown_hours"])
         for row in frame.group_by("name", "line")
@@ -212,14 +214,50 @@ def test_chargeback_by_namespace_prices_requests_and_max_of_request_and_usage(ku
     assert set(frame["cluster"].to_list()) == {"prod"}
 
 
+def test_idle_capacity_of_nodes_is_charged_per_cluster_under_the_allocation_lines(kube: Database) -> None:
+    """OpenCost's idle: per node-hour, allocatable minus its containers' max(request, usage), priced under the
+    allocation lines (never the request lines) as ``__idle__/<node>`` in project ``__idle__`` of cluster prod.
+
+    n1 (3.5 cores, 14 GiB): web-0/app holds max(0.5, 0.25) = 0.5 cores, max(1, 0.5) = 1 GiB (its sandbox, which
+    requests nothing and is not measured, holds nothing): idle 3 x 24 = 72 core-h and 13 x 24 = 312 GiB-h.
+    n2: web-1/app holds max(0.5, 0.75) = 0.75 cores and max(1, 0.75) = 1 GiB all day, job-0/worker 1.5 cores and
+    max(2, 1) = 2 GiB for 12 h: idle 3.5 x 24 - 0.75 x 24 - 1.5 x 12 = 48 core-h, 14 x 24 - 24 - 24 = 288 GiB-h.
+    """
+    with kube.connection() as conn:
+        frame = chargeback.charges(conn, WINDOW, parse_rate_card(tomllib.loads(KUBE_CARD), "kube card"))
+        report = chargeback.summarise(frame, "project", "daily", "UTC", "EUR")
+    idle = frame.filter(pl.col("project") == IDLE_PROJECT)
+    got = {
+        (row["name"], row["line"]): (row["quantity"], row["cost_nanos"], row["unknown_hours"], row["cluster"])
+        for row in idle.group_by("name", "line", "cluster")
+        .agg(pl.col("quantity").sum(), pl.col("cost_nanos").sum(), pl.col("unknown_hours").sum())
+        .iter_rows(named=True)
+    }
+    want = {
+        ("__idle__/n1", "cpu-allocated"): (72, 0.03), ("__idle__/n1", "memory-allocated"): (312, 0.002),
+        ("__idle__/n2", "cpu-allocated"): (48, 0.03), ("__idle__/n2", "memory-allocated"): (288, 0.002),
+    }  # fmt: skip
+    assert set(got) == set(want)
+    for key, (quantity, rate) in want.items():
+        assert got[key][0] == pytest.approx(quantity) and got[key][2:] == (0.0, "prod"), key
+        assert got[key][1] == round(quantity * rate * 10**9), key
+    by_project = dict(report.rows.group_by("project").agg(pl.col("cost_nanos").sum()).iter_rows())
+    assert by_project[IDLE_PROJECT] == round((72 + 48) * 0.03 * 10**9) + round((312 + 288) * 0.002 * 10**9)
+
+
 def test_focus_rows_of_containers_are_kubernetes_containers(kube: Database) -> None:
     with kube.connection() as conn:
         card = parse_rate_card(tomllib.loads(KUBE_CARD), "kube card")
         rows = focus.focus_rows(chargeback.charges(conn, WINDOW, card), card.currency, "UTC", regions(conn))
     kinds = rows.select("ResourceType", "ServiceCategory", "ServiceName", "ServiceSubcategory").unique()
-    assert kinds.rows() == [("Container", "Compute", "Kubernetes", "Containers")]
-    assert set(rows["ResourceName"].to_list()) == {"web-0/app", "web-0/POD", "web-1/app", "job-0/worker"}
-    assert set(rows["RegionId"].to_list()) == {"r1"} and set(rows["SubAccountId"].to_list()) == {"shop", "batch"}
+    assert sorted(kinds.rows()) == [
+        ("Container", "Compute", "Kubernetes", "Containers"),
+        ("Kubernetes Node (idle)", "Compute", "Kubernetes", "Containers"),
+    ]
+    names = {"web-0/app", "web-0/POD", "web-1/app", "job-0/worker", "__idle__/n1", "__idle__/n2"}
+    assert set(rows["ResourceName"].to_list()) == names
+    assert set(rows["RegionId"].to_list()) == {"r1"}
+    assert set(rows["SubAccountId"].to_list()) == {"shop", "batch", IDLE_PROJECT}
 
 
 def test_headroom_in_pods_of_given_requests_node_by_node(kube: Database) -> None:
