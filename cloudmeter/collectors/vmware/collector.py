@@ -7,8 +7,11 @@ day, 1800 s for a week, 7200 s for a month by default), each UTC hour at one lev
 
 A VM's cpu.usagemhz becomes cores with the MHz per core of the host it ran on. Which host that was is known
 from the placements this collector has seen (each inventory and capture reads them); before the first one, the
-first known host stands for it. A migration between two reads is dated at the read that sees it (vCenter's
-events, a later issue, would date it exactly).
+first known host stands for it. A migration between two reads is dated at the read that sees it.
+
+vCenter's VM events (``events``: migrations, resizes, power, creation, removal) date such changes exactly; the
+handler asks ``inventory_of`` for what an event leaves unknown: the same reading and parsing as ``inventory``,
+restricted to the objects named (and the hosts, clusters and datacenters above them).
 """
 
 from __future__ import annotations
@@ -21,9 +24,10 @@ from typing import Any, ClassVar, Final
 import numpy as np
 from pyVmomi import vim
 
-from cloudmeter.collectors.base import ManagerConfig, payload_errors
-from cloudmeter.collectors.vmware.api import VsphereAPI
+from cloudmeter.collectors.base import EventSource, ManagerConfig, payload_errors
+from cloudmeter.collectors.vmware.api import Flat, VsphereAPI
 from cloudmeter.collectors.vmware.config import VmwareConfig
+from cloudmeter.collectors.vmware.events import VsphereEvents
 from cloudmeter.collectors.vmware.inventory import (
     CLUSTER_PATHS,
     DATACENTER_PATHS,
@@ -50,7 +54,7 @@ from cloudmeter.collectors.vmware.parse import (
     to_batch,
 )
 from cloudmeter.errors import ConfigError
-from cloudmeter.model import Inventory, SampleBatch, Window, epoch_s, from_epoch_s
+from cloudmeter.model import Inventory, ResourceRef, SampleBatch, Window, epoch_s, from_epoch_s
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +83,8 @@ class VsphereCollector:
     ) -> None:
         self.name = name
         self.config = config
-        self.api = VsphereAPI(name, config, connect) if connect else VsphereAPI(name, config)
+        self._connect = connect
+        self.api = self._new_api()
         self._clock = clock
         self._counters: dict[str, int] | None = None
         self._levels: list[tuple[int, int]] | None = None
@@ -121,6 +126,52 @@ class VsphereCollector:
         with payload_errors(self.name, "QueryEvents"):
             removed = parse_removed(self.api.removed_vms(since))
         return build_inventory(self.name, self.config.region, found, removed, observed_at)
+
+    def events(self) -> EventSource | None:
+        """vCenter's VM events, on a session of their own; None when the ``events`` setting turns them off."""
+        if not self.config.events:
+            return None
+        return VsphereEvents(self._new_api(), self.config.datacenters)
+
+    def inventory_of(self, refs: list[ResourceRef]) -> Inventory:
+        """These VMs and hosts as vCenter has them now, with the hosts, clusters, provider and region above them;
+        those it no longer has (or in datacenters not read) are left out, other kinds of refs ignored."""
+        observed_at = self._clock()
+        vm_ids = sorted({ref.ems_ref for ref in refs if ref.kind == "vm"})
+        with payload_errors(self.name, "RetrievePropertiesEx"):
+            vms = self.api.properties(vim.VirtualMachine, vm_ids, VM_PATHS)
+            host_ids = {ref.ems_ref for ref in refs if ref.kind == "host"}
+            host_ids |= {str(vm["runtime.host"]) for vm in vms if vm.get("runtime.host")}
+            hosts = self.api.properties(vim.HostSystem, sorted(host_ids), HOST_PATHS)
+            objects = [vim.VirtualMachine(vm["moid"]) for vm in vms]
+            objects += [vim.ResourcePool(vm["resourcePool"]) for vm in vms if vm.get("resourcePool")]
+            objects += [vim.HostSystem(host["moid"]) for host in hosts]
+            above = {str(entity["moid"]): entity for entity in self.api.lineage(objects, FOLDER_PATHS)}
+        wanted = self.config.datacenters
+        found = []
+        for moid, entity in sorted(above.items()):
+            name = str(entity.get("name") or moid)
+            if entity["type"] != "Datacenter" or (wanted and name not in wanted):
+                continue
+            mine = {key: flat for key, flat in above.items() if _datacenter_of(key, above) == moid}
+            of_type = {kind: [f for f in mine.values() if f["type"] == kind] for kind in ("Folder", "ResourcePool")}
+            with payload_errors(self.name, "RetrievePropertiesEx"):
+                found.append(
+                    self._datacenter(
+                        moid,
+                        name,
+                        {
+                            key: str(f.get("name") or key)
+                            for key, f in mine.items()
+                            if f["type"] == "ClusterComputeResource"
+                        },
+                        [host for host in hosts if host["moid"] in mine],
+                        folder_paths(of_type["Folder"], "Folder"),
+                        folder_paths(of_type["ResourcePool"], "ResourcePool"),
+                        [vm for vm in vms if vm["moid"] in mine],
+                    )
+                )
+        return build_inventory(self.name, self.config.region, found, [], observed_at)
 
     def capture(self, window: Window) -> Iterator[SampleBatch]:
         """Samples of every VM and host starting in ``window``: a batch per QueryPerf call."""
@@ -168,9 +219,13 @@ class VsphereCollector:
             )
         return sorted(dc for dc in listed if not wanted or dc[1] in wanted)
 
+    def _new_api(self) -> VsphereAPI:
+        return (
+            VsphereAPI(self.name, self.config, self._connect) if self._connect else VsphereAPI(self.name, self.config)
+        )
+
     def _read(self) -> list[Datacenter]:
         found = []
-        now_s = epoch_s(self._clock())
         for moid, name in self._datacenters():
             box = vim.Datacenter(moid)
             with payload_errors(self.name, "RetrievePropertiesEx"):
@@ -178,13 +233,33 @@ class VsphereCollector:
                     str(f["moid"]): str(f.get("name") or f["moid"])
                     for f in self.api.retrieve(vim.ClusterComputeResource, CLUSTER_PATHS, [box])
                 }
-                hosts = parse_hosts(self.api.retrieve(vim.HostSystem, HOST_PATHS, [box]), name, set(clusters))
-                folders = folder_paths(self.api.retrieve(vim.Folder, FOLDER_PATHS, [box]), "Folder")
-                pools = folder_paths(self.api.retrieve(vim.ResourcePool, FOLDER_PATHS, [box]), "ResourcePool")
-                vms = parse_vms(self.api.retrieve(vim.VirtualMachine, VM_PATHS, [box]), name, folders, pools)
-            self._remember(vms, now_s)
-            found.append(Datacenter(moid, name, clusters, hosts, vms))
+                found.append(
+                    self._datacenter(
+                        moid,
+                        name,
+                        clusters,
+                        self.api.retrieve(vim.HostSystem, HOST_PATHS, [box]),
+                        folder_paths(self.api.retrieve(vim.Folder, FOLDER_PATHS, [box]), "Folder"),
+                        folder_paths(self.api.retrieve(vim.ResourcePool, FOLDER_PATHS, [box]), "ResourcePool"),
+                        self.api.retrieve(vim.VirtualMachine, VM_PATHS, [box]),
+                    )
+                )
         return found
+
+    def _datacenter(
+        self,
+        moid: str,
+        name: str,
+        clusters: dict[str, str],
+        hosts: Sequence[Flat],
+        folders: dict[str, str],
+        pools: dict[str, str],
+        vms: Sequence[Flat],
+    ) -> Datacenter:
+        """One datacenter's hosts and VMs parsed from what was read; the VMs' placements remembered."""
+        parsed = parse_vms(vms, name, folders, pools)
+        self._remember(parsed, epoch_s(self._clock()))
+        return Datacenter(moid, name, clusters, parse_hosts(hosts, name, set(clusters)), parsed)
 
     def _remember(self, vms: Sequence[Vm], now_s: int) -> None:
         for vm in vms:
@@ -221,6 +296,19 @@ class VsphereCollector:
         if self._levels is None:
             self._levels = levels_kept(self.api.historical_intervals())
         return self._levels
+
+
+def _datacenter_of(moid: str, entities: dict[str, Flat]) -> str | None:
+    """The id of the datacenter above (or at) ``moid`` among ``entities`` (by ``parent``), None if none is."""
+    seen: set[str] = set()
+    at: str | None = moid
+    while at in entities and at not in seen:
+        if entities[at]["type"] == "Datacenter":
+            return at
+        seen.add(at)
+        parent = entities[at].get("parent")
+        at = None if parent is None else str(parent)
+    return None
 
 
 def _mhz(host: Host | None) -> float:
