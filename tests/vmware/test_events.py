@@ -179,6 +179,19 @@ def test_a_restart_resumes_after_the_last_key_stored(site: Site) -> None:
     assert again == first[2:]
 
 
+def test_after_a_long_outage_every_event_vcenter_still_keeps_arrives_once(site: Site) -> None:
+    """vcsim keeps its last 1,000 events: 520 power changes post 1,040 (VmStoppingEvent before VmPoweredOffEvent,
+    VmStartingEvent before VmPoweredOnEvent), so the first 20 of ours are gone when the catcher comes back."""
+    before = site.newest_key()
+    toggle(site, "DC0_C0_H1-vm0", 520)
+    newest = before + 2 * 520
+    kept = [key for key in range(before + 2, newest + 1, 2) if key > newest - 1000]
+    assert len(kept) == 500
+    events = Catch(source(site), str(before)).until(len(kept))
+    assert [int(e.message_id) for e in events] == kept
+    assert {e.kind for e in events[::2]} == {"powered_off"} and {e.kind for e in events[1::2]} == {"powered_on"}
+
+
 def test_a_batch_deliver_refuses_is_delivered_again_by_the_next_catch(site: Site) -> None:
     before = site.newest_key()
     toggle(site, "DC0_C0_H1-vm0", 2)
