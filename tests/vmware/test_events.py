@@ -125,7 +125,8 @@ def toggle(site: Site, name: str, times: int) -> None:
 
 
 def test_vm_changes_arrive_as_the_exact_events(site: Site) -> None:
-    vm, moved = site.vm("DC0_C0_H0-vm0"), site.vm("DC0_C0_H0-vm0")._moId
+    vm = site.vm("DC0_C0_H0-vm0")
+    moved = vm._moId
     h0, h1, standalone = (site.host(name)._moId for name in ("DC0_C0_H0", "DC0_C0_H1", "DC0_H0"))
     catch = Catch(source(site), str(site.newest_key()))
     began = datetime.now(UTC)
@@ -133,13 +134,17 @@ def test_vm_changes_arrive_as_the_exact_events(site: Site) -> None:
     WaitForTask(vm.PowerOnVM_Task())
     WaitForTask(vm.ReconfigVM_Task(vim.vm.ConfigSpec(numCPUs=3, memoryMB=3072)))
     datacenter = site.content.rootFolder.childEntity[0]
-    task = vm.CloneVM_Task(folder=datacenter.vmFolder, name="copy", spec=vim.vm.CloneSpec(location=vim.vm.RelocateSpec()))
+    task = vm.CloneVM_Task(
+        folder=datacenter.vmFolder, name="copy", spec=vim.vm.CloneSpec(location=vim.vm.RelocateSpec())
+    )
     WaitForTask(task)
     copy = task.info.result._moId
     spec = vim.vm.ConfigSpec(name="fresh", numCPUs=2, memoryMB=1024, guestId="otherGuest",
                              files=vim.vm.FileInfo(vmPathName="[LocalDS_0]"))  # fmt: skip
     standalone_host = site.host("DC0_H0")
-    task = datacenter.vmFolder.CreateVM_Task(config=spec, pool=standalone_host.parent.resourcePool, host=standalone_host)
+    task = datacenter.vmFolder.CreateVM_Task(
+        config=spec, pool=standalone_host.parent.resourcePool, host=standalone_host
+    )
     WaitForTask(task)
     fresh = task.info.result
     WaitForTask(fresh.Destroy_Task())

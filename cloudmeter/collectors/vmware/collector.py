@@ -60,6 +60,8 @@ log = logging.getLogger(__name__)
 
 #: vCenter's config.vpxd.stats.maxQueryMetrics while it is unset.
 DEFAULT_MAX_QUERY_METRICS: Final = 64
+#: The types above a VM or host that a targeted read keeps.
+_ABOVE: Final = ("ClusterComputeResource", "Folder", "ResourcePool")
 #: Kept when vCenter lists no historical level (vcsim): its default "past month".
 DEFAULT_RETENTION_S: Final = 30 * 86400
 
@@ -138,6 +140,7 @@ class VsphereCollector:
         those it no longer has (or in datacenters not read) are left out, other kinds of refs ignored."""
         observed_at = self._clock()
         vm_ids = sorted({ref.ems_ref for ref in refs if ref.kind == "vm"})
+        found = []
         with payload_errors(self.name, "RetrievePropertiesEx"):
             vms = self.api.properties(vim.VirtualMachine, vm_ids, VM_PATHS)
             host_ids = {ref.ems_ref for ref in refs if ref.kind == "host"}
@@ -146,31 +149,19 @@ class VsphereCollector:
             objects = [vim.VirtualMachine(vm["moid"]) for vm in vms]
             objects += [vim.ResourcePool(vm["resourcePool"]) for vm in vms if vm.get("resourcePool")]
             objects += [vim.HostSystem(host["moid"]) for host in hosts]
-            above = {str(entity["moid"]): entity for entity in self.api.lineage(objects, FOLDER_PATHS)}
-        wanted = self.config.datacenters
-        found = []
-        for moid, entity in sorted(above.items()):
-            name = str(entity.get("name") or moid)
-            if entity["type"] != "Datacenter" or (wanted and name not in wanted):
-                continue
-            mine = {key: flat for key, flat in above.items() if _datacenter_of(key, above) == moid}
-            of_type = {kind: [f for f in mine.values() if f["type"] == kind] for kind in ("Folder", "ResourcePool")}
-            with payload_errors(self.name, "RetrievePropertiesEx"):
-                found.append(
-                    self._datacenter(
-                        moid,
-                        name,
-                        {
-                            key: str(f.get("name") or key)
-                            for key, f in mine.items()
-                            if f["type"] == "ClusterComputeResource"
-                        },
-                        [host for host in hosts if host["moid"] in mine],
-                        folder_paths(of_type["Folder"], "Folder"),
-                        folder_paths(of_type["ResourcePool"], "ResourcePool"),
-                        [vm for vm in vms if vm["moid"] in mine],
-                    )
-                )
+            entities = {str(entity["moid"]): entity for entity in self.api.lineage(objects, FOLDER_PATHS)}
+            for moid, inside in sorted(_by_datacenter(entities).items()):
+                name = str(entities[moid].get("name") or moid)
+                if self.config.datacenters and name not in self.config.datacenters:
+                    continue
+                of_type = {kind: [f for f in inside if f["type"] == kind] for kind in _ABOVE}
+                ids = {f["moid"] for f in inside}
+                clusters = {str(f["moid"]): str(f.get("name") or f["moid"]) for f in of_type["ClusterComputeResource"]}
+                folders = folder_paths(of_type["Folder"], "Folder")
+                pools = folder_paths(of_type["ResourcePool"], "ResourcePool")
+                mine_hosts = [host for host in hosts if host["moid"] in ids]
+                mine_vms = [vm for vm in vms if vm["moid"] in ids]
+                found.append(self._datacenter(moid, name, clusters, mine_hosts, folders, pools, mine_vms))
         return build_inventory(self.name, self.config.region, found, [], observed_at)
 
     def capture(self, window: Window) -> Iterator[SampleBatch]:
@@ -298,17 +289,19 @@ class VsphereCollector:
         return self._levels
 
 
-def _datacenter_of(moid: str, entities: dict[str, Flat]) -> str | None:
-    """The id of the datacenter above (or at) ``moid`` among ``entities`` (by ``parent``), None if none is."""
-    seen: set[str] = set()
-    at: str | None = moid
-    while at in entities and at not in seen:
-        if entities[at]["type"] == "Datacenter":
-            return at
-        seen.add(at)
-        parent = entities[at].get("parent")
-        at = None if parent is None else str(parent)
-    return None
+def _by_datacenter(entities: dict[str, Flat]) -> dict[str, list[Flat]]:
+    """The entities (read with their ``type`` and ``parent``) under each datacenter, by the datacenter's id."""
+    found: dict[str, list[Flat]] = {}
+    for moid, entity in entities.items():
+        at: str | None = moid
+        seen: set[str] = set()
+        while at in entities and at not in seen and entities[at]["type"] != "Datacenter":
+            seen.add(at)
+            parent = entities[at].get("parent")
+            at = None if parent is None else str(parent)
+        if at in entities and entities[at]["type"] == "Datacenter" and at != moid:
+            found.setdefault(at, []).append(entity)
+    return found
 
 
 def _mhz(host: Host | None) -> float:

@@ -46,6 +46,7 @@ class VsphereEvents:
         try:
             feed = self.api.event_feed(EVENT_TYPES)
             last = None if resume_after is None else int(resume_after)
+            log.info("manager %r: catching vCenter's events after %s", self.api.manager, resume_after or "now")
             while not stop.is_set():
                 pages = feed.wait(WAIT_S)
                 if pages is None:
