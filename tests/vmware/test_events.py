@@ -18,8 +18,9 @@ from pyVim.connect import Disconnect
 from pyVim.task import WaitForTask
 from pyVmomi import vim
 
-from cloudmeter.collectors.base import EventSource
+from cloudmeter.collectors.base import CatchesEvents, EventSource
 from cloudmeter.collectors.vmware import VsphereCollector
+from cloudmeter.collectors.vmware.events import VsphereEvents
 from cloudmeter.errors import SourceUnavailable
 from cloudmeter.model import Event, ResourceRef
 from tests.vmware import world
@@ -248,7 +249,9 @@ def test_a_lost_vcenter_is_source_unavailable_without_the_password() -> None:
     assert str(catch.error).startswith("manager 'vc': ")
 
 
-def test_events_can_be_turned_off(site: Site) -> None:
+def test_the_collector_catches_events_unless_turned_off(site: Site) -> None:
+    assert isinstance(site.collector(), CatchesEvents)
+    assert isinstance(site.collector().events(), VsphereEvents)
     assert site.collector(events=False).events() is None
 
 
