@@ -14,7 +14,9 @@ The session is logged in on first use, reused by every later call (inventory and
 again when vCenter expired it, and logged out by ``close()`` or when the API object is collected (at exit too).
 Inventory reads go through one ContainerView and ``RetrievePropertiesEx`` per object type, following the
 continuation token; values come back flat: ``{"moid": ..., "property.path": value}`` with managed object
-references as their ids.
+references as their ids. A targeted read names its objects instead (``properties``) and climbs their parents
+(``lineage``). Events come from an ``EventFeed``: an EventHistoryCollector whose latestPage a PropertyCollector
+of its own watches with WaitForUpdatesEx (as ManageIQ's catcher does).
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ log = logging.getLogger(__name__)
 PAGE_SIZE: Final = 1000
 #: vCenter's advanced setting limiting the metrics of one historical QueryPerf.
 MAX_QUERY_METRICS: Final = "config.vpxd.stats.maxQueryMetrics"
-#: Events per QueryEvents answer (vCenter's cap for one answer).
+#: Events per QueryEvents answer, and per page of an event collector (vCenter's cap for one answer).
 MAX_EVENTS: Final = 1000
 _T = TypeVar("_T")
 Flat = dict[str, Any]
@@ -66,10 +68,10 @@ class VsphereAPI:
         """``fn(content)`` on the logged-in session (one request counted as ``what``), logged in again once if
         vCenter expired the session; failures as cloudmeter's errors."""
         for attempt in (1, 2):
-            content = self._content()
-            usage.request(self.manager, f"vsphere:{what}")
             try:
                 with self._translated(what):
+                    content = self._content()  # pyVmomi reads it from the server: a lost server fails here
+                    usage.request(self.manager, f"vsphere:{what}")
                     return fn(content)
             except vim.fault.NotAuthenticated:
                 self._forget()
@@ -229,6 +231,105 @@ class VsphereAPI:
 
         return self.call("QueryEvents", query)
 
+    def properties(self, kind: type, moids: Sequence[str], paths: Sequence[str]) -> list[Flat]:
+        """Properties ``paths`` of the objects of ``kind`` with these ids (one RetrievePropertiesEx); those
+        vCenter no longer has are left out."""
+        objects = [vmodl.query.PropertyCollector.ObjectSpec(obj=kind(moid)) for moid in moids]
+        return [_flat(item) for item in self._collect(objects, kind, paths)]
+
+    def lineage(self, objects: Sequence[Any], paths: Sequence[str]) -> list[Flat]:
+        """These managed objects and every ManagedEntity above them (parent, its parent, ... up to the root
+        folder), each once, with properties ``paths`` and its type as ``"type"`` (one RetrievePropertiesEx)."""
+        prop = vmodl.query.PropertyCollector
+        climb = prop.TraversalSpec(
+            name="up", type=vim.ManagedEntity, path="parent", skip=False, selectSet=[prop.SelectionSpec(name="up")]
+        )
+        specs = [prop.ObjectSpec(obj=obj, skip=False, selectSet=[climb]) for obj in objects]
+        return [_flat(item) | {"type": item.obj._wsdlName} for item in self._collect(specs, vim.ManagedEntity, paths)]
+
+    def _collect(self, objects: list[Any], kind: type, paths: Sequence[str]) -> list[Any]:
+        if not objects:
+            return []
+        prop = vmodl.query.PropertyCollector
+        spec = prop.FilterSpec(
+            objectSet=objects,
+            propSet=[prop.PropertySpec(type=kind, pathSet=list(paths))],
+            reportMissingObjectsInResults=True,
+        )
+        found = self.call("RetrievePropertiesEx", lambda content: _pages(content.propertyCollector, spec))
+        return [item for item in found if not any(_gone(missing) for missing in item.missingSet or [])]
+
+    def event_feed(self, type_ids: Sequence[str]) -> EventFeed:
+        """A new ``EventFeed`` of the events of these classes."""
+        return EventFeed(self, type_ids)
+
+
+class EventFeed:
+    """vCenter's events of some classes as they are posted: an EventHistoryCollector (a latest page of
+    ``MAX_EVENTS``) and a PropertyCollector of its own reporting each change of that page. Both belong to the
+    session, which drops them when it ends (``VsphereAPI.close``)."""
+
+    def __init__(self, api: VsphereAPI, type_ids: Sequence[str]) -> None:
+        self.api = api
+        spec = vim.event.EventFilterSpec(eventTypeId=list(type_ids), maxCount=MAX_EVENTS)
+
+        def create(content: Any) -> tuple[Any, Any]:
+            collector = content.eventManager.CreateCollectorForEvents(spec)
+            collector.SetCollectorPageSize(MAX_EVENTS)
+            watcher = content.propertyCollector.CreatePropertyCollector()
+            prop = vmodl.query.PropertyCollector
+            watcher.CreateFilter(
+                prop.FilterSpec(
+                    objectSet=[prop.ObjectSpec(obj=collector)],
+                    propSet=[prop.PropertySpec(type=vim.event.EventHistoryCollector, pathSet=["latestPage"])],
+                ),
+                partialUpdates=False,
+            )
+            return collector, watcher
+
+        self._collector, self._watcher = api.call("CreateCollectorForEvents", create)
+        self._version = ""
+
+    def wait(self, seconds: int) -> list[list[Any]] | None:
+        """The latest page after each change within ``seconds`` (the first call: the page now); None: none."""
+        options = vmodl.query.PropertyCollector.WaitOptions(maxWaitSeconds=seconds)
+        found = self.api.call("WaitForUpdatesEx", lambda _: self._watcher.WaitForUpdatesEx(self._version, options))
+        if found is None:
+            return None
+        self._version = found.version
+        return [
+            list(change.val or [])
+            for update in found.filterSet or []
+            for obj in update.objectSet or []
+            for change in obj.changeSet or []
+            if change.name == "latestPage"
+        ]
+
+    def older(self, down_to: int) -> list[Any]:
+        """The events before the latest page, newest first, a page at a time until one reaches back to event key
+        ``down_to`` or vCenter has no older ones (ResetCollector, then ReadPreviousEvents)."""
+        self.api.call("ResetCollector", lambda _: self._collector.ResetCollector())
+        found: list[Any] = []
+        while True:
+            page = self.api.call("ReadPreviousEvents", lambda _: self._collector.ReadPreviousEvents(MAX_EVENTS))
+            found.extend(page or [])
+            if not page or min(event.key for event in page) <= down_to:
+                return found
+
+
+def _gone(missing: Any) -> bool:
+    return isinstance(getattr(missing, "fault", None), vmodl.fault.ManagedObjectNotFound)
+
+
+def _pages(collector: Any, spec: Any) -> list[Any]:
+    """Every object RetrievePropertiesEx finds for ``spec``, following the continuation token."""
+    result = collector.RetrievePropertiesEx([spec], vmodl.query.PropertyCollector.RetrieveOptions(maxObjects=PAGE_SIZE))
+    found: list[Any] = []
+    while result is not None:
+        found.extend(result.objects)
+        result = collector.ContinueRetrievePropertiesEx(result.token) if result.token else None
+    return found
+
 
 def _retriever(container: Any, kind: type, paths: Sequence[str]) -> Callable[[Any], list[Flat]]:
     return lambda content: _retrieve(content, container, kind, paths)
@@ -252,14 +353,7 @@ def _retrieve(content: Any, container: Any, kind: type, paths: Sequence[str]) ->
             ],
             propSet=[vmodl.query.PropertyCollector.PropertySpec(type=kind, pathSet=list(paths))],
         )
-        result = collector.RetrievePropertiesEx(
-            [spec], vmodl.query.PropertyCollector.RetrieveOptions(maxObjects=PAGE_SIZE)
-        )
-        found: list[Flat] = []
-        while result is not None:
-            found.extend(_flat(item) for item in result.objects)
-            result = collector.ContinueRetrievePropertiesEx(result.token) if result.token else None
-        return found
+        return [_flat(item) for item in _pages(collector, spec)]
     finally:
         view.Destroy()
 

@@ -7,8 +7,11 @@ day, 1800 s for a week, 7200 s for a month by default), each UTC hour at one lev
 
 A VM's cpu.usagemhz becomes cores with the MHz per core of the host it ran on. Which host that was is known
 from the placements this collector has seen (each inventory and capture reads them); before the first one, the
-first known host stands for it. A migration between two reads is dated at the read that sees it (vCenter's
-events, a later issue, would date it exactly).
+first known host stands for it. A migration between two reads is dated at the read that sees it.
+
+vCenter's VM events (``events``: migrations, resizes, power, creation, removal) date such changes exactly; the
+handler asks ``inventory_of`` for what an event leaves unknown: the same reading and parsing as ``inventory``,
+restricted to the objects named (and the hosts, clusters and datacenters above them).
 """
 
 from __future__ import annotations
@@ -21,9 +24,10 @@ from typing import Any, ClassVar, Final
 import numpy as np
 from pyVmomi import vim
 
-from cloudmeter.collectors.base import ManagerConfig, payload_errors
-from cloudmeter.collectors.vmware.api import VsphereAPI
+from cloudmeter.collectors.base import EventSource, ManagerConfig, payload_errors
+from cloudmeter.collectors.vmware.api import Flat, VsphereAPI
 from cloudmeter.collectors.vmware.config import VmwareConfig
+from cloudmeter.collectors.vmware.events import VsphereEvents
 from cloudmeter.collectors.vmware.inventory import (
     CLUSTER_PATHS,
     DATACENTER_PATHS,
@@ -50,12 +54,14 @@ from cloudmeter.collectors.vmware.parse import (
     to_batch,
 )
 from cloudmeter.errors import ConfigError
-from cloudmeter.model import Inventory, SampleBatch, Window, epoch_s, from_epoch_s
+from cloudmeter.model import Inventory, ResourceRef, SampleBatch, Window, epoch_s, from_epoch_s
 
 log = logging.getLogger(__name__)
 
 #: vCenter's config.vpxd.stats.maxQueryMetrics while it is unset.
 DEFAULT_MAX_QUERY_METRICS: Final = 64
+#: The types above a VM or host that a targeted read keeps.
+_ABOVE: Final = ("ClusterComputeResource", "Folder", "ResourcePool")
 #: Kept when vCenter lists no historical level (vcsim): its default "past month".
 DEFAULT_RETENTION_S: Final = 30 * 86400
 
@@ -79,7 +85,8 @@ class VsphereCollector:
     ) -> None:
         self.name = name
         self.config = config
-        self.api = VsphereAPI(name, config, connect) if connect else VsphereAPI(name, config)
+        self._connect = connect
+        self.api = self._new_api()
         self._clock = clock
         self._counters: dict[str, int] | None = None
         self._levels: list[tuple[int, int]] | None = None
@@ -121,6 +128,41 @@ class VsphereCollector:
         with payload_errors(self.name, "QueryEvents"):
             removed = parse_removed(self.api.removed_vms(since))
         return build_inventory(self.name, self.config.region, found, removed, observed_at)
+
+    def events(self) -> EventSource | None:
+        """vCenter's VM events, on a session of their own; None when the ``events`` setting turns them off."""
+        if not self.config.events:
+            return None
+        return VsphereEvents(self._new_api(), self.config.datacenters)
+
+    def inventory_of(self, refs: list[ResourceRef]) -> Inventory:
+        """These VMs and hosts as vCenter has them now, with the hosts, clusters, provider and region above them;
+        those it no longer has (or in datacenters not read) are left out, other kinds of refs ignored."""
+        observed_at = self._clock()
+        vm_ids = sorted({ref.ems_ref for ref in refs if ref.kind == "vm"})
+        found = []
+        with payload_errors(self.name, "RetrievePropertiesEx"):
+            vms = self.api.properties(vim.VirtualMachine, vm_ids, VM_PATHS)
+            host_ids = {ref.ems_ref for ref in refs if ref.kind == "host"}
+            host_ids |= {str(vm["runtime.host"]) for vm in vms if vm.get("runtime.host")}
+            hosts = self.api.properties(vim.HostSystem, sorted(host_ids), HOST_PATHS)
+            objects = [vim.VirtualMachine(vm["moid"]) for vm in vms]
+            objects += [vim.ResourcePool(vm["resourcePool"]) for vm in vms if vm.get("resourcePool")]
+            objects += [vim.HostSystem(host["moid"]) for host in hosts]
+            entities = {str(entity["moid"]): entity for entity in self.api.lineage(objects, FOLDER_PATHS)}
+            for moid, inside in sorted(_by_datacenter(entities).items()):
+                name = str(entities[moid].get("name") or moid)
+                if self.config.datacenters and name not in self.config.datacenters:
+                    continue
+                of_type = {kind: [f for f in inside if f["type"] == kind] for kind in _ABOVE}
+                ids = {f["moid"] for f in inside}
+                clusters = {str(f["moid"]): str(f.get("name") or f["moid"]) for f in of_type["ClusterComputeResource"]}
+                folders = folder_paths(of_type["Folder"], "Folder")
+                pools = folder_paths(of_type["ResourcePool"], "ResourcePool")
+                mine_hosts = [host for host in hosts if host["moid"] in ids]
+                mine_vms = [vm for vm in vms if vm["moid"] in ids]
+                found.append(self._datacenter(moid, name, clusters, mine_hosts, folders, pools, mine_vms))
+        return build_inventory(self.name, self.config.region, found, [], observed_at)
 
     def capture(self, window: Window) -> Iterator[SampleBatch]:
         """Samples of every VM and host starting in ``window``: a batch per QueryPerf call."""
@@ -168,9 +210,13 @@ class VsphereCollector:
             )
         return sorted(dc for dc in listed if not wanted or dc[1] in wanted)
 
+    def _new_api(self) -> VsphereAPI:
+        return (
+            VsphereAPI(self.name, self.config, self._connect) if self._connect else VsphereAPI(self.name, self.config)
+        )
+
     def _read(self) -> list[Datacenter]:
         found = []
-        now_s = epoch_s(self._clock())
         for moid, name in self._datacenters():
             box = vim.Datacenter(moid)
             with payload_errors(self.name, "RetrievePropertiesEx"):
@@ -178,13 +224,33 @@ class VsphereCollector:
                     str(f["moid"]): str(f.get("name") or f["moid"])
                     for f in self.api.retrieve(vim.ClusterComputeResource, CLUSTER_PATHS, [box])
                 }
-                hosts = parse_hosts(self.api.retrieve(vim.HostSystem, HOST_PATHS, [box]), name, set(clusters))
-                folders = folder_paths(self.api.retrieve(vim.Folder, FOLDER_PATHS, [box]), "Folder")
-                pools = folder_paths(self.api.retrieve(vim.ResourcePool, FOLDER_PATHS, [box]), "ResourcePool")
-                vms = parse_vms(self.api.retrieve(vim.VirtualMachine, VM_PATHS, [box]), name, folders, pools)
-            self._remember(vms, now_s)
-            found.append(Datacenter(moid, name, clusters, hosts, vms))
+                found.append(
+                    self._datacenter(
+                        moid,
+                        name,
+                        clusters,
+                        self.api.retrieve(vim.HostSystem, HOST_PATHS, [box]),
+                        folder_paths(self.api.retrieve(vim.Folder, FOLDER_PATHS, [box]), "Folder"),
+                        folder_paths(self.api.retrieve(vim.ResourcePool, FOLDER_PATHS, [box]), "ResourcePool"),
+                        self.api.retrieve(vim.VirtualMachine, VM_PATHS, [box]),
+                    )
+                )
         return found
+
+    def _datacenter(
+        self,
+        moid: str,
+        name: str,
+        clusters: dict[str, str],
+        hosts: Sequence[Flat],
+        folders: dict[str, str],
+        pools: dict[str, str],
+        vms: Sequence[Flat],
+    ) -> Datacenter:
+        """One datacenter's hosts and VMs parsed from what was read; the VMs' placements remembered."""
+        parsed = parse_vms(vms, name, folders, pools)
+        self._remember(parsed, epoch_s(self._clock()))
+        return Datacenter(moid, name, clusters, parse_hosts(hosts, name, set(clusters)), parsed)
 
     def _remember(self, vms: Sequence[Vm], now_s: int) -> None:
         for vm in vms:
@@ -221,6 +287,21 @@ class VsphereCollector:
         if self._levels is None:
             self._levels = levels_kept(self.api.historical_intervals())
         return self._levels
+
+
+def _by_datacenter(entities: dict[str, Flat]) -> dict[str, list[Flat]]:
+    """The entities (read with their ``type`` and ``parent``) under each datacenter, by the datacenter's id."""
+    found: dict[str, list[Flat]] = {}
+    for moid, entity in entities.items():
+        at: str | None = moid
+        seen: set[str] = set()
+        while at in entities and at not in seen and entities[at]["type"] != "Datacenter":
+            seen.add(at)
+            parent = entities[at].get("parent")
+            at = None if parent is None else str(parent)
+        if at in entities and entities[at]["type"] == "Datacenter" and at != moid:
+            found.setdefault(at, []).append(entity)
+    return found
 
 
 def _mhz(host: Host | None) -> float:

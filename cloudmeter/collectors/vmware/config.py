@@ -33,3 +33,6 @@ class VmwareConfig(ManagerConfig):
     entities_per_query: int = Field(
         64, ge=1, le=10000, description="VMs or hosts per PerformanceManager.QueryPerf call"
     )
+    events: bool = Field(
+        True, description="follow vCenter's VM events (migrations, resizes, power, create, delete) as they happen"
+    )

@@ -18,6 +18,12 @@
 // POST /cloudmeter/perf with JSON {"reset": bool, "now": epoch seconds or null (the real clock),
 // "series": [{"entity": "vm-44", "counter": "cpu.usagemhz.average", "instance": "", "interval": 20,
 // "points": [[end epoch seconds, value], ...]}]} sets what it serves.
+//
+// Migrations: vcsim's RelocateVM_Task posts no event and leaves both hosts' vm lists as they were. A registry
+// hook (migrations) posts the DrsVmMigratedEvent vCenter would (vm, host = the new host, sourceHost) when a VM's
+// runtime.host changes, and moves the VM from the old host's vm list to the new one's.
+//
+// The simulator logs every property update (log.Printf); its log is discarded: nobody reads the pipe.
 package main
 
 import (
@@ -26,6 +32,8 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
+	"log"
 	"net/http"
 	"net/url"
 	"os"
@@ -395,6 +403,71 @@ func createVMs(ctx context.Context, c *vim25.Client, hosts []mo.HostSystem, perH
 	return nil
 }
 
+// migrations is the registry hook described at the top.
+type migrations struct {
+	ctx *simulator.Context
+}
+
+func (m *migrations) Reference() types.ManagedObjectReference {
+	return types.ManagedObjectReference{Type: "CloudmeterMigrations", Value: "migrations"}
+}
+
+func (m *migrations) PutObject(mo.Reference) {}
+
+func (m *migrations) RemoveObject(types.ManagedObjectReference) {}
+
+func (m *migrations) UpdateObject(obj mo.Reference, changes []types.PropertyChange) {
+	vm, ok := obj.(*mo.VirtualMachine)
+	if !ok || vm.Runtime.Host == nil {
+		return
+	}
+	moved := false
+	for _, change := range changes {
+		moved = moved || change.Name == "runtime.host"
+	}
+	if !moved {
+		return
+	}
+	to := simulator.Map.Get(*vm.Runtime.Host).(*simulator.HostSystem)
+	var from *simulator.HostSystem
+	for _, entity := range simulator.Map.All("HostSystem") {
+		host := entity.(*simulator.HostSystem)
+		for _, ref := range host.Vm {
+			if ref == vm.Self {
+				from = host
+			}
+		}
+	}
+	if from == nil || from.Self == to.Self {
+		return
+	}
+	simulator.Map.RemoveReference(from, &from.Vm, vm.Self)
+	simulator.Map.AppendReference(to, &to.Vm, vm.Self)
+	event := &types.DrsVmMigratedEvent{VmMigratedEvent: types.VmMigratedEvent{
+		VmEvent: types.VmEvent{Event: types.Event{
+			Datacenter:      datacenterArgument(to.Self),
+			ComputeResource: &types.ComputeResourceEventArgument{ComputeResource: *to.Parent, EntityEventArgument: entityArgument(*to.Parent)},
+			Host:            &types.HostEventArgument{Host: to.Self, EntityEventArgument: entityArgument(to.Self)},
+			Vm:              &types.VmEventArgument{Vm: vm.Self, EntityEventArgument: types.EntityEventArgument{Name: vm.Name}},
+		}},
+		SourceHost:       types.HostEventArgument{Host: from.Self, EntityEventArgument: entityArgument(from.Self)},
+		SourceDatacenter: datacenterArgument(from.Self),
+	}}
+	manager := simulator.Map.EventManager()
+	simulator.Map.WithLock(manager, func() { manager.PostEvent(m.ctx, &types.PostEvent{EventToPost: event}) })
+}
+
+func entityArgument(ref types.ManagedObjectReference) types.EntityEventArgument {
+	return types.EntityEventArgument{Name: simulator.Map.Get(ref).(mo.Entity).Entity().Name}
+}
+
+func datacenterArgument(ref types.ManagedObjectReference) *types.DatacenterEventArgument {
+	for ref.Type != "Datacenter" {
+		ref = *simulator.Map.Get(ref).(mo.Entity).Entity().Parent
+	}
+	return &types.DatacenterEventArgument{Datacenter: ref, EntityEventArgument: entityArgument(ref)}
+}
+
 func main() {
 	datacenters := flag.Int("dc", 1, "datacenters")
 	clusters := flag.Int("cluster", 1, "clusters per datacenter")
@@ -408,6 +481,7 @@ func main() {
 	password := flag.String("password", "", "its password")
 	age := flag.Duration("age", 30*24*time.Hour, "how long ago the VMs were created (their config.createDate)")
 	flag.Parse()
+	log.SetOutput(io.Discard)
 
 	model := simulator.VPX()
 	model.Datacenter = *datacenters
@@ -448,6 +522,8 @@ func main() {
 	_ = client.Logout(ctx)
 	perf := installPerfManager(client.Client)
 	model.Service.ServeMux.Handle("/cloudmeter/perf", perf)
+	session := &simulator.Session{UserSession: types.UserSession{UserName: "vpxd-extension"}, Registry: simulator.NewRegistry()}
+	simulator.Map.AddHandler(&migrations{&simulator.Context{Context: ctx, Session: session, Map: simulator.Map}})
 
 	address := *server.URL
 	address.User = nil
