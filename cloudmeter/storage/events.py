@@ -16,11 +16,14 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+import numpy as np
 import polars as pl
 import psycopg
 
 from cloudmeter.errors import ConfigError
-from cloudmeter.model import EVENT_KINDS, Event, ResourceRef, as_utc
+from cloudmeter.model import EVENT_KINDS, Event, ResourceRef, as_utc, epoch_s
+from cloudmeter.rollups.zones import HOUR_S
+from cloudmeter.storage import packs
 from cloudmeter.storage.history import (
     CHANGING,
     Change,
@@ -152,9 +155,32 @@ def record(conn: psycopg.Connection, manager_id: int, events: Sequence[Event]) -
         sync_current(conn, changed)
         _link(conn, manager_id, linked)
         _retire(conn, retired)
-        spans = [span for rid, periods in changed.items() if (span := changed_span(before.get(rid, []), periods))]
-        dirty = _mark_dirty(conn, manager_id, spans)
+        dirty = _mark_moved(conn, manager_id, _moved(before, changed))
     return Recorded(len(new), len(events) - len(new), len(changed), dirty, list(dict.fromkeys(unresolved)))
+
+
+Span = tuple[datetime, datetime | None]
+
+
+def _moved(before: dict[int, list[Period]], changed: dict[int, list[Period]]) -> list[tuple[Span, set[int]]]:
+    """Per changed resource: the span where its history changed, and the resources whose rollups it moves there
+    (itself and the parents it had then)."""
+    moved = []
+    for rid, periods in changed.items():
+        old = before.get(rid, [])
+        span = changed_span(old, periods)
+        if span is None:
+            continue
+        start, end = span
+        parents = {
+            p.parent_id
+            for p in old
+            if p.parent_id is not None
+            and (end is None or p.valid_from < end)
+            and (p.valid_to is None or p.valid_to > start)
+        }
+        moved.append((span, {rid, *parents}))
+    return moved
 
 
 def _link(conn: psycopg.Connection, manager_id: int, linked: dict[str, int]) -> None:
@@ -178,20 +204,44 @@ def _retire(conn: psycopg.Connection, retired: dict[int, datetime]) -> None:
     )
 
 
-def _mark_dirty(conn: psycopg.Connection, manager_id: int, spans: list[tuple[datetime, datetime | None]]) -> int:
-    """Mark the rolled-up hours (before the manager's ``rolled_until``) that the ``spans`` touch; how many."""
-    if not spans:
+def _mark_moved(conn: psycopg.Connection, manager_id: int, moved: list[tuple[Span, set[int]]]) -> int:
+    """Mark in ``rollup_dirty`` the rolled-up hours (before the manager's ``rolled_until``) that each span touches,
+    and delete the rollup rows there of its resources and of every parent above them (a rebuild writes the rows
+    that have samples, so a host the VM left must lose its own: they are written again where data is left);
+    how many hours."""
+    row = conn.execute("SELECT rolled_until FROM managers WHERE id = %s", (manager_id,)).fetchone()
+    rolled = epoch_s(row[0]) if row and row[0] else None
+    if rolled is None:
         return 0
-    return conn.execute(
-        """INSERT INTO rollup_dirty (manager_id, ts)
-           SELECT DISTINCT m.id, h FROM managers m, unnest(%s::timestamptz[], %s::timestamptz[]) AS u(a, b),
-                generate_series(date_bin('1 hour', u.a, timestamptz 'epoch'),
-                                least(coalesce(u.b, m.rolled_until), m.rolled_until) - interval '1 microsecond',
-                                interval '1 hour') h
-           WHERE m.id = %s AND m.rolled_until IS NOT NULL
+    marks: dict[int, set[int]] = {}  # hour -> resources whose rows there go
+    for (start, end), touched in moved:
+        stop = min(epoch_s(end), rolled) if end else rolled
+        for hour in range(epoch_s(start) // HOUR_S * HOUR_S, stop, HOUR_S):
+            marks.setdefault(hour, set()).update(touched)
+    if not marks:
+        return 0
+    pairs = [(rid, hour) for hour, rids in marks.items() for rid in rids]
+    conn.execute(
+        """INSERT INTO rollup_dirty (manager_id, ts) SELECT %s, to_timestamp(h) FROM unnest(%s::int8[]) AS h
            ON CONFLICT DO NOTHING""",
-        ([a for a, _ in spans], [b for _, b in spans], manager_id),
-    ).rowcount
+        (manager_id, list(marks)),
+    )
+    gone = conn.execute(
+        """WITH RECURSIVE chain(rid, h) AS (
+               SELECT * FROM unnest(%s::int[], %s::int8[])
+               UNION SELECT r.parent_id, c.h FROM chain c JOIN resources r ON r.id = c.rid WHERE r.parent_id IS NOT NULL
+           ), hourly AS (
+               DELETE FROM metric_hourly m USING chain c WHERE m.resource_id = c.rid AND m.ts = to_timestamp(c.h)
+           ), daily AS (
+               DELETE FROM metric_daily d USING chain c
+               WHERE d.resource_id = c.rid AND d.ts <= to_timestamp(c.h)
+                 AND to_timestamp(c.h) < ((d.ts AT TIME ZONE d.tz) + interval '1 day') AT TIME ZONE d.tz
+           )
+           SELECT DISTINCT rid, extract(epoch FROM date_trunc('day', to_timestamp(h), 'UTC'))::int8 FROM chain""",
+        ([rid for rid, _ in pairs], [hour for _, hour in pairs]),
+    ).fetchall()
+    packs.refresh(conn, np.array([r for r, _ in gone], np.int32), np.array([d for _, d in gone], np.int64))
+    return len(marks)
 
 
 def link(conn: psycopg.Connection, manager_id: int, resource_ids: Collection[int]) -> None:
