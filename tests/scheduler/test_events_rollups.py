@@ -2,7 +2,8 @@
 ``roll_dirty`` rebuilds the hours it moved (real PostgreSQL, the real jobs and rollups).
 
 One VM, ``vm-1`` (2 vCPUs, 4 GiB), on host ``h1`` of cluster ``c1`` (hosts ``h1`` and ``h2``), sends a sample every
-5 minutes from 08:00 to midnight (the UTC day closes). In each hour the k-th sample (k = 0..11, at minute 5k) uses ``cores(k)`` cores.
+5 minutes from 08:00 to midnight (the UTC day closes). In each hour the k-th sample (k = 0..11, at minute 5k) uses
+``cores(k)`` cores.
 """
 
 from __future__ import annotations
