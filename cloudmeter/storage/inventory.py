@@ -10,9 +10,11 @@ the stored one, its stored events are applied again over it, in time order, each
 event's instant is where its change happened; a refresh's report holds from the times it reports on.** So after
 a migration recorded at 10:17:30, a vSphere or AWS refresh that sees the new host at 10:30 (a placement from its
 ``observed_at``) and an OpenStack refresh whose Gnocchi revision shows it from 10:20 (the next poll) both leave
-one boundary, at 10:17:30, and no new period; a refresh that still sees the old host at 10:18 (before the source
-caught up) says so from 10:18 on, and the next one that sees the new host restores the event's boundary. A
-resource a ``deleted`` event retired stays retired at the event's time, however the source lists it afterwards.
+one boundary, at 10:17:30, and no new period; a refresh that saw the new host before the event was recorded has its
+boundary moved back to the event's instant when the event comes. A report that contradicts an earlier event (the
+old host seen at 10:18) holds from its time, until a later report or event says otherwise: events can be missed,
+and the refresh is the safety net. A resource a ``deleted`` event retired stays retired at the event's time,
+however the source lists it afterwards.
 """
 
 from __future__ import annotations
