@@ -118,6 +118,8 @@ def record(conn: psycopg.Connection, manager_id: int, events: Sequence[Event]) -
     ``powered_on``, ``powered_off`` and ``other`` are only stored. The hours from the change's hour up to the
     manager's ``rolled_until`` that it moves are marked in ``rollup_dirty`` (``roll_dirty`` rebuilds them).
     """
+    if not events:
+        return Recorded(0, 0, 0, 0, [])
     unique: dict[str, Event] = {}
     for event in events:
         unique.setdefault(event.message_id, event)

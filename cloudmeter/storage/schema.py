@@ -345,7 +345,7 @@ def _m010_events(mode: Mode) -> str:
     kinds = _kind_list(("created", "deleted", "migrated", "resized", "powered_on", "powered_off", "other"))  # frozen
     return f"""
 CREATE TABLE events (
-    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id bigserial PRIMARY KEY,
     manager_id integer NOT NULL REFERENCES managers(id) ON DELETE CASCADE,
     ts timestamptz NOT NULL,
     kind text NOT NULL CHECK (kind IN ({kinds})),
