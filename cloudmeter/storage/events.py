@@ -209,8 +209,8 @@ def _retire(conn: psycopg.Connection, retired: dict[int, datetime]) -> None:
 def _mark_moved(conn: psycopg.Connection, manager_id: int, moved: list[tuple[Span, set[int]]]) -> int:
     """Mark in ``rollup_dirty`` the rolled-up hours (before the manager's ``rolled_until``) that each span touches,
     and delete the rollup rows there of its resources and of every parent above them (a rebuild writes the rows
-    that have samples, so a host the VM left must lose its own: they are written again where data is left);
-    how many hours."""
+    that have samples, so a host the VM left must lose its own: they are written again where data is left), the
+    packed days of the hourly rows deleted packed again; how many hours."""
     row = conn.execute("SELECT rolled_until FROM managers WHERE id = %s", (manager_id,)).fetchone()
     rolled = epoch_s(row[0]) if row and row[0] else None
     if rolled is None:
@@ -234,12 +234,13 @@ def _mark_moved(conn: psycopg.Connection, manager_id: int, moved: list[tuple[Spa
                UNION SELECT r.parent_id, c.h FROM chain c JOIN resources r ON r.id = c.rid WHERE r.parent_id IS NOT NULL
            ), hourly AS (
                DELETE FROM metric_hourly m USING chain c WHERE m.resource_id = c.rid AND m.ts = to_timestamp(c.h)
+               RETURNING m.resource_id, m.ts
            ), daily AS (
                DELETE FROM metric_daily d USING chain c
                WHERE d.resource_id = c.rid AND d.ts <= to_timestamp(c.h)
                  AND to_timestamp(c.h) < ((d.ts AT TIME ZONE d.tz) + interval '1 day') AT TIME ZONE d.tz
            )
-           SELECT DISTINCT rid, extract(epoch FROM date_trunc('day', to_timestamp(h), 'UTC'))::int8 FROM chain""",
+           SELECT DISTINCT resource_id, extract(epoch FROM date_trunc('day', ts, 'UTC'))::int8 FROM hourly""",
         ([rid for rid, _ in pairs], [hour for _, hour in pairs]),
     ).fetchall()
     packs.refresh(conn, np.array([r for r, _ in gone], np.int32), np.array([d for _, d in gone], np.int64))
