@@ -139,15 +139,17 @@ def record(conn: psycopg.Connection, manager_id: int, events: Sequence[Event]) -
             if event.kind not in CHANGING or event.resource is None:
                 continue
             host = ids.get(event.host) if event.host else None
-            if event.host and host is None:
-                unresolved.append(event.host)
+            if event.host and host is None:  # refreshed with the resource, whose placement it then gives
+                unresolved += [event.host, event.resource]
             rid = ids.get(event.resource)
             if rid is None and event.kind == "created":
                 rid = ids[event.resource] = _create(conn, manager_id, event, host)
-            if rid is None or (event.kind == "migrated" and host is None):
+            if rid is None:
                 unresolved.append(event.resource)
                 continue
             linked[event.message_id] = rid
+            if event.kind == "migrated" and host is None:
+                continue  # applied when a refresh brings the host (``agree``)
             change = Change(as_utc(event.ts), event.kind, host, event.vcpus, event.memory_bytes)
             histories[rid] = apply_change(histories.get(rid, []), change)
             if event.kind == "deleted":

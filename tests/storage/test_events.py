@@ -308,3 +308,17 @@ def test_a_refresh_still_records_what_no_event_announced(stored: tuple[psycopg.C
         ("h1", t(12), None, 2, 4, "p"),
     ]
     assert current(conn)[1] == "h1"
+
+
+def test_a_resource_created_on_an_unknown_host_is_placed_there_from_the_event_once_a_refresh_brings_the_host(
+    stored: tuple[psycopg.Connection, int],
+) -> None:
+    conn, manager_id = stored
+    vm5, h5 = ResourceRef("vm", "vm-5"), ResourceRef("host", "h5")
+    made = event("c", t(9, 0, 12), "created", vm5, host=h5, vcpus=4, name="new")
+    assert events.record(conn, manager_id, [made]).unresolved == [h5, vm5]
+    assert history(conn, "vm-5") == [(None, t(9, 0, 12), None, 4, None, None)]
+    # the targeted refresh of both at 09:01 (vSphere's shape: the VM's placement from then on)
+    refreshed = (InventoryItem(h5, "h5", CLUSTER.ref), InventoryItem(vm5, "new", h5, 4, GIB))
+    save_inventory(conn, manager_id, Inventory(t(9, 1), refreshed), partial=True)
+    assert history(conn, "vm-5") == [("h5", t(9, 0, 12), t(9, 1), 4, None, None), ("h5", t(9, 1), None, 4, 1, None)]
