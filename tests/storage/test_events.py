@@ -322,3 +322,12 @@ def test_a_resource_created_on_an_unknown_host_is_placed_there_from_the_event_on
     refreshed = (InventoryItem(h5, "h5", CLUSTER.ref), InventoryItem(vm5, "new", h5, 4, GIB))
     save_inventory(conn, manager_id, Inventory(t(9, 1), refreshed), partial=True)
     assert history(conn, "vm-5") == [("h5", t(9, 0, 12), t(9, 1), 4, None, None), ("h5", t(9, 1), None, 4, 1, None)]
+
+
+def test_removing_a_manager_removes_its_events(stored: tuple[psycopg.Connection, int]) -> None:
+    conn, manager_id = stored
+    other = managers.register_manager(conn, "other", "simulator", {})
+    events.record(conn, manager_id, [event("m", t(10), "migrated", host=H2)])
+    events.record(conn, other, [event("m", t(10), "other", None)])  # the same message id, another manager
+    assert managers.remove_manager(conn, "m") is not None
+    assert conn.execute("SELECT manager_id, message_id FROM events").fetchall() == [(other, "m")]
