@@ -126,6 +126,7 @@ def record(conn: psycopg.Connection, manager_id: int, events: Sequence[Event]) -
     refs = {ref for e in unique.values() for ref in (e.resource, e.host) if ref is not None}
     with conn.transaction():
         ids = _ids(conn, manager_id, refs)
+        known = set(ids)  # the events of these were stored with their resource
         inserted = _insert(conn, manager_id, list(unique.values()), ids)
         new = sorted(
             (e for e in unique.values() if e.message_id in inserted), key=lambda e: (e.ts, inserted[e.message_id])
@@ -147,7 +148,8 @@ def record(conn: psycopg.Connection, manager_id: int, events: Sequence[Event]) -
             if rid is None:
                 unresolved.append(event.resource)
                 continue
-            linked[event.message_id] = rid
+            if event.resource not in known:
+                linked[event.message_id] = rid
             if event.kind == "migrated" and host is None:
                 continue  # applied when a refresh brings the host (``agree``)
             change = Change(as_utc(event.ts), event.kind, host, event.vcpus, event.memory_bytes)
