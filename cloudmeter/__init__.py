@@ -44,6 +44,7 @@ _API = {
     "read_resources": "cloudmeter.storage.readers",
     "read_rollups": "cloudmeter.storage.readers",
     "read_samples": "cloudmeter.storage.readers",
+    "timeline": "cloudmeter.storage.events",
     "refresh_inventory": "cloudmeter.scheduler.jobs",
     "capture": "cloudmeter.scheduler.jobs",
     "rollup": "cloudmeter.scheduler.jobs",

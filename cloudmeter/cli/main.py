@@ -2,8 +2,8 @@
 
 Each command group is a typer sub-app in its own module (``config``, ``db``, ``managers``, ``collectors``,
 ``capacity``, ``chargeback``); the top-level commands are put on the root app by their module's ``register(app)``,
-in the order ``--help`` lists them (``demo``, ``status``, then the jobs). Errors print what is wrong and how to fix
-it, and exit non-zero.
+in the order ``--help`` lists them (``demo``, ``status``, ``events``, then the jobs). Errors print what is wrong and
+how to fix it, and exit non-zero.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from cloudmeter.cli import demo, jobs, serve, status
+from cloudmeter.cli import demo, events, jobs, serve, status
 from cloudmeter.cli.capacity import capacity_app
 from cloudmeter.cli.chargeback import chargeback_app
 from cloudmeter.cli.collectors import collectors_app
@@ -35,6 +35,7 @@ app.add_typer(chargeback_app, name="chargeback")
 app.add_typer(tokens_app, name="tokens")
 demo.register(app)
 status.register(app)
+events.register(app)
 jobs.register(app)
 serve.register(app)
 

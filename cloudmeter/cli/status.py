@@ -24,7 +24,7 @@ def register(app: typer.Typer) -> None:
 def overall_status(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     """The database (mode, TimescaleDB, storage per table, policies) and every manager's capture and rollup progress:
     its state, lag, newest sample, samples per capture cycle, failures and next attempt, ranges skipped as gone at
-    the source and holes not captured yet, API requests and their cost."""
+    the source and holes not captured yet, API requests and their cost, events stored and the newest one's time."""
     settings = read_settings(config)
     with open_database(settings) as db:
         report = views.status_report(db, settings)
@@ -35,7 +35,7 @@ def overall_status(config: ConfigOption = None, as_json: JsonOption = False) -> 
 _MANAGER_COLUMNS = (
     "name", "state", "captured_until", "lag_s", "newest_sample_at", "cycle_samples", "failures", "next_attempt_at",
     "api_requests", "api_cost_usd", "kind", "enabled", "last_refresh_at", "last_capture_at", "rolled_until",
-    "dirty_hours", "cycle_requests", "cycle_cost_usd", "cloudwatch_metrics",
+    "dirty_hours", "cycle_requests", "cycle_cost_usd", "cloudwatch_metrics", "events_stored", "newest_event_at",
 )  # fmt: skip
 
 
@@ -59,7 +59,7 @@ def print_status(report: dict[str, Any], as_json: bool) -> None:
 
 def _print_managers(rows: list[dict[str, Any]], stale_after: float | None) -> None:
     """The managers as a table (samples of the last capture cycles oldest first), then a line for each error,
-    stale source, skipped range and hole."""
+    stale source, skipped range and hole, and for the events stored."""
     table = [{key: row[key] for key in _MANAGER_COLUMNS} for row in rows]
     for shown, row in zip(table, rows, strict=True):
         shown["cycle_samples"] = " ".join(f"{n:,}" for n in row["cycle_samples"]) or None
@@ -82,6 +82,12 @@ def _print_managers(rows: list[dict[str, Any]], stale_after: float | None) -> No
                 f"{name}: stale: nothing from the source for {duration(row['quiet_s'])} of captured time (more than "
                 f"{duration(stale_after)}); "
                 + (f"the newest sample is from {short_time(newest)}" if newest else "no sample is stored"),
+                highlight=False,
+            )
+        if row["events_stored"]:
+            console.print(
+                f"{name}: {plural(row['events_stored'], 'event')} stored, the newest at "
+                f"{short_time(row['newest_event_at'])} (`cloudmeter events --manager {name}`)",
                 highlight=False,
             )
         for key, what in (("skipped", "skipped as gone at the source"), ("holes", "not captured yet (holes)")):

@@ -1,37 +1,36 @@
 """Inventory persister: upsert ``resources`` and keep ``resource_history`` (parent and allocations over time).
 
 One refresh is one transaction. Resources the source no longer lists are retired, never deleted, so their
-samples keep their meaning. History merges what the source reports with what is stored: stored periods
-before the first reported placement are kept, the rest is replaced, and equal consecutive periods coalesce.
+samples keep their meaning (a partial refresh, of the few resources events could not resolve, retires none).
+History merges what the source reports with what is stored: stored periods before the first reported placement
+are kept, the rest is replaced, and equal consecutive periods coalesce (``history.merge_history``).
+
+A refresh agrees with the events recorded (``storage.events``): where a resource's merged history differs from
+the stored one, its stored events are applied again over it, in time order, each at its instant. The rule: **an
+event's instant is where its change happened; a refresh's report holds from the times it reports on.** So after
+a migration recorded at 10:17:30, a vSphere or AWS refresh that sees the new host at 10:30 (a placement from its
+``observed_at``) and an OpenStack refresh whose Gnocchi revision shows it from 10:20 (the next poll) both leave
+one boundary, at 10:17:30, and no new period; a refresh that saw the new host before the event was recorded has its
+boundary moved back to the event's instant when the event comes. A report that contradicts an earlier event (the
+old host seen at 10:18) holds from its time, until a later report or event says otherwise: events can be missed,
+and the refresh is the safety net. A resource a ``deleted`` event retired stays retired at the event's time,
+however the source lists it afterwards.
 """
 
 from __future__ import annotations
 
 import json
 from collections import defaultdict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 
 import psycopg
 
-from cloudmeter.model import Inventory, InventoryItem, Placement, Requests, ResourceRef, as_utc
-from cloudmeter.storage.schema import REQUEST_COLUMNS
+from cloudmeter.model import Inventory, InventoryItem, Placement, ResourceRef, as_utc
+from cloudmeter.storage import events
+from cloudmeter.storage.history import Period, merge_history, replace_history, request_columns, stored_history
 
-
-@dataclass(frozen=True)
-class Period:
-    """One ``resource_history`` row."""
-
-    valid_from: datetime
-    valid_to: datetime | None
-    parent_id: int | None
-    vcpus: int | None
-    memory_bytes: int | None
-    project: str | None
-    requests: Requests | None = None
-
-    def state(self) -> tuple[int | None, int | None, int | None, str | None, Requests | None]:
-        return (self.parent_id, self.vcpus, self.memory_bytes, self.project, self.requests)
+__all__ = ["Period", "RefreshResult", "merge_history", "save_inventory", "stored_ids", "with_projects"]
 
 
 @dataclass(frozen=True)
@@ -41,55 +40,6 @@ class RefreshResult:
     ids: dict[ResourceRef, int]
     retired: int
     history_changed: int
-
-
-def merge_history(stored: list[Period], reported: list[Period], end: datetime | None) -> list[Period]:
-    """Stored periods before the first reported one, then the reported ones; consecutive equal states merge.
-
-    ``reported`` is chronological with ``valid_to`` unset; each ends where the next begins, the last at ``end``.
-    """
-    if not reported:
-        return stored
-    cut = reported[0].valid_from
-    merged: list[Period] = []
-    for period in sorted(stored, key=lambda p: p.valid_from):
-        if period.valid_from >= cut:
-            break
-        clipped = cut if period.valid_to is None or period.valid_to > cut else period.valid_to
-        merged.append(_with_end(period, clipped))
-    for index, period in enumerate(reported):
-        merged.append(_with_end(period, reported[index + 1].valid_from if index + 1 < len(reported) else end))
-    coalesced: list[Period] = []
-    for period in merged:
-        if period.valid_to is not None and period.valid_to <= period.valid_from:
-            continue
-        previous = coalesced[-1] if coalesced else None
-        if previous and previous.valid_to == period.valid_from and previous.state() == period.state():
-            coalesced[-1] = _with_end(previous, period.valid_to)
-        else:
-            coalesced.append(period)
-    return coalesced
-
-
-def _with_end(period: Period, valid_to: datetime | None) -> Period:
-    return replace(period, valid_to=valid_to)
-
-
-def _requests(*values: float | int | None) -> Requests | None:
-    """Stored request columns as ``Requests``; None when none is set."""
-    if all(value is None for value in values):
-        return None
-    cpu_request, cpu_limit, memory_request, memory_limit = values
-    return Requests(cpu_request, cpu_limit, _int(memory_request), _int(memory_limit))
-
-
-def _int(value: float | int | None) -> int | None:
-    return None if value is None else int(value)
-
-
-def _request_columns(requests: list[Requests | None]) -> dict[str, list[float | int | None]]:
-    """Column name -> values of ``Requests`` fields (NULL where no requests)."""
-    return {name: [getattr(r, name) if r else None for r in requests] for name, _ in REQUEST_COLUMNS}
 
 
 def _placements(item: InventoryItem, observed_at: datetime, has_stored: bool) -> list[Placement]:
@@ -132,7 +82,7 @@ def _upsert_resources(conn: psycopg.Connection, manager_id: int, inventory: Inve
             "first": [as_utc(i.created_at) if i.created_at else seen for i in items],
             "last": [seen] * len(items),
             "retired": [as_utc(i.retired_at) if i.retired_at else None for i in items],
-            **_request_columns([i.requests for i in items]),
+            **request_columns([i.requests for i in items]),
         },
     ).fetchall()
     ids = {ResourceRef(kind, ems_ref): rid for rid, kind, ems_ref in rows}
@@ -145,19 +95,6 @@ def _upsert_resources(conn: psycopg.Connection, manager_id: int, inventory: Inve
         if row:
             ids[ref] = row[0]
     return ids
-
-
-def _stored_history(conn: psycopg.Connection, manager_id: int) -> dict[int, list[Period]]:
-    stored: dict[int, list[Period]] = defaultdict(list)
-    for rid, valid_from, valid_to, parent, vcpus, memory, project, *requests in conn.execute(
-        """SELECT h.resource_id, h.valid_from, h.valid_to, h.parent_id, h.vcpus, h.memory_bytes, h.project,
-                  h.cpu_request_cores, h.cpu_limit_cores, h.memory_request_bytes, h.memory_limit_bytes
-           FROM resource_history h JOIN resources r ON r.id = h.resource_id
-           WHERE r.manager_id = %s ORDER BY h.resource_id, h.valid_from""",
-        (manager_id,),
-    ):
-        stored[rid].append(Period(valid_from, valid_to, parent, vcpus, memory, project, _requests(*requests)))
-    return stored
 
 
 def stored_ids(conn: psycopg.Connection, manager_id: int) -> dict[ResourceRef, int]:
@@ -185,8 +122,12 @@ def with_projects(inventory: Inventory) -> Inventory:
     return Inventory(inventory.observed_at, inventory.items + projects)
 
 
-def save_inventory(conn: psycopg.Connection, manager_id: int, inventory: Inventory) -> RefreshResult:
-    """Persist one refresh of manager ``manager_id`` in one transaction (projects included)."""
+def save_inventory(
+    conn: psycopg.Connection, manager_id: int, inventory: Inventory, partial: bool = False
+) -> RefreshResult:
+    """Persist one refresh of manager ``manager_id`` in one transaction (projects included), agreeing with the
+    events recorded (see the module docstring). With ``partial``, ``inventory`` holds only some resources (a
+    targeted refresh): the others are neither retired nor touched."""
     inventory = with_projects(inventory)
     observed_at = as_utc(inventory.observed_at)
     with conn.transaction():
@@ -199,13 +140,17 @@ def save_inventory(conn: psycopg.Connection, manager_id: int, inventory: Invento
                 [ids.get(i.parent) if i.parent else None for i in inventory.items],
             ),
         )
-        retired = conn.execute(
-            """UPDATE resources SET retired_at = %s
-               WHERE manager_id = %s AND retired_at IS NULL AND NOT (id = ANY(%s))""",
-            (observed_at, manager_id, list(ids.values())),
-        ).rowcount
-        stored = _stored_history(conn, manager_id)
-        replace: dict[int, list[Period]] = {}
+        retired = 0
+        if not partial:
+            retired = conn.execute(
+                """UPDATE resources SET retired_at = %s
+                   WHERE manager_id = %s AND retired_at IS NULL AND NOT (id = ANY(%s))""",
+                (observed_at, manager_id, list(ids.values())),
+            ).rowcount
+        listed = [ids[item.ref] for item in inventory.items]
+        events.link(conn, manager_id, listed)
+        stored = stored_history(conn, manager_id, listed if partial else None)
+        merged: dict[int, list[Period]] = {}
         for item in inventory.items:
             rid = ids[item.ref]
             reported = [
@@ -221,33 +166,10 @@ def save_inventory(conn: psycopg.Connection, manager_id: int, inventory: Invento
                 for p in _placements(item, observed_at, bool(stored.get(rid)))
             ]
             end = as_utc(item.retired_at) if item.retired_at else None
-            merged = merge_history(stored.get(rid, []), reported, end)
-            if merged != stored.get(rid, []):
-                replace[rid] = merged
-        _replace_history(conn, replace)
-    return RefreshResult(ids, retired, len(replace))
-
-
-def _replace_history(conn: psycopg.Connection, replace: dict[int, list[Period]]) -> None:
-    if not replace:
-        return
-    conn.execute("DELETE FROM resource_history WHERE resource_id = ANY(%s)", (list(replace),))
-    rows = [(rid, p) for rid, periods in replace.items() for p in periods]
-    conn.execute(
-        """INSERT INTO resource_history (resource_id, valid_from, valid_to, parent_id, vcpus, memory_bytes, project,
-                                         cpu_request_cores, cpu_limit_cores, memory_request_bytes, memory_limit_bytes)
-           SELECT * FROM unnest(%(rid)s::int[], %(from)s::timestamptz[], %(to)s::timestamptz[], %(parent)s::int[],
-                                %(vcpus)s::int[], %(memory)s::bigint[], %(project)s::text[],
-                                %(cpu_request_cores)s::float8[], %(cpu_limit_cores)s::float8[],
-                                %(memory_request_bytes)s::bigint[], %(memory_limit_bytes)s::bigint[])""",
-        {
-            "rid": [rid for rid, _ in rows],
-            "from": [p.valid_from for _, p in rows],
-            "to": [p.valid_to for _, p in rows],
-            "parent": [p.parent_id for _, p in rows],
-            "vcpus": [p.vcpus for _, p in rows],
-            "memory": [p.memory_bytes for _, p in rows],
-            "project": [p.project for _, p in rows],
-            **_request_columns([p.requests for _, p in rows]),
-        },
-    )
+            history = merge_history(stored.get(rid, []), reported, end)
+            if history != stored.get(rid, []):
+                merged[rid] = history
+        agreed = events.agree(conn, manager_id, merged)
+        changed = {rid: periods for rid, periods in agreed.items() if periods != stored.get(rid, [])}
+        replace_history(conn, changed)
+    return RefreshResult(ids, retired, len(changed))

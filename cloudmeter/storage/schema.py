@@ -340,6 +340,31 @@ ALTER TABLE resource_history {columns};
 """
 
 
+def _m010_events(mode: Mode) -> str:
+    del mode  # the same in both modes (a plain table: retention deletes rows, ``events.expire_events``)
+    kinds = _kind_list(("created", "deleted", "migrated", "resized", "powered_on", "powered_off", "other"))  # frozen
+    return f"""
+CREATE TABLE events (
+    id bigserial PRIMARY KEY,
+    manager_id integer NOT NULL REFERENCES managers(id) ON DELETE CASCADE,
+    ts timestamptz NOT NULL,
+    kind text NOT NULL CHECK (kind IN ({kinds})),
+    resource_id integer REFERENCES resources(id) ON DELETE SET NULL,
+    ems_ref text,
+    source_type text NOT NULL,
+    payload jsonb NOT NULL DEFAULT '{{}}',
+    received_at timestamptz NOT NULL DEFAULT now(),
+    message_id text NOT NULL,
+    host_ems_ref text,
+    vcpus integer,
+    memory_bytes bigint,
+    UNIQUE (manager_id, message_id)
+);
+CREATE INDEX events_manager_ts ON events (manager_id, ts);
+CREATE INDEX events_resource_ts ON events (resource_id, ts);
+"""
+
+
 @dataclass(frozen=True)
 class Migration:
     """One numbered, forward-only schema step."""
@@ -365,6 +390,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
         8, "each resource's hourly rows packed per UTC day, for reports (metric_hourly_packs)", _m008_hourly_packs
     ),
     Migration(9, "Kubernetes: kinds pod and container; CPU and memory requests and limits", _m009_kubernetes),
+    Migration(10, "events per manager: what changed and when (events)", _m010_events),
 )
 LATEST: Final = MIGRATIONS[-1].version
 

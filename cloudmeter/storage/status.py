@@ -45,7 +45,8 @@ class ManagerStatus:
     ``stale_after_s`` of captured time), ``new`` (never captured) or ``ok``. ``next_attempt_at`` is when a
     failing manager is tried again: never a past time (None while its retry runs). ``quiet_s`` is the captured
     time since the newest sample (since the first captured time when none is stored). ``skipped`` are the ranges
-    left out as gone at the source, ``holes`` those between captured ranges not captured yet.
+    left out as gone at the source, ``holes`` those between captured ranges not captured yet. ``events_stored``
+    counts its stored events (``events``), ``newest_event_at`` is the time of the newest (None: none stored).
     """
 
     name: str
@@ -73,6 +74,8 @@ class ManagerStatus:
     cycle_requests: int | None
     cycle_metrics: int | None
     cycle_cost_usd: Decimal | None
+    events_stored: int
+    newest_event_at: datetime | None
 
 
 def _native_table(conn: psycopg.Connection, table: schema.TimeSeriesTable) -> TableStatus:
@@ -120,12 +123,13 @@ def manager_status(conn: psycopg.Connection, stale_after_s: float | None = None)
                   (SELECT count(*) FROM rollup_dirty d WHERE d.manager_id = m.id), m.failures,
                   CASE WHEN m.next_attempt_at > now() THEN m.next_attempt_at END, m.last_error, m.last_error_at,
                   m.api_requests, m.cloudwatch_metrics, m.api_cost_usd, m.cycle_requests, m.cycle_metrics,
-                  m.cycle_cost_usd
-           FROM managers m ORDER BY m.name"""
+                  m.cycle_cost_usd, e.stored, e.newest
+           FROM managers m, LATERAL (SELECT count(*) AS stored, max(ts) AS newest FROM events WHERE manager_id = m.id) e
+           ORDER BY m.name"""
     ).fetchall()
     found = []
     for manager_id, name, kind, enabled, refreshed, captured, until, lag, cycles, *rest in rows:
-        rolled, dirty, failures, next_attempt, error, error_at, requests, metrics, cost, *cycle = rest
+        rolled, dirty, failures, next_attempt, error, error_at, requests, metrics, cost, *cycle, stored, newest = rest
         recent = managers.recency(conn, manager_id)
         stale = stale_after_s is not None and recent.quiet_s is not None and recent.quiet_s > stale_after_s
         state = "ok" if until is not None else "new"
@@ -157,6 +161,8 @@ def manager_status(conn: psycopg.Connection, stale_after_s: float | None = None)
                 cycle_requests=cycle[0],
                 cycle_metrics=cycle[1],
                 cycle_cost_usd=cycle[2],
+                events_stored=stored,
+                newest_event_at=newest,
             )
         )
     return found

@@ -201,6 +201,7 @@ def test_openapi_lists_every_endpoint_with_its_parameters(api: Api) -> None:
         ("/api/v1/chargeback/export", "get"): {"from", "to", "format", "group_by", "interval", "tz"},
         ("/api/v1/rollups", "get"): {"interval", "resource_id", "manager", "ems_ref", "level", *window, "limit",
                                      "cursor", "format"},
+        ("/api/v1/events", "get"): {"manager", "resource", "since", "until", "kind", "format"},
         ("/api/v1/whoami", "get"): set(),
     }  # fmt: skip
     api_paths = {key: value for key, value in parameters.items() if key[0].startswith("/api/v1/")}

@@ -40,6 +40,10 @@ CONTRACT = {
         *REQUESTS,
     ],
     "metric_samples": ["ts", "resource_id", *METRICS],
+    "events": [
+        *("id", "manager_id", "ts", "kind", "resource_id", "ems_ref", "source_type", "payload", "received_at"),
+        *("message_id", "host_ems_ref", "vcpus", "memory_bytes"),
+    ],
 }
 ROLLUP_STATS = ["avg", "min", "max", "p95", "max_ts"]
 ROLLUP_TAIL = ["sample_count", "expected_count", "vcpus", "memory_bytes", "child_count", "children_with_data"]
@@ -154,3 +158,27 @@ def test_maintenance_creates_ahead_and_drops_only_wholly_expired_partitions(db: 
         assert conn.execute("SELECT extract(epoch FROM ts)::bigint FROM metric_samples").fetchall() == [(kept_day,)]
         # a second pass finds nothing more to drop
         assert drop_expired_partitions(conn, schema.SAMPLES, now - timedelta(days=14), partitions) == []
+
+
+def test_events_are_unique_per_manager_and_message_with_their_kinds_checked_and_indexed(db: Database) -> None:
+    with db.connection() as conn:
+        conn.execute("INSERT INTO managers (name, kind) VALUES ('a', 'simulator'), ('b', 'simulator')")
+        insert = "INSERT INTO events (manager_id, ts, kind, source_type, message_id) VALUES (%s, now(), %s, 's', %s)"
+        conn.execute(insert, (1, "migrated", "m-1"))
+        conn.execute(insert, (2, "migrated", "m-1"))  # another manager's message of the same id
+        conn.commit()
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            conn.execute(insert, (1, "deleted", "m-1"))
+        conn.rollback()
+        with pytest.raises(psycopg.errors.CheckViolation):
+            conn.execute(insert, (1, "moved", "m-2"))
+        conn.rollback()
+        indexes = conn.execute(
+            "SELECT indexdef FROM pg_indexes WHERE tablename = 'events' AND indexname LIKE 'events_%%_ts'"
+        ).fetchall()
+        assert sorted(i for (i,) in indexes) == [
+            "CREATE INDEX events_manager_ts ON public.events USING btree (manager_id, ts)",
+            "CREATE INDEX events_resource_ts ON public.events USING btree (resource_id, ts)",
+        ]
+        received = conn.execute("SELECT received_at IS NOT NULL, payload FROM events").fetchall()
+        assert received == [(True, {}), (True, {})]
