@@ -83,7 +83,7 @@ class Catcher:
         return float(min(self.backoff_initial_s * 2.0 ** min(failures - 1, 64), self.backoff_max_s))
 
     def _failed(self, exc: Exception, wait_s: float) -> None:
-        reason = str(exc) or type(exc).__name__
+        reason = (str(exc) or type(exc).__name__).removeprefix(f"manager {self.name!r}: ")
         if self.connected or reason != self.last_error:
             log.warning("manager %r: event catcher disconnected: %s; retrying in %.1f s", self.name, reason, wait_s)
         else:

@@ -102,18 +102,11 @@ class NovaNotifications:
         kombu.Queue(dead, durable=True, auto_delete=False, queue_arguments={"x-max-length": DEAD_MAX})(
             channel
         ).declare()
-        queue = kombu.Queue(
-            self.queue_name,
-            durable=True,
-            auto_delete=False,
-            queue_arguments={
-                "x-max-length": self.max_queued,
-                "x-dead-letter-exchange": "",
-                "x-dead-letter-routing-key": dead,
-            },
-            bindings=[kombu.binding(self.exchange, routing_key=f"{topic}.#") for topic in self.topics],
-        )(channel)
+        arguments = {"x-max-length": self.max_queued, "x-dead-letter-exchange": "", "x-dead-letter-routing-key": dead}
+        queue = kombu.Queue(self.queue_name, durable=True, auto_delete=False, queue_arguments=arguments)(channel)
         queue.declare()
+        for topic in self.topics:  # not as the queue's bindings: kombu would declare the exchange actively
+            queue.bind_to(self.exchange.name, routing_key=f"{topic}.#")
         return channel
 
     def _relay(self, exc: BaseException) -> str:
