@@ -130,6 +130,8 @@ def test_legacy_and_versioned_notifications_become_events(rabbitmq: RabbitMQServ
     nova.sample("service-update")
     wait_for(lambda: running.received == 4)
     after = datetime.now(UTC)
+    assert metrics.EVENTS_CONNECTED.labels(manager)._value.get() == 1
+    assert 0 <= metrics.EVENT_LAG.labels(manager)._value.get() <= (after - before).total_seconds()
     assert running.stop(5)
 
     by_type = {event.source_type: event for event in store.events}

@@ -16,7 +16,10 @@ Messages are parsed as they arrive and handed to ``deliver`` in batches of at mo
 (``redelivered``) to the next connection. A message that is no oslo notification (``PayloadError``) is logged with
 its message id and rejected without requeue: RabbitMQ dead-letters it to the queue ``<amqp_queue>.dead`` for
 inspection. Once connected, ``deliver([])`` says so (the catcher shows the source connected; there is nothing to
-store). The queue keeps what arrives while cloudmeter is away, so ``resume_after`` is not needed.
+store). On ``stop`` a batch not yet delivered stays unacknowledged: the broker hands it to the next consumer. The
+queue keeps what arrives while cloudmeter is away, so ``resume_after`` is not needed; but a broker restart drops a
+non-durable exchange (Nova's default) with our queue's binding, so notifications sent after it and before the
+catcher reconnects (and binds again) reach only Ceilometer's queue.
 """
 
 from __future__ import annotations
