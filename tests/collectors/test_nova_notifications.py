@@ -179,3 +179,17 @@ def test_malformed_messages_raise_payload_error(raw: bytes, where: str) -> None:
     with pytest.raises(PayloadError) as caught:
         parse_notification(raw)
     assert str(caught.value).startswith(where)
+
+
+@pytest.mark.parametrize(
+    ("event_type", "payload"),
+    [
+        ("compute.instance.exists", "not an object"),
+        ("compute.instance.update", {"instance_id": 7}),
+        ("instance.update", {"uuid": INSTANCE}),  # versioned payloads keep it in nova_object.data
+        ("flavor.update", {"nova_object.data": {"uuid": INSTANCE}}),  # not an instance's
+    ],
+)
+def test_an_other_event_names_an_instance_only_as_nova_does(event_type: str, payload: Any) -> None:
+    event = parse_notification(body(message(event_type, payload, MESSAGE_ID, STAMP)))
+    assert (event.kind, event.source_type, event.resource) == ("other", event_type, None)

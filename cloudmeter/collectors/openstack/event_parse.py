@@ -82,10 +82,7 @@ def parse_notification(body: bytes | str) -> Event:
     kind = KINDS.get(source_type, "other")
     legacy = source_type.startswith("compute.instance.")
     if kind == "other":
-        named = (
-            _instance_named(message.get("payload"), legacy) if legacy or source_type.startswith("instance.") else None
-        )
-        return Event(message_id, ts, kind, source_type, named, kept)
+        return Event(message_id, ts, kind, source_type, _instance_named(message.get("payload"), source_type), kept)
     data = _object_data(message.get("payload"), "payload", legacy)
     instance = _text(data, "instance_id" if legacy else "uuid", "payload")
     event = Event(message_id, ts, kind, source_type, ResourceRef("vm", instance), kept)
@@ -102,11 +99,16 @@ def parse_notification(body: bytes | str) -> Event:
     return event
 
 
-def _instance_named(payload: Any, legacy: bool) -> ResourceRef | None:
+def _instance_named(payload: Any, event_type: str) -> ResourceRef | None:
     """The instance an instance event of kind ``other`` names, if its payload names one the way Nova's do (other
     versioned objects have a ``uuid`` too: a service's, a flavor's)."""
-    data = payload if legacy else payload.get("nova_object.data") if isinstance(payload, dict) else None
-    found = data.get("instance_id" if legacy else "uuid") if isinstance(data, dict) else None
+    if event_type.startswith("compute.instance."):
+        found = payload.get("instance_id") if isinstance(payload, dict) else None
+    elif event_type.startswith("instance.") and isinstance(payload, dict):
+        data = payload.get("nova_object.data")
+        found = data.get("uuid") if isinstance(data, dict) else None
+    else:
+        return None
     return ResourceRef("vm", found) if isinstance(found, str) and found else None
 
 
