@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import kombu
@@ -31,6 +34,7 @@ from tests.gnocchi_server import GnocchiServer
 from tests.rabbitmq_server import PASSWORD, RabbitMQServer
 
 MIB = 1 << 20
+ROOT = Path(__file__).resolve().parents[2]
 TOPICS = ("notifications", "versioned_notifications")
 
 
@@ -253,6 +257,37 @@ def test_a_broker_restart_loses_nothing_acknowledged_or_queued(
     logged = "\n".join(record.getMessage() for record in caplog.records)
     assert "event catcher disconnected" in logged and "event catcher connected" in logged
     assert PASSWORD not in logged and PASSWORD not in running.last_error
+
+
+#: A consumer that takes a batch and never commits it, until killed.
+_STUCK = """
+import sys, threading, time
+from cloudmeter.collectors.openstack.events import NovaNotifications
+def deliver(events):
+    print(" ".join(event.message_id for event in events), flush=True)
+    if events:
+        time.sleep(3600)
+NovaNotifications(sys.argv[1], sys.argv[2]).catch(deliver, threading.Event(), None)
+"""
+
+
+def test_a_consumer_killed_before_its_commit_loses_nothing(rabbitmq: RabbitMQServer, nova: Nova, manager: str) -> None:
+    stuck = subprocess.Popen(
+        [sys.executable, "-c", _STUCK, manager, rabbitmq.url], stdout=subprocess.PIPE, text=True, cwd=ROOT
+    )
+    try:
+        assert stuck.stdout is not None
+        assert stuck.stdout.readline() == "\n"  # connected: deliver([])
+        nova.legacy_event("compute.instance.delete.end")
+        taken = stuck.stdout.readline().split()
+    finally:
+        stuck.kill()  # SIGKILL: no clean close, no acknowledgement
+        stuck.wait()
+    store = Store()
+    running = catcher(NovaNotifications(manager, rabbitmq.url), store)
+    wait_for(lambda: running.received == 1)
+    assert running.stop(5)
+    assert len(taken) == 1 and [(event.message_id, event.kind) for event in store.events] == [(taken[0], "deleted")]
 
 
 @pytest.mark.parametrize("wrong", ["port", "password"])
