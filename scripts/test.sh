@@ -4,6 +4,7 @@
 # - Debian's Chromium (the web page's browser tests drive it with Playwright), from apt, if missing
 # - Debian's Prometheus 2.42 (the kubernetes tests load their series into it with promtool), from apt without its
 #   recommends (node-exporter), if missing
+# - Debian's RabbitMQ 3.10 (the OpenStack event tests run a private broker), from apt, if missing
 # - Go and Debian's govmomi source, from apt, if missing: the vmware tests build vcsim (tests/vmware/vcsim) from it
 # - PGlite + TimescaleDB for the TimescaleDB-mode tests, from npm (tests/pglite, pinned by its lock file)
 # - Gnocchi 4.7.1 (what Ceilometer writes to) and Keystone, each in a virtualenv of its own, pinned by
@@ -30,6 +31,12 @@ if [ ! -x /usr/bin/promtool ]; then
     SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
+if [ ! -x /usr/lib/rabbitmq/bin/rabbitmq-server ]; then
+    step "installing Debian's RabbitMQ for the OpenStack event tests (apt-get)"
+    SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq rabbitmq-server >/dev/null
 fi
 if ! command -v go >/dev/null || [ ! -d /usr/share/gocode/src/github.com/vmware/govmomi/simulator ]; then
     step "installing Go and Debian's govmomi source for vcsim (apt-get)"

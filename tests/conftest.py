@@ -1,3 +1,3 @@
 """Shared fixtures live in pytest plugins that start real servers once per session."""
 
-pytest_plugins = ["tests.fix_db", "tests.fix_timescale", "tests.fix_gnocchi"]
+pytest_plugins = ["tests.fix_db", "tests.fix_timescale", "tests.fix_gnocchi", "tests.fix_rabbitmq"]

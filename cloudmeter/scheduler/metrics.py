@@ -22,6 +22,11 @@ REQUESTS = Counter(
 METRICS_REQUESTED = Counter(
     "cloudmeter_cloudwatch_metrics_requested", "CloudWatch metrics named by GetMetricData requests", ["manager"]
 )
+EVENTS = Counter("cloudmeter_events_received", "Events a catcher handed over and saw committed", ["manager"])
+EVENT_LAG = Gauge(
+    "cloudmeter_event_lag_seconds", "Time between the newest event of the last batch and its commit", ["manager"]
+)
+EVENTS_CONNECTED = Gauge("cloudmeter_events_connected", "1 while the manager's event catcher is connected", ["manager"])
 COST = Counter("cloudmeter_source_cost_usd", "What the API requests cost at list prices (US$)", ["manager"])
 
 

@@ -68,6 +68,12 @@ def test_a_config_file_manager_with_every_default_marked_and_its_secrets_masked(
         ["retention_days", "-", "default"],
         ["timeout_s", "30.0", "default"],
         ["verify_tls", "true", "default"],
+        ["amqp_url", "-", "default"],
+        ["amqp_exchange", "nova", "default"],
+        ["amqp_topics", '["notifications"]', "default"],
+        ["amqp_queue", "-", "default"],
+        ["amqp_durable_exchange", "false", "default"],
+        ["amqp_max_queued", "100000", "default"],
     ]
     assert json.loads(as_json.stdout) == {
         "name": "filed",
@@ -95,6 +101,12 @@ def test_a_config_file_manager_with_every_default_marked_and_its_secrets_masked(
             "retention_days": None,
             "timeout_s": 30.0,
             "verify_tls": True,
+            "amqp_url": None,
+            "amqp_exchange": "nova",
+            "amqp_topics": ["notifications"],
+            "amqp_queue": None,
+            "amqp_durable_exchange": False,
+            "amqp_max_queued": 100000,
         },
         "defaults": [
             "enabled",
@@ -113,6 +125,12 @@ def test_a_config_file_manager_with_every_default_marked_and_its_secrets_masked(
             "retention_days",
             "timeout_s",
             "verify_tls",
+            "amqp_url",
+            "amqp_exchange",
+            "amqp_topics",
+            "amqp_queue",
+            "amqp_durable_exchange",
+            "amqp_max_queued",
         ],
     }
     assert json.loads(aws.stdout)["config"] == {

@@ -231,6 +231,11 @@ OPENSTACK_BASIC = [
     ("retention_days (none): ", ""),
     ("timeout_s (30.0): ", "5"),
     ("verify_tls [yes/no] (yes): ", ""),
+    ("amqp_url: environment variable holding it (none): ", ""),
+    ("amqp_exchange (nova): ", ""),
+    ("amqp_queue (none): ", ""),
+    ("amqp_durable_exchange [yes/no] (no): ", ""),
+    ("amqp_max_queued (100000): ", ""),
 ]
 
 
@@ -244,8 +249,8 @@ def test_an_openstack_manager_that_fails_verify_is_not_saved_when_told_no(env: d
     assert term.prompts() == [(prompt + text).rstrip() for prompt, text in OPENSTACK_BASIC]
     text = term.text()
     assert (
-        "Not asked (tables): host_clusters, host_capacity, flavors; give them with --set or in a [managers.os] "
-        "table of the config file."
+        "Not asked (tables): host_clusters, host_capacity, flavors, amqp_topics; give them with --set or in a "
+        "[managers.os] table of the config file."
     ) in text
     assert term.after("password: environment variable holding it (none): CM_TEST_OS_PASSWORD") == (
         "  CM_TEST_OS_PASSWORD is set here: verify uses it"

@@ -20,6 +20,7 @@ import numpy as np
 from cloudmeter.collectors.base import ManagerConfig
 from cloudmeter.collectors.openstack.api import GnocchiAPI
 from cloudmeter.collectors.openstack.config import OpenStackConfig
+from cloudmeter.collectors.openstack.events import NovaNotifications
 from cloudmeter.collectors.openstack.inventory import (
     Allocation,
     Revision,
@@ -203,16 +204,52 @@ class GnocchiCollector:
         """Instances alive or deleted within ``retired_lookback_days``, with their host history and each
         revision's allocation; their hosts, clusters, the provider and the region."""
         now = as_utc(self._clock())
-        current = list(
-            self.api.search("instance", _alive_since(now - timedelta(days=self.config.retired_lookback_days)))
+        lookback = _alive_since(now - timedelta(days=self.config.retired_lookback_days))
+        return self._inventory(list(self.api.search("instance", lookback)), now, learn_nova=True)
+
+    def inventory_of(self, refs: list[ResourceRef]) -> Inventory:
+        """The instances among ``refs`` (by id, alive or not) with their host history and allocations, the hosts
+        they were on, those hosts' clusters, the provider and the region; an instance Gnocchi does not have is left
+        out. Nova's flavors and aggregates are those of the last full refresh (read now if there was none)."""
+        ids = sorted({ref.ems_ref for ref in refs if ref.kind == "vm"})
+        current = [
+            found
+            for chunk in _batched(ids, IDS_PER_SEARCH)
+            for found in self.api.search("instance", {"in": {"id": chunk}})
+        ]
+        whole = self._inventory(current, as_utc(self._clock()), learn_nova=not self._nova_read)
+        hosts = {p.parent for item in whole.items if item.ref.kind == "vm" for p in item.history}
+        parents = {item.parent for item in whole.items if item.ref in hosts}
+        kept = [
+            item for item in whole.items if item.ref.kind in ("vm", "provider", "region") or item.ref in hosts | parents
+        ]
+        return Inventory(whole.observed_at, tuple(kept))
+
+    def events(self) -> NovaNotifications | None:
+        """Nova's notifications on ``amqp_url``; None without it."""
+        config = self.config
+        if config.amqp_url is None:
+            return None
+        return NovaNotifications(
+            self.name,
+            config.amqp_url.get_secret_value(),
+            exchange=config.amqp_exchange,
+            topics=tuple(config.amqp_topics),
+            queue=config.amqp_queue,
+            durable_exchange=config.amqp_durable_exchange,
+            max_queued=config.amqp_max_queued,
         )
+
+    def _inventory(self, current: list[Any], now: datetime, *, learn_nova: bool) -> Inventory:
+        """``current`` (instances a search answered) with their history and allocations, and the infrastructure."""
         try:
             history = [
                 revision
                 for chunk in _batched(resource_ids(current, "instance"), IDS_PER_SEARCH)
                 for revision in self.api.search("instance", {"in": {"id": chunk}}, history=True)
             ]
-            self._learn_nova()
+            if learn_nova:
+                self._learn_nova()
             by_instance = revisions(current, history)
             vms = vm_items(by_instance, self._allocations(current, by_instance, now))
             return Inventory(now, (*infrastructure(vms, history, self._topology), *vms))

@@ -8,6 +8,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from cloudmeter.collectors.base import ManagerConfig, Secret
 
+#: The URL schemes of amqp_url (oslo.messaging's rabbit:// names the same protocol).
+AMQP_SCHEMES = ("amqp://", "amqps://", "rabbit://")
+
 
 class FlavorConfig(BaseModel):
     """A flavor's allocation (or a host's capacity), where the cloud does not tell it."""
@@ -53,6 +56,38 @@ class OpenStackConfig(ManagerConfig):
     )
     timeout_s: float = Field(30.0, gt=0, le=3600, description="seconds to wait for each HTTP response")
     verify_tls: bool = Field(True, description="check the servers' TLS certificates (turn off only for tests)")
+    amqp_url: Secret | None = Field(
+        None,
+        description="the RabbitMQ Nova notifies on, amqp://USER:PASSWORD@HOST:5672/VHOST (Nova's [oslo_messaging_"
+        "notifications] transport_url; rabbit:// is read as amqp://); unset: no events, the periodic refresh only",
+    )
+    amqp_exchange: str = Field(
+        "nova", min_length=1, max_length=255, description="the exchange Nova publishes to (its control_exchange)"
+    )
+    amqp_topics: list[str] = Field(
+        default_factory=lambda: ["notifications"],
+        min_length=1,
+        description="the notification topics to bind (Nova's [oslo_messaging_notifications] topics; "
+        "versioned_notifications with [notifications] notification_format = versioned). Bind one format only: "
+        "Nova's 'both' sends every change twice",
+    )
+    amqp_queue: str | None = Field(
+        None, min_length=1, max_length=255, description="cloudmeter's own durable queue (default cloudmeter-NAME)"
+    )
+    amqp_durable_exchange: bool = Field(
+        False,
+        description="whether Nova's exchange is durable (Nova's amqp_durable_queues or rabbit_quorum_queue): "
+        "used only to create it when Nova has not yet; a different durability stops Nova's notifications",
+    )
+    amqp_max_queued: int = Field(
+        100_000, ge=1, le=100_000_000, description="most notifications kept queued while cloudmeter is away"
+    )
+
+    @model_validator(mode="after")
+    def _amqp_url_scheme(self) -> OpenStackConfig:
+        if self.amqp_url is not None and not self.amqp_url.get_secret_value().startswith(AMQP_SCHEMES):
+            raise ValueError(f"amqp_url must start with {', '.join(AMQP_SCHEMES)}")
+        return self
 
     @model_validator(mode="after")
     def _auth_complete(self) -> OpenStackConfig:
