@@ -96,3 +96,8 @@ def _forms(secrets: Iterable[str]) -> set[str]:
         forms |= {secret, repr(secret)[1:-1], json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1]}
         forms |= {quote(secret, safe=""), quote_plus(secret)}
     return forms
+
+
+def one_line(text: str) -> str:
+    """``text`` on one line: libpq's messages carry hints on further lines (tab-indented)."""
+    return " ".join(part.strip() for part in text.splitlines() if part.strip())

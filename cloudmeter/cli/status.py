@@ -84,6 +84,11 @@ def _print_managers(rows: list[dict[str, Any]], stale_after: float | None) -> No
                 + (f"the newest sample is from {short_time(newest)}" if newest else "no sample is stored"),
                 highlight=False,
             )
+        if row["events_connected"] is not None:
+            since = short_time(row["events_state_at"])
+            state = f"connected since {since}" if row["events_connected"] else f"disconnected since {since}"
+            reason = f": {escape(row['events_error'])}" if row["events_error"] else ""
+            console.print(f"{name}: event catcher {state}{reason}", highlight=False)
         if row["events_stored"]:
             console.print(
                 f"{name}: {plural(row['events_stored'], 'event')} stored, the newest at "

@@ -31,7 +31,9 @@ log = logging.getLogger(__name__)
 class Catcher:
     """Runs ``source.catch(deliver, ...)`` for manager ``name`` in a daemon thread, reconnecting with back-off.
 
-    ``resume_after`` is asked before each connection for the ``message_id`` of the newest event stored.
+    ``resume_after`` is asked before each connection for the ``message_id`` of the newest event stored;
+    ``on_state`` is told when it connects (True, None) and when it disconnects or fails anew (False, why); it must
+    not raise.
     """
 
     def __init__(
@@ -43,6 +45,7 @@ class Catcher:
         *,
         backoff_initial_s: float = 1.0,
         backoff_max_s: float = 60.0,
+        on_state: Callable[[bool, str | None], None] | None = None,
     ) -> None:
         self.name = name
         self.source = source
@@ -54,6 +57,7 @@ class Catcher:
         self.received = 0
         self.last_event_ts: datetime | None = None
         self.last_error: str | None = None
+        self._on_state = on_state
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"catcher-{name}", daemon=True)
 
@@ -86,6 +90,8 @@ class Catcher:
         reason = (str(exc) or type(exc).__name__).removeprefix(f"manager {self.name!r}: ")
         if self.connected or reason != self.last_error:
             log.warning("manager %r: event catcher disconnected: %s; retrying in %.1f s", self.name, reason, wait_s)
+            if self._on_state is not None:
+                self._on_state(False, reason)
         else:
             log.debug("manager %r: event catcher still failing; retrying in %.1f s", self.name, wait_s)
         self.last_error = reason
@@ -95,6 +101,8 @@ class Catcher:
     def _set_connected(self, connected: bool) -> None:
         if connected and not self.connected:
             log.info("manager %r: event catcher connected to %s", self.name, self.source)
+            if self._on_state is not None:
+                self._on_state(True, None)
         self.connected = connected
         metrics.EVENTS_CONNECTED.labels(self.name).set(int(connected))
 

@@ -15,6 +15,7 @@ from cloudmeter.config import Settings
 from cloudmeter.model import Window
 from cloudmeter.scheduler import bounded, jobs, metrics
 from cloudmeter.scheduler.bounded import Bounded
+from cloudmeter.scheduler.handler import EventSide
 from cloudmeter.scheduler.pipeline import StreamRollup
 from cloudmeter.scheduler.windows import CapturePlan, duration, gone_at_source, next_window, stale_after_s
 from cloudmeter.storage import managers
@@ -42,6 +43,7 @@ class Leased:
     turns: threading.Lock = field(default_factory=threading.Lock)
     waiting: set[str] = field(default_factory=set)
     stale: bool = False  # warned that its source sends nothing (once, until it sends again)
+    events: EventSide | None = None  # its event catcher, where its source has events
 
 
 def capture_cycle(
@@ -63,6 +65,9 @@ def capture_cycle(
         schedule.capture_overlap_s, schedule.initial_capture_s, schedule.max_window_s, source.retention_s
     )
     stream = leased.stream = leased.stream or StreamRollup(db, leased.id, settings.time_zones, background=True)
+    if leased.events is not None and leased.events.handler.changed.is_set():
+        leased.events.handler.changed.clear()  # events moved or resized resources: new topology, hours to rebuild
+        stream.invalidate()
     now = datetime.now(UTC)
     captured_until = row.captured_until
     gone = gone_at_source(captured_until, now, plan)

@@ -2,7 +2,8 @@
 
 Every ``lease_interval_s`` a sweep counts the live daemons, gives back managers beyond this daemon's fair
 share, leases free ones up to it (PostgreSQL advisory locks, ``storage.leases``) and adds or removes their
-jobs: inventory refresh and capture (which rolls up in-stream, rebuilds dirty hours and closes local days).
+jobs: inventory refresh and capture (which rolls up in-stream, rebuilds dirty hours and closes local days), and
+starts its event catcher where its source has events (``handler``), stopped when the manager is given back.
 One daemon, the holder of the maintenance lease, creates partitions and drops expired ones.
 
 Per manager, jobs run one at a time: a job that fires while another of its manager runs is run right after it by
@@ -47,25 +48,23 @@ from cloudmeter.collectors.base import ManagerConfig
 from cloudmeter.collectors.registry import build_collector
 from cloudmeter.config import Settings
 from cloudmeter.errors import CloudmeterError, ConfigError, StorageError, Throttled
-from cloudmeter.scheduler import bounded, jobs, metrics
+from cloudmeter.redact import one_line
+from cloudmeter.scheduler import bounded, handler, jobs, metrics
 from cloudmeter.scheduler.cycle import Leased, capture_cycle
 from cloudmeter.scheduler.fleet import fleet
-from cloudmeter.storage import managers, partitions
+from cloudmeter.storage import events, managers, partitions
 from cloudmeter.storage.database import Database
 from cloudmeter.storage.dsn import scrub
 from cloudmeter.storage.leases import Leases
 
 log = logging.getLogger(__name__)
 
+#: How long a manager's event catcher is given to finish committing its batch when the manager is given back.
+CATCHER_STOP_S: Final = 10.0
 #: The longest a source's Retry-After is honoured (a larger hint is taken for this).
 MAX_RETRY_AFTER_S: Final = 86400.0
 #: What the database raises when it cannot be reached or refuses (a pool timeout is an OperationalError).
 _DATABASE_ERRORS: Final = (psycopg.Error, StorageError)
-
-
-def one_line(text: str) -> str:
-    """``text`` on one line: libpq's messages carry hints on further lines (tab-indented)."""
-    return " ".join(part.strip() for part in text.splitlines() if part.strip())
 
 
 class Daemon:
@@ -108,6 +107,9 @@ class Daemon:
         log.info("daemon started on %s", self.db.display_dsn)
         self.stop.wait()
         log.info("stopping: waiting for running jobs to commit")
+        for leased in self._leased.values():
+            if leased.events is not None:
+                leased.events.stop(CATCHER_STOP_S)
         self.scheduler.shutdown(wait=True)
         if self._leases is not None:
             self._leases.conn.close()
@@ -217,6 +219,7 @@ class Daemon:
         with self.db.connection() as conn:  # its config loads here: a back-off for failing to load it is over
             managers.end_config_backoff(conn, manager_id)
         leased = self._leased[name] = Leased(name, manager_id, collector, config=config, limit_s=limit_s)
+        leased.events = handler.start_catcher(self.db, name, manager_id, config)
         now = datetime.now(UTC)
         for job, every, first in (
             ("refresh", schedule.refresh_interval_s, now),
@@ -237,6 +240,8 @@ class Daemon:
     def _drop(self, name: str, release: bool = True) -> None:
         """Stop running ``name``'s jobs and give its lease back (after a running step has committed)."""
         leased = self._leased.pop(name)
+        if leased.events is not None:
+            leased.events.stop(CATCHER_STOP_S)
         for job in ("refresh", "capture"):
             if self.scheduler.get_job(f"{job}:{name}") is not None:
                 self.scheduler.remove_job(f"{job}:{name}")
@@ -375,7 +380,8 @@ class Daemon:
         return bounded.Bounded(leased.collector, leased.limit_s, self.stop)
 
     def _maintain(self) -> None:
-        """Partitions ahead and retention, by the one daemon holding the maintenance lease."""
+        """Partitions ahead and retention (events kept as long as raw samples), by the one daemon holding the
+        maintenance lease."""
         try:
             self._maintain_partitions()
         except _DATABASE_ERRORS as exc:  # the next run tries again; the sweep says whether the lease is lost
@@ -388,9 +394,11 @@ class Daemon:
         mode = self.db.mode()
         if mode is None:
             return
+        now = datetime.now(UTC)
         with self.db.connection() as conn:
-            dropped = partitions.maintain(conn, mode, retention, datetime.now(UTC), self.db.native_partitions())
-        log.info("maintenance done; dropped %d expired partitions", len(dropped))
+            dropped = partitions.maintain(conn, mode, retention, now, self.db.native_partitions())
+            expired = events.expire_events(conn, now - timedelta(days=retention["raw_days"]))
+        log.info("maintenance done; dropped %d expired partitions and %d expired events", len(dropped), expired)
 
 
 def _reason(exc: Exception) -> str:

@@ -285,6 +285,12 @@ class StreamRollup:
         sample)."""
         return self._open.start_s if self._open is not None else None
 
+    def invalidate(self) -> None:
+        """Read the resource ids and the topology again at the next ``sync`` and look for dirty marks at the end of
+        the next capture: something other than an inventory refresh changed them (events)."""
+        self._ids = None
+        self.unchecked = True
+
     def reset(self) -> None:
         """Drop the in-memory state once the background rollups are done; the next batch resumes from storage."""
         self._idle.wait()

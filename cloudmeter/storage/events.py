@@ -62,11 +62,12 @@ def _ids(conn: psycopg.Connection, manager_id: int, refs: Collection[ResourceRef
 def _insert(
     conn: psycopg.Connection, manager_id: int, events: list[Event], ids: dict[ResourceRef, int]
 ) -> dict[str, int]:
-    """Insert the events not stored yet; their ids by message id."""
+    """Insert the events not stored yet; their ids by message id. The payloads go as a binary array (``%b``): in
+    the text format every quote of their JSON is escaped by a regular expression."""
     rows = conn.execute(
         """INSERT INTO events (manager_id, ts, kind, resource_id, ems_ref, source_type, payload, message_id,
                                host_ems_ref, vcpus, memory_bytes)
-           SELECT %s, u.* FROM unnest(%s::timestamptz[], %s::text[], %s::int[], %s::text[], %s::text[], %s::jsonb[],
+           SELECT %s, u.* FROM unnest(%s::timestamptz[], %s::text[], %s::int[], %s::text[], %s::text[], %b::jsonb[],
                                       %s::text[], %s::text[], %s::int[], %s::bigint[]) AS u
            ON CONFLICT (manager_id, message_id) DO NOTHING RETURNING message_id, id""",
         (

@@ -81,16 +81,26 @@ def merge_history(stored: list[Period], reported: list[Period], end: datetime | 
     """Stored periods before the first reported one, then the reported ones; consecutive equal states merge.
 
     ``reported`` is chronological with ``valid_to`` unset; each ends where the next begins, the last at ``end``.
+    Stored periods that knew no size (a creation event states none) running into the first reported one under
+    the same parent take its size: the resource had it from its creation on.
     """
     if not reported:
         return stored
-    cut = reported[0].valid_from
+    first = reported[0]
+    cut = first.valid_from
     merged: list[Period] = []
     for period in sorted(stored, key=lambda p: p.valid_from):
         if period.valid_from >= cut:
             break
         clipped = cut if period.valid_to is None or period.valid_to > cut else period.valid_to
         merged.append(replace(period, valid_to=clipped))
+    at = len(merged)
+    while at and merged[at - 1].valid_to == (merged[at].valid_from if at < len(merged) else cut):
+        unsized = merged[at - 1]
+        if unsized.vcpus is not None or unsized.memory_bytes is not None or unsized.parent_id != first.parent_id:
+            break
+        at -= 1
+        merged[at] = replace(unsized, vcpus=first.vcpus, memory_bytes=first.memory_bytes)
     for index, period in enumerate(reported):
         merged.append(replace(period, valid_to=reported[index + 1].valid_from if index + 1 < len(reported) else end))
     return coalesce(merged)

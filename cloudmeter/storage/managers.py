@@ -291,6 +291,15 @@ def end_config_backoff(conn: psycopg.Connection, manager_id: int) -> None:
         )
 
 
+def mark_catcher(conn: psycopg.Connection, manager_id: int, connected: bool | None, error: str | None) -> None:
+    """Record the state of the manager's event catcher: connected, disconnected (``error``: why, free of secrets)
+    or not running (None)."""
+    conn.execute(
+        "UPDATE managers SET events_connected = %s, events_state_at = now(), events_error = %s WHERE id = %s",
+        (connected, error, manager_id),
+    )
+
+
 def mark_failed(
     conn: psycopg.Connection, manager_id: int, error: str, at: datetime, backoff_s: tuple[float, float] = (0.0, 0.0)
 ) -> datetime | None:

@@ -362,6 +362,8 @@ CREATE TABLE events (
 );
 CREATE INDEX events_manager_ts ON events (manager_id, ts);
 CREATE INDEX events_resource_ts ON events (resource_id, ts);
+ALTER TABLE managers ADD COLUMN events_connected boolean, ADD COLUMN events_state_at timestamptz,
+    ADD COLUMN events_error text;
 """
 
 
@@ -390,7 +392,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
         8, "each resource's hourly rows packed per UTC day, for reports (metric_hourly_packs)", _m008_hourly_packs
     ),
     Migration(9, "Kubernetes: kinds pod and container; CPU and memory requests and limits", _m009_kubernetes),
-    Migration(10, "events per manager: what changed and when (events)", _m010_events),
+    Migration(10, "events per manager: what changed and when (events), and its catcher's state", _m010_events),
 )
 LATEST: Final = MIGRATIONS[-1].version
 

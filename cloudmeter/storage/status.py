@@ -47,6 +47,8 @@ class ManagerStatus:
     time since the newest sample (since the first captured time when none is stored). ``skipped`` are the ranges
     left out as gone at the source, ``holes`` those between captured ranges not captured yet. ``events_stored``
     counts its stored events (``events``), ``newest_event_at`` is the time of the newest (None: none stored).
+    ``events_connected`` is whether its event catcher is connected (None: no catcher runs), since
+    ``events_state_at``; ``events_error`` why it is not.
     """
 
     name: str
@@ -76,6 +78,9 @@ class ManagerStatus:
     cycle_cost_usd: Decimal | None
     events_stored: int
     newest_event_at: datetime | None
+    events_connected: bool | None
+    events_state_at: datetime | None
+    events_error: str | None
 
 
 def _native_table(conn: psycopg.Connection, table: schema.TimeSeriesTable) -> TableStatus:
@@ -123,13 +128,14 @@ def manager_status(conn: psycopg.Connection, stale_after_s: float | None = None)
                   (SELECT count(*) FROM rollup_dirty d WHERE d.manager_id = m.id), m.failures,
                   CASE WHEN m.next_attempt_at > now() THEN m.next_attempt_at END, m.last_error, m.last_error_at,
                   m.api_requests, m.cloudwatch_metrics, m.api_cost_usd, m.cycle_requests, m.cycle_metrics,
-                  m.cycle_cost_usd, e.stored, e.newest
+                  m.cycle_cost_usd, e.stored, e.newest, m.events_connected, m.events_state_at, m.events_error
            FROM managers m, LATERAL (SELECT count(*) AS stored, max(ts) AS newest FROM events WHERE manager_id = m.id) e
            ORDER BY m.name"""
     ).fetchall()
     found = []
     for manager_id, name, kind, enabled, refreshed, captured, until, lag, cycles, *rest in rows:
-        rolled, dirty, failures, next_attempt, error, error_at, requests, metrics, cost, *cycle, stored, newest = rest
+        rolled, dirty, failures, next_attempt, error, error_at, requests, metrics, cost, *more = rest
+        cycle, (stored, newest), catcher = more[:3], more[3:5], more[5:]
         recent = managers.recency(conn, manager_id)
         stale = stale_after_s is not None and recent.quiet_s is not None and recent.quiet_s > stale_after_s
         state = "ok" if until is not None else "new"
@@ -163,6 +169,9 @@ def manager_status(conn: psycopg.Connection, stale_after_s: float | None = None)
                 cycle_cost_usd=cycle[2],
                 events_stored=stored,
                 newest_event_at=newest,
+                events_connected=catcher[0],
+                events_state_at=catcher[1],
+                events_error=catcher[2],
             )
         )
     return found

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import kombu
+
 SAMPLES = Path(__file__).resolve().parent / "nova_notifications"
 #: The instance of the legacy payloads.
 INSTANCE = "178b0921-8f85-4257-88b6-2e743b5a975c"
@@ -114,3 +116,10 @@ def message(event_type: str, payload: Any, message_id: str, timestamp: str, **ex
         **context(),
         **extra,
     }
+
+
+def publish_raw(url: str, raw: bytes, routing_key: str = "notifications.info") -> None:
+    """``raw`` on Nova's exchange, as Nova's notifier (or a misbehaving publisher) sends it."""
+    with kombu.Connection(url) as connection:
+        exchange = kombu.Exchange("nova", type="topic", durable=False, auto_delete=False)
+        connection.Producer().publish(raw, exchange=exchange, routing_key=routing_key, content_type="application/json")

@@ -29,7 +29,7 @@ from cloudmeter.model import Event, ResourceRef
 from cloudmeter.scheduler import metrics
 from cloudmeter.scheduler.catchers import Catcher
 from tests.collectors import ceilometer_cloud as cloud
-from tests.collectors.notifications import AUTH_TOKEN, body, legacy_payload, message, versioned
+from tests.collectors.notifications import AUTH_TOKEN, body, legacy_payload, message, publish_raw, versioned
 from tests.gnocchi_server import GnocchiServer
 from tests.rabbitmq_server import PASSWORD, RabbitMQServer
 
@@ -115,13 +115,6 @@ def catcher(source: NovaNotifications, store: Store) -> Catcher:
     running.start()
     wait_for(lambda: running.connected)
     return running
-
-
-def publish_raw(url: str, raw: bytes, routing_key: str = "notifications.info") -> None:
-    """``raw`` on Nova's exchange, as a misbehaving publisher would send it."""
-    with kombu.Connection(url) as connection:
-        exchange = kombu.Exchange("nova", type="topic", durable=False, auto_delete=False)
-        connection.Producer().publish(raw, exchange=exchange, routing_key=routing_key, content_type="application/json")
 
 
 def test_legacy_and_versioned_notifications_become_events(rabbitmq: RabbitMQServer, nova: Nova, manager: str) -> None:

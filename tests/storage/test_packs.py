@@ -109,11 +109,15 @@ def test_migration_8_packs_the_hours_stored_before_it(stored: Database) -> None:
     with stored.connection() as conn:
         before = conn.execute("SELECT * FROM metric_hourly_packs ORDER BY resource_id, day").fetchall()
         conn.execute("DROP TABLE metric_hourly_packs")
-        for table in ("resources", "resource_history"):  # back to version 7: undo migration 9 as well
+        for table in ("resources", "resource_history"):  # back to version 7: undo migrations 9 and 10 as well
             drops = ", ".join(f"DROP COLUMN {name}" for name, _ in schema.REQUEST_COLUMNS)
             conn.execute(f"ALTER TABLE {table} {drops}")
+        conn.execute("DROP TABLE events")
+        conn.execute(
+            "ALTER TABLE managers DROP COLUMN events_connected, DROP COLUMN events_state_at, DROP COLUMN events_error"
+        )
         conn.execute("DELETE FROM schema_migrations WHERE version >= 8")
-        assert schema.migrate(conn) == [8, 9]
+        assert schema.migrate(conn) == [8, 9, 10]
         after = conn.execute("SELECT * FROM metric_hourly_packs ORDER BY resource_id, day").fetchall()
     assert len(before) > 0
     assert after == before

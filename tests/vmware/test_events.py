@@ -23,6 +23,10 @@ from cloudmeter.collectors.vmware import VsphereCollector
 from cloudmeter.collectors.vmware.events import VsphereEvents
 from cloudmeter.errors import SourceUnavailable
 from cloudmeter.model import Event, ResourceRef
+from cloudmeter.scheduler.handler import Handler
+from cloudmeter.storage import managers
+from cloudmeter.storage.database import Database
+from cloudmeter.storage.inventory import save_inventory
 from tests.vmware import world
 from tests.vmware.conftest import World, by_name, connect
 from tests.vmware.vcsim_server import VcsimServer, running
@@ -203,12 +207,15 @@ def test_a_batch_deliver_refuses_is_delivered_again_by_the_next_catch(site: Site
     toggle(site, "DC0_C0_H1-vm0", 2)
 
     def refuse(events: list[Event]) -> None:
-        raise RuntimeError("the database is down")
+        if events:  # not the empty batch that says the source is connected
+            raise RuntimeError("the database is down")
 
     refused = Catch(source(site), str(before), deliver=refuse)
     refused.thread.join(10)
     assert isinstance(refused.error, RuntimeError)
-    delivered = Catch(source(site), str(before)).until(2)
+    again = Catch(source(site), str(before))
+    delivered = again.until(2)
+    assert again.batches[0] == []  # connected, said before anything is handed on
     assert [(e.kind, e.resource) for e in delivered] == [
         ("powered_off", ResourceRef("vm", site.vm("DC0_C0_H1-vm0")._moId)),
         ("powered_on", ResourceRef("vm", site.vm("DC0_C0_H1-vm0")._moId)),
@@ -276,3 +283,40 @@ def test_inventory_of_reads_the_named_vms_and_hosts_as_the_full_inventory_does(s
                 full[ref].name, full[ref].parent, full[ref].vcpus, full[ref].memory_bytes, full[ref].tags
             )  # fmt: skip
     assert full[ResourceRef("vm", vm._moId)].tags["folder"] == "vm"  # the path both read the same way
+
+
+def test_a_cloned_vm_is_stored_from_its_event_and_sized_by_a_targeted_refresh(site: Site, db: Database) -> None:
+    """vCenter's creation events carry no size: the handler stores the clone under its host from the event's
+    time, then reads just that VM (``inventory_of``) for its vCPUs and memory, as pyVmomi reports them."""
+    collector = site.collector()
+    with db.connection() as conn:
+        manager_id = managers.register_manager(conn, "vc", "vmware", {})
+        save_inventory(conn, manager_id, collector.inventory())
+    handler = Handler(db, "vc", manager_id, collector)
+    catch = Catch(source(site), str(site.newest_key()), deliver=handler.deliver)
+    original = site.vm("DC0_C0_H1-vm0")
+    datacenter = site.content.rootFolder.childEntity[0]
+    task = original.CloneVM_Task(
+        folder=datacenter.vmFolder, name="sized", spec=vim.vm.CloneSpec(location=vim.vm.RelocateSpec())
+    )
+    WaitForTask(task)
+    clone = task.info.result
+    wait = time.monotonic() + 15
+    while time.monotonic() < wait and not handler.changed.is_set():
+        time.sleep(0.05)
+    catch.finish()
+    with db.connection() as conn:
+        created = conn.execute(
+            "SELECT min(ts) FROM events WHERE ems_ref = %s AND kind = 'created'", (clone._moId,)
+        ).fetchone()
+        stored = conn.execute(
+            """SELECT r.name, r.vcpus, r.memory_bytes, h.valid_from, h.valid_to, p.ems_ref, h.vcpus
+               FROM resources r JOIN resource_history h ON h.resource_id = r.id JOIN resources p ON p.id = h.parent_id
+               WHERE r.manager_id = %s AND r.ems_ref = %s ORDER BY h.valid_from""",
+            (manager_id, clone._moId),
+        ).fetchall()
+    hardware = clone.config.hardware
+    assert created is not None and created[0] is not None
+    assert stored == [
+        ("sized", hardware.numCPU, hardware.memoryMB * MiB, created[0], None, clone.runtime.host._moId, hardware.numCPU)
+    ]

@@ -41,12 +41,13 @@ class VsphereEvents:
         self.datacenters = frozenset(datacenters)
 
     def catch(self, deliver: Deliver, stop: threading.Event, resume_after: str | None) -> None:
-        """Hand vCenter's events after ``resume_after`` (an event key), then each new one, to ``deliver`` until
-        ``stop`` is set; SourceUnavailable when vCenter cannot be reached."""
+        """Say ``deliver([])`` once connected, then hand vCenter's events after ``resume_after`` (an event key), then
+        each new one, to ``deliver`` until ``stop`` is set; SourceUnavailable when vCenter cannot be reached."""
         try:
             feed = self.api.event_feed(EVENT_TYPES)
             last = None if resume_after is None else int(resume_after)
             log.info("manager %r: catching vCenter's events after %s", self.api.manager, resume_after or "now")
+            deliver([])  # connected (the catcher shows it)
             while not stop.is_set():
                 pages = feed.wait(WAIT_S)
                 if pages is None:
