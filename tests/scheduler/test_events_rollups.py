@@ -13,8 +13,11 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import polars as pl
+import pytest
 
 from cloudmeter.model import METRICS, Event, Inventory, InventoryItem, ResourceRef, SampleBatch, Window
+from cloudmeter.reports import chargeback
+from cloudmeter.reports.ratecard import parse_rate_card
 from cloudmeter.scheduler import jobs
 from cloudmeter.scheduler.pipeline import StreamRollup
 from cloudmeter.storage import events, managers, readers
@@ -135,3 +138,20 @@ def test_a_resize_changes_the_allocation_from_the_event(db: Database) -> None:
     assert after[("h1", 11)] == (4, 25.0, 25.0, 25.0)
     assert after[("h1", 9)] == (2, 50.0, 50.0, 50.0)
     assert [after[("vm-1", hour)][0] for hour in (8, 9, 10, 11)] == [2, 2, 4, 4]
+
+
+def test_a_resize_is_charged_from_the_event(db: Database) -> None:
+    """vCPU-hours under an hourly rate from 08:00 to midnight: 2 vCPUs until 10:17:30 (2.2916... h), then 4 for
+    13 h 42 m 30 s (13.7083... h): 2 x 2.291667 + 4 x 13.708333 = 59.416667 vCPU-hours, at 0.01 each."""
+    manager_id = captured(db, OneVm(lambda k: 1.0, None))
+    record(db, manager_id, Event("n-3", EVENT_AT, "resized", "test", VM, {}, vcpus=4, memory_bytes=8 * GIB))
+    card = parse_rate_card(
+        {"currency": "EUR", "rate": [{"name": "vcpu", "version": "v1", "measure": "vcpu_allocated",
+                                      "per_time": "hourly", "variable": "0.01", "effective_from": "2026-01-01"}]},
+        "card",
+    )  # fmt: skip
+    with db.connection() as conn:
+        frame = chargeback.charges(conn, WINDOW, card)
+    before, after = (EVENT_AT - WINDOW.start) / timedelta(hours=1), (WINDOW.end - EVENT_AT) / timedelta(hours=1)
+    assert frame["quantity"].sum() == pytest.approx(2 * before + 4 * after)
+    assert frame["cost_nanos"].sum() == round((2 * before + 4 * after) * 0.01 * 10**9)
