@@ -11,7 +11,8 @@ notified since the broker started) is it created, with Nova's settings (topic, n
 ``amqp_durable_exchange``).
 
 Messages are parsed as they arrive and handed to ``deliver`` in batches of at most ``batch_size`` or after
-``batch_s``; the batch is acknowledged (one ``basic.ack`` with ``multiple``) only after ``deliver`` returns. When
+``batch_s``, in a thread of its own while the next batch is received and parsed; the batch is acknowledged (one
+``basic.ack`` with ``multiple``) only after ``deliver`` returns. When
 ``deliver`` raises, nothing is acknowledged and the connection is closed, so the broker delivers the batch again
 (``redelivered``) to the next connection. A message that is no oslo notification (``PayloadError``) is logged with
 its message id and rejected without requeue: RabbitMQ dead-letters it to the queue ``<amqp_queue>.dead`` for
@@ -28,6 +29,7 @@ import contextlib
 import logging
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Final
 
 import kombu
@@ -118,7 +120,13 @@ class NovaNotifications:
 
 
 class _Batches:
-    """One connection's consumer: messages into batches, each delivered then acknowledged."""
+    """One connection's consumer: messages into batches, each delivered then acknowledged.
+
+    Delivery runs in a thread of its own while this one goes on receiving and parsing the next batch (kombu's
+    connection stays in this thread: every acknowledgement is sent from here). At most one batch is being
+    delivered; it is acknowledged (up to its last message) once its ``deliver`` returned and before the next batch
+    is handed over, so a batch is never acknowledged before it and every earlier one are committed.
+    """
 
     def __init__(self, source: NovaNotifications, connection: kombu.Connection, channel: Any, deliver: Deliver) -> None:
         self.source = source
@@ -127,27 +135,45 @@ class _Batches:
         self.events: list[Event] = []
         self.last: Message | None = None
         self.started = 0.0
+        self.delivering: tuple[Future[None], Message] | None = None
         channel.basic_qos(0, 2 * source.batch_size, False)
         self.consumer = kombu.Consumer(
             channel, queues=[kombu.Queue(source.queue_name, no_declare=True)], on_message=self._received
         )
 
     def run(self, stop: threading.Event) -> None:
-        with self.consumer:
+        with self.consumer, ThreadPoolExecutor(1, thread_name_prefix=f"deliver-{self.source.manager}") as worker:
             self.deliver([])
             while not stop.is_set():
                 with contextlib.suppress(TimeoutError):
                     self.connection.drain_events(timeout=self._wait_s())
                 self.connection.heartbeat_check()
+                if self.delivering is not None and self.delivering[0].done():
+                    self._acknowledge()
                 if self.last is not None and (
                     len(self.events) >= self.source.batch_size or time.monotonic() - self.started >= self.source.batch_s
                 ):
-                    self._flush()
+                    self._acknowledge()  # waits for the batch being delivered
+                    self.delivering = (worker.submit(self.deliver, self.events), self.last)
+                    self.events, self.last = [], None
+            self._acknowledge()  # what was committed before the stop
 
     def _wait_s(self) -> float:
+        if self.delivering is not None:
+            return min(POLL_S, 0.005)  # acknowledge a finished batch promptly
         if self.last is None:
             return POLL_S
         return max(0.0, min(POLL_S, self.started + self.source.batch_s - time.monotonic()))
+
+    def _acknowledge(self) -> None:
+        """Wait for the batch being delivered, then acknowledge it; raise what its ``deliver`` raised (nothing is
+        acknowledged: the broker delivers it again to the next connection)."""
+        if self.delivering is None:
+            return
+        future, last = self.delivering
+        self.delivering = None
+        future.result()
+        last.ack(multiple=True)
 
     def _received(self, message: Message) -> None:
         try:
@@ -165,9 +191,3 @@ class _Batches:
             self.started = time.monotonic()
         self.events.append(event)
         self.last = message
-
-    def _flush(self) -> None:
-        assert self.last is not None
-        self.deliver(self.events)
-        self.last.ack(multiple=True)
-        self.events, self.last = [], None
