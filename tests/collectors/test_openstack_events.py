@@ -24,14 +24,15 @@ from oslo_context.context import RequestContext
 from cloudmeter.collectors.openstack import GnocchiCollector, OpenStackConfig
 from cloudmeter.collectors.openstack.events import NovaNotifications
 from cloudmeter.collectors.registry import parse_manager_config
-from cloudmeter.errors import ConfigError, SourceUnavailable, StorageUnavailable
+from cloudmeter.errors import CollectorAuthError, ConfigError, SourceUnavailable, StorageUnavailable
 from cloudmeter.model import Event, ResourceRef
 from cloudmeter.scheduler import metrics
 from cloudmeter.scheduler.catchers import Catcher
 from tests.collectors import ceilometer_cloud as cloud
 from tests.collectors.notifications import AUTH_TOKEN, body, legacy_payload, message, publish_raw, versioned
 from tests.gnocchi_server import GnocchiServer
-from tests.rabbitmq_server import PASSWORD, RabbitMQServer
+from tests.loopback import free_port
+from tests.rabbitmq_server import PASSWORD, USER, RabbitMQServer
 
 MIB = 1 << 20
 ROOT = Path(__file__).resolve().parents[2]
@@ -389,3 +390,22 @@ def test_inventory_of_refreshes_just_those_instances(ceilometer: GnocchiServer) 
     ]
     nothing = collector.inventory_of([])
     assert [item.ref for item in nothing.items] == [ResourceRef("region", "RegionTest"), ResourceRef("provider", "os")]
+
+
+def test_verify_checks_the_broker_credentials_and_novas_exchange(rabbitmq: RabbitMQServer, manager: str) -> None:
+    url = rabbitmq.vhost(f"verify-{manager}")
+    with pytest.raises(ConfigError, match=r"no exchange 'nova'.*amqp_exchange"):
+        NovaNotifications(manager, url).verify()  # Nova has not notified in this virtual host
+    with kombu.Connection(url) as connection:  # as Nova's notifier declares it
+        kombu.Exchange("nova", type="topic", durable=False, auto_delete=False)(connection.channel()).declare()
+    NovaNotifications(manager, url).verify()
+    wrong = url.replace(PASSWORD, "not-the-password")
+    with pytest.raises(CollectorAuthError, match="invalid credentials in amqp_url") as refused:
+        NovaNotifications(manager, wrong).verify()
+    assert "not-the-password" not in str(refused.value)
+    with pytest.raises(CollectorAuthError, match="amqp_url"):  # `managers verify`, before Gnocchi is asked
+        GnocchiCollector("lab", _config(amqp_url=wrong)).verify()
+    closed = f"amqp://{USER}:{PASSWORD}@127.0.0.1:{free_port()}/"
+    with pytest.raises(SourceUnavailable) as unreachable:
+        NovaNotifications(manager, closed).verify()
+    assert PASSWORD not in str(unreachable.value)

@@ -180,7 +180,10 @@ class GnocchiCollector:
     def verify(self) -> None:
         """Read Ceilometer's ``instance`` resource type: it needs valid credentials (resource listings don't
         under basic auth) and proves Ceilometer publishes here. A configured ``granularity_s`` must be kept by
-        some archive policy."""
+        some archive policy. With ``amqp_url``, the notification broker's credentials and Nova's exchange too."""
+        notifications = self.events()
+        if notifications is not None:
+            notifications.verify()
         if self.api.find("/v1/resource_type/instance") is None:
             raise CollectorError(
                 self.name,

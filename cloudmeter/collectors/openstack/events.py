@@ -33,12 +33,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Final
 
 import kombu
-from amqp.exceptions import NotFound
+from amqp.exceptions import AccessRefused, NotFound
 from kombu.message import Message
 
 from cloudmeter.collectors.base import Deliver
 from cloudmeter.collectors.openstack.event_parse import parse_notification
-from cloudmeter.errors import PayloadError, SourceUnavailable
+from cloudmeter.errors import CollectorAuthError, ConfigError, PayloadError, SourceUnavailable
 from cloudmeter.model import Event
 from cloudmeter.redact import relay
 
@@ -91,6 +91,25 @@ class NovaNotifications:
                 connection.connect()
                 channel = self._declare(connection)
                 _Batches(self, connection, channel, deliver).run(stop)
+        except (*connection.connection_errors, *connection.channel_errors) as exc:
+            raise SourceUnavailable(self.manager, f"RabbitMQ at {where}: {self._relay(exc)}") from None
+
+    def verify(self) -> None:
+        """Log in to the broker and find Nova's exchange (passively: nothing is declared): CollectorAuthError for
+        refused credentials, SourceUnavailable when unreachable, ConfigError when the exchange is not there."""
+        connection = kombu.Connection(self._url, connect_timeout=CONNECT_TIMEOUT_S)
+        where = connection.as_uri()
+        try:
+            with connection:
+                connection.connect()
+                self.exchange(connection.channel()).declare(passive=True)
+        except AccessRefused:
+            raise CollectorAuthError(self.manager, f"RabbitMQ at {where}: invalid credentials in amqp_url") from None
+        except NotFound:
+            raise ConfigError(
+                f"manager {self.manager!r}: RabbitMQ at {where} has no exchange {self.exchange.name!r}: Nova has not "
+                "notified there; check amqp_exchange and the virtual host in amqp_url (Nova's transport_url)"
+            ) from None
         except (*connection.connection_errors, *connection.channel_errors) as exc:
             raise SourceUnavailable(self.manager, f"RabbitMQ at {where}: {self._relay(exc)}") from None
 
