@@ -202,7 +202,7 @@ def charges(conn: psycopg.Connection, window: Window, card: RateCard, tz: str = 
         vm_periods.filter(pl.col("resource_id").is_in(ids[first : first + CHUNK_VMS]))
         for first in range(0, len(ids), CHUNK_VMS)
     ]
-    load = idle.NodeLoad.of(info, periods, window)
+    load = idle.NodeLoad.of(info, nodes["id"], periods, window)
     pieces = []  # a few segments per VM and day: all of them fit where the VMs' hours would not
     for chunk, usage in zip(chunks, segments.usage_grids(conn, window, chunks), strict=True):
         pieces.append(segments.vm_segments(calendar.hours, chunk, usage, places, usage_lines))

@@ -50,10 +50,10 @@ class NodeLoad:
     unknown: npt.NDArray[np.bool_]  # (nodes, hours)
 
     @classmethod
-    def of(cls, info: pl.DataFrame, periods: pl.DataFrame, window: Window) -> NodeLoad:
-        """The offer of the nodes among ``inputs.resources`` from their ``periods`` (``placement.read_periods``);
-        nothing allocated yet (``add`` each chunk of containers)."""
-        node_periods = periods.filter(pl.col("resource_id").is_in(nodes(info)["id"].implode()))
+    def of(cls, info: pl.DataFrame, node_ids: pl.Series, periods: pl.DataFrame, window: Window) -> NodeLoad:
+        """The offer of the nodes ``node_ids`` (``nodes``) among ``inputs.resources`` from their ``periods``
+        (``placement.read_periods``); nothing allocated yet (``add`` each chunk of containers)."""
+        node_periods = periods.filter(pl.col("resource_id").is_in(node_ids.implode()))
         sandbox = info.filter((pl.col("kind") == "container") & (pl.col("name") == SANDBOX))["id"]
         ids = np.unique(node_periods["resource_id"].to_numpy()).astype(np.int64)
         hours = int((window.end - window.start).total_seconds() // 3600)

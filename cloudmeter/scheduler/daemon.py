@@ -219,7 +219,7 @@ class Daemon:
         with self.db.connection() as conn:  # its config loads here: a back-off for failing to load it is over
             managers.end_config_backoff(conn, manager_id)
         leased = self._leased[name] = Leased(name, manager_id, collector, config=config, limit_s=limit_s)
-        leased.events = handler.start_catcher(self.db, name, manager_id, config)
+        leased.events = handler.start_catcher(self.db, name, manager_id, config, collector)
         now = datetime.now(UTC)
         for job, every, first in (
             ("refresh", schedule.refresh_interval_s, now),

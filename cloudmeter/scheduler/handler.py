@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import psycopg
 
-from cloudmeter.collectors.base import CatchesEvents, ManagerConfig
+from cloudmeter.collectors.base import CatchesEvents, Collector, ManagerConfig
 from cloudmeter.collectors.registry import build_collector
 from cloudmeter.errors import CloudmeterError, StorageError
 from cloudmeter.model import Event, ResourceRef
@@ -49,8 +49,8 @@ class Handler:
         """``Deliver`` for the catcher: returns once the batch and its effects are committed."""
         with self.db.connection() as conn:
             recorded = stored_events.record(conn, self.manager_id, events)
-        unsized = [e.resource for e in events if e.kind == "created" and e.resource and e.vcpus is None]
-        refresh = list(dict.fromkeys([*recorded.unresolved, *(ref for ref in unsized if ref is not None)]))
+        unsized = [e.resource for e in events if e.kind == "created" and e.resource is not None and e.vcpus is None]
+        refresh = list(dict.fromkeys([*recorded.unresolved, *unsized]))
         if refresh:
             self.refresh(refresh)
         if recorded.changed or refresh:
@@ -98,14 +98,15 @@ class EventSide:
         self.handler.state(None, None)
 
 
-def start_catcher(db: Database, name: str, manager_id: int, config: ManagerConfig) -> EventSide | None:
-    """Start manager ``name``'s event catcher, if its kind and configuration have an event source."""
+def start_catcher(
+    db: Database, name: str, manager_id: int, config: ManagerConfig, jobs_collector: Collector
+) -> EventSide | None:
+    """Start manager ``name``'s event catcher, if its kind and configuration have an event source (asked of the
+    jobs' collector; the handler's targeted refreshes get a collector of their own, built only then)."""
+    if not isinstance(jobs_collector, CatchesEvents) or (source := jobs_collector.events()) is None:
+        return None
     collector = build_collector(name, config)
-    if not isinstance(collector, CatchesEvents):
-        return None
-    source = collector.events()
-    if source is None:
-        return None
+    assert isinstance(collector, CatchesEvents)  # the same kind as the jobs' collector
     handler = Handler(db, name, manager_id, collector)
     catcher = Catcher(name, source, handler.deliver, handler.resume_after, on_state=handler.state)
     catcher.start()

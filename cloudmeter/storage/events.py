@@ -291,14 +291,11 @@ def agree(conn: psycopg.Connection, manager_id: int, histories: dict[int, list[P
     return agreed
 
 
-def last_message_id(conn: psycopg.Connection, manager_id: int, source_type_prefix: str | None = None) -> str | None:
-    """The message id of the manager's newest stored event (of a ``source_type`` starting with the prefix, if
-    given), where a catcher resumes after a restart; None when none is stored."""
+def last_message_id(conn: psycopg.Connection, manager_id: int) -> str | None:
+    """The message id of the manager's newest stored event, where a catcher resumes after a restart; None when
+    none is stored."""
     row = conn.execute(
-        """SELECT message_id FROM events WHERE manager_id = %(m)s
-             AND (%(p)s::text IS NULL OR left(source_type, length(%(p)s::text)) = %(p)s::text)
-           ORDER BY ts DESC, id DESC LIMIT 1""",
-        {"m": manager_id, "p": source_type_prefix},
+        "SELECT message_id FROM events WHERE manager_id = %s ORDER BY ts DESC, id DESC LIMIT 1", (manager_id,)
     ).fetchone()
     return str(row[0]) if row else None
 
@@ -306,9 +303,7 @@ def last_message_id(conn: psycopg.Connection, manager_id: int, source_type_prefi
 def expire_events(conn: psycopg.Connection, before: datetime) -> int:
     """Delete the events older than ``before`` (raw samples' retention); how many."""
     with conn.transaction():
-        return conn.execute(
-            "DELETE FROM events e USING managers m WHERE e.manager_id = m.id AND e.ts < %s", (before,)
-        ).rowcount
+        return conn.execute("DELETE FROM events WHERE ts < %s", (before,)).rowcount
 
 
 #: The timeline's columns and types, in order.

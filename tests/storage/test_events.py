@@ -190,9 +190,6 @@ def test_last_message_id_and_expiry(stored: tuple[psycopg.Connection, int]) -> N
     vc = [Event(str(key), t(8, key), "other", f"vsphere.{name}", None, {}) for key, name in ((41, "A"), (42, "B"))]
     events.record(conn, manager_id, [*vc, event("nova", t(7), "powered_on")])
     assert events.last_message_id(conn, manager_id) == "42"
-    assert events.last_message_id(conn, manager_id, "vsphere.") == "42"
-    assert events.last_message_id(conn, manager_id, "test.") == "nova"
-    assert events.last_message_id(conn, manager_id, "nova.") is None
     assert events.expire_events(conn, t(8, 42)) == 2  # nova's (07:00) and key 41 (08:41)
     assert conn.execute("SELECT message_id FROM events").fetchall() == [("42",)]
 
