@@ -58,8 +58,13 @@ def managers_verify(
         configs = {name: configured(db, settings, name)} if name else fleet(db, settings.managers).configs
     rows = [_verified(each, manager) for each, manager in sorted(configs.items())]
     frame = pl.DataFrame(rows, schema={"name": pl.String, "kind": pl.String, "result": pl.String})
-    show(frame, view(output, as_json))
-    if any(row["result"] != "ok" for row in rows):
+    chosen = view(output, as_json)
+    show(frame, chosen)
+    failed = [row for row in rows if row["result"] != "ok"]
+    if chosen.output is Output.table:  # a narrow terminal's table leaves a long result out: each on a line
+        for row in failed:
+            console.print(f"{row['name']}: {row['result']}", highlight=False, markup=False)
+    if failed:
         raise typer.Exit(1)
 
 

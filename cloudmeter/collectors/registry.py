@@ -49,8 +49,9 @@ def parse_manager_config(name: str, raw: Mapping[str, Any]) -> ManagerConfig:
     try:
         return model.model_validate(dict(raw))
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors(include_input=False)
+        problems = "; ".join(  # a check of the whole table (a model validator) has no field to name
+            ": ".join([*([".".join(str(p) for p in err["loc"])] if err["loc"] else []), err["msg"]])
+            for err in exc.errors(include_input=False)
         )
         raise ConfigError(f"manager {name!r} (kind {kind!r}) is invalid: {problems}") from exc
 

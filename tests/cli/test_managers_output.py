@@ -93,3 +93,16 @@ def test_remove_says_what_it_deleted(dsn: str) -> None:
         assert conn.execute("SELECT count(*) FROM metric_hourly").fetchone() == (0,)
     gone = run("managers", "remove", "lab", "--yes", env=env)
     assert gone.returncode == 2 and "there is no manager 'lab'" in gone.stderr
+
+
+def test_verify_at_80_columns_prints_each_failure_on_its_own_line(dsn: str, tmp_path: Path) -> None:
+    """The table leaves the long result out on a narrow terminal: the failure is printed below it, whole."""
+    config = tmp_path / "c.toml"
+    config.write_text('[managers.down]\nkind = "openstack"\nauth_mode = "basic"\ngnocchi_url = "http://127.0.0.1:1"\n')
+    verified = run("managers", "verify", env={"CLOUDMETER_DSN": dsn, "CLOUDMETER_CONFIG": str(config), "COLUMNS": "80"})
+    assert verified.returncode == 1, verified.stderr
+    failure = json.loads(
+        run("managers", "verify", "--json", env={"CLOUDMETER_DSN": dsn, "CLOUDMETER_CONFIG": str(config)}).stdout
+    )[0]["result"]
+    assert failure.startswith("SourceUnavailable: manager 'down': Gnocchi at http://127.0.0.1:1")
+    assert f"down: {failure}" in " ".join(verified.stdout.split())  # rich wraps it at 80 columns

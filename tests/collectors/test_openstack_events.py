@@ -361,6 +361,10 @@ def test_a_bad_amqp_url_is_refused_without_quoting_it() -> None:
         _config(amqp_url=f"http://nova:{PASSWORD}@mq.example/")
     assert "amqp_url must start with amqp://, amqps://, rabbit://" in str(caught.value)
     assert PASSWORD not in str(caught.value)
+    # a check of the whole table names no field before its message (not "is invalid: : Value error")
+    assert str(caught.value) == (
+        "manager 'lab' (kind 'openstack') is invalid: Value error, amqp_url must start with amqp://, amqps://, rabbit://"
+    )
 
 
 @pytest.fixture(scope="module")
