@@ -14,6 +14,7 @@ part of the window its data covers (``hours_with_data``, ``data_from``, ``data_t
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -27,7 +28,7 @@ from cloudmeter.errors import ConfigError
 from cloudmeter.model import Window
 from cloudmeter.reports.capacity import hourly_capacity, utilization
 from cloudmeter.reports.inputs import GIB, ancestor, check_hour_window, resources
-from cloudmeter.storage import packs
+from cloudmeter.storage import packs, readers
 
 CONSTRAINTS = ("cpu_usage", "mem_usage", "cpu_allocation", "mem_allocation")
 
@@ -93,8 +94,17 @@ def _run_quantiles(values: npt.NDArray[np.float64], bounds: npt.NDArray[np.int64
     return out
 
 
-def _usage_p95(conn: psycopg.Connection, window: Window, host_ids: list[int]) -> pl.DataFrame:
-    """Per host with data: the p95 (linear) of its hourly average CPU cores and memory GB over ``window``."""
+def _usage_p95(conns: list[psycopg.Connection], window: Window, host_ids: list[int]) -> pl.DataFrame:
+    """Per host with data: the p95 (linear) of its hourly average CPU cores and memory GB over ``window``; the
+    hosts read in parts, one per connection of ``conns``, at once."""
+    parts = [part.tolist() for part in np.array_split(np.sort(np.asarray(host_ids, np.int64)), len(conns))]
+    if len(conns) == 1:
+        return _part_p95(conns[0], window, parts[0])
+    with ThreadPoolExecutor(len(conns), thread_name_prefix="p95") as pool:
+        return pl.concat(list(pool.map(lambda conn, part: _part_p95(conn, window, part), conns, parts)))
+
+
+def _part_p95(conn: psycopg.Connection, window: Window, host_ids: list[int]) -> pl.DataFrame:
     resource, usage = packs.read_by_resource(conn, window, host_ids, ("cpu_used_cores_avg", "mem_used_bytes_avg"))
     bounds = np.append(np.flatnonzero(np.diff(resource, prepend=-1) != 0), len(resource)).astype(np.int64)
 
@@ -130,10 +140,18 @@ def headroom(conn: psycopg.Connection, window: Window, flavor: Flavor, limits: L
     # a host retired before the window's last hour has no room now, known or not (it would make the room unknown)
     last_hour = window.end - timedelta(hours=1)
     hosts = info.filter((pl.col("kind") == "host") & ~(pl.col("retired_at") <= last_hour).fill_null(False))
+    with readers.companions(conn, 2) as others, ThreadPoolExecutor(1, thread_name_prefix="usage") as beside:
+        # the hosts' p95, the most of the work and mostly the server's, is read beside the rest
+        usage = beside.submit(_usage_p95, others, window, hosts["id"].to_list()) if others else None
+        capacity_now = _capacity_now(conn, Window(last_hour, window.end), info)
+        span = utilization(conn, window, "cluster", info).select(
+            pl.col("resource_id").alias("cluster_id"), "hours_with_data", "data_from", "data_to", "coverage_pct"
+        )
+        p95 = usage.result() if usage else _usage_p95([conn], window, hosts["id"].to_list())
     hosts = (
         hosts.select(pl.col("id").alias("resource_id"))
-        .join(_usage_p95(conn, window, hosts["id"].to_list()), on="resource_id", how="left")
-        .join(_capacity_now(conn, Window(last_hour, window.end), info), on="resource_id", how="left")
+        .join(p95, on="resource_id", how="left")
+        .join(capacity_now, on="resource_id", how="left")
     )
     no_vms = pl.col("vms").fill_null(0) == 0
     cpu_p95 = pl.when(no_vms & pl.col("cpu_cores_p95").is_null()).then(0.0).otherwise(pl.col("cpu_cores_p95"))
@@ -164,9 +182,6 @@ def headroom(conn: psycopg.Connection, window: Window, flavor: Flavor, limits: L
         ),
         _known_sum("vcpus_capacity"),
         _known_sum("vcpus_allocated"),
-    )
-    span = utilization(conn, window, "cluster", info).select(
-        pl.col("resource_id").alias("cluster_id"), "hours_with_data", "data_from", "data_to", "coverage_pct"
     )
     limiting = pl.concat_list(*CONSTRAINTS).list.arg_min()
     return (

@@ -16,7 +16,7 @@ The table is internal (not in the data contract): query ``metric_hourly``.
 
 from __future__ import annotations
 
-import contextlib
+import queue
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -35,6 +35,8 @@ from cloudmeter.storage.schema import PACKED, ROLLUP_KINDS, pack_statement
 HOURS: Final = 24
 HOUR_US: Final = 3_600_000_000
 DAY: Final = timedelta(days=1)
+#: Connections reading the next chunks of ``read_grids`` at once.
+READERS: Final = 2
 _REFRESH: Final = pack_statement(
     "SELECT DISTINCT u.rid, to_timestamp(u.d) AS day FROM unnest(%s::int4[], %s::int8[]) AS u(rid, d)"
 )
@@ -167,18 +169,25 @@ def read_grid(
 def read_grids(
     conn: psycopg.Connection, window: Window, chunks: list[npt.NDArray[np.int64]], columns: Sequence[str]
 ) -> Iterator[dict[str, npt.NDArray[np.float64]]]:
-    """``read_grid`` of each chunk of resource ids in turn; the next chunk is read on a connection of its own (the
-    same server, database and role) while the caller works on this one, so the server's part overlaps the caller's.
-    Without a second connection (the server refuses one) the chunks are read one after the other on ``conn``."""
-    with contextlib.ExitStack() as stack:
-        try:
-            other = stack.enter_context(psycopg.connect(conn.info.dsn, password=conn.info.password or None))
-        except psycopg.OperationalError:
-            other = conn
-        if other is conn:
+    """``read_grid`` of each chunk of resource ids in turn; the next chunks are read on connections of their own
+    (the same server, database and role: ``readers.companions``), one each, while the caller works on this one, so
+    the server's part overlaps the caller's. Without them the chunks are read one after the other on ``conn``."""
+    with readers.companions(conn, READERS) as others:
+        if not others:
             yield from (read_grid(conn, window, chunk, columns) for chunk in chunks)
-        else:
-            yield from readers.read_ahead(lambda chunk: read_grid(other, window, chunk, columns), chunks, "packs")
+            return
+        idle: queue.SimpleQueue[psycopg.Connection] = queue.SimpleQueue()
+        for other in others:
+            idle.put(other)
+
+        def read(chunk: npt.NDArray[np.int64]) -> dict[str, npt.NDArray[np.float64]]:
+            other = idle.get()
+            try:
+                return read_grid(other, window, chunk, columns)
+            finally:
+                idle.put(other)
+
+        yield from readers.read_ahead(read, chunks, "packs", len(others))
 
 
 @dataclass(frozen=True)

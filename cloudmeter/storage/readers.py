@@ -5,6 +5,7 @@ NULL stays null (never 0); timestamps are ``Datetime("us", "UTC")``.
 
 from __future__ import annotations
 
+import contextlib
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -161,14 +162,32 @@ def read_rollups(
     return frame.insert_column(1, pl.lit(tz).alias("tz")) if level == "daily" else frame
 
 
-def read_ahead(read: Callable[[T], R], chunks: Sequence[T], name: str) -> Iterator[R]:
-    """``read(chunk)`` of each of ``chunks`` in turn, the next one read in a thread (named ``name``) while the
-    caller works on this one."""
-    with ThreadPoolExecutor(1, thread_name_prefix=name) as ahead:
-        reads = deque(ahead.submit(read, chunk) for chunk in chunks[:1])
+@contextlib.contextmanager
+def companions(conn: psycopg.Connection, count: int) -> Iterator[list[psycopg.Connection]]:
+    """Up to ``count`` more connections to ``conn``'s server, database and role, for reads beside it (closed on
+    exit). None on a server that runs a single session (PGlite's backend has no process of its own: pid 0, and
+    a second client waits there until the first leaves), and no more once the server refuses one."""
+    with contextlib.ExitStack() as stack:
+        opened: list[psycopg.Connection] = []
+        if count > 0 and conn.execute("SELECT pg_backend_pid()").fetchone() != (0,):
+            for _ in range(count):
+                try:
+                    opened.append(
+                        stack.enter_context(psycopg.connect(conn.info.dsn, password=conn.info.password or None))
+                    )
+                except psycopg.OperationalError:
+                    break
+        yield opened
+
+
+def read_ahead(read: Callable[[T], R], chunks: Sequence[T], name: str, depth: int = 1) -> Iterator[R]:
+    """``read(chunk)`` of each of ``chunks`` in turn, the next ``depth`` ones read in as many threads (named
+    ``name``) while the caller works on this one."""
+    with ThreadPoolExecutor(depth, thread_name_prefix=name) as ahead:
+        reads = deque(ahead.submit(read, chunk) for chunk in chunks[:depth])
         for k in range(len(chunks)):
-            if k + 1 < len(chunks):
-                reads.append(ahead.submit(read, chunks[k + 1]))
+            if k + depth < len(chunks):
+                reads.append(ahead.submit(read, chunks[k + depth]))
             yield reads.popleft().result()
 
 
