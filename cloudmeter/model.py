@@ -68,7 +68,8 @@ def from_epoch_s(seconds: int) -> datetime:
 
 @dataclass(frozen=True)
 class Window:
-    """A half-open UTC interval ``[start, end)``."""
+    """A half-open UTC interval ``[start, end)``. Sources read it as the whole seconds from ``start_s`` to
+    ``end_s`` (both rounded down), so consecutive windows cover each second once."""
 
     start: datetime
     end: datetime

@@ -24,7 +24,7 @@ import pytest
 from cloudmeter.collectors.registry import build_collector, parse_manager_config
 from cloudmeter.collectors.simulator import SimulatorCollector, SimulatorConfig
 from cloudmeter.config import load_settings
-from cloudmeter.model import METRICS, Window
+from cloudmeter.model import METRICS, Window, from_epoch_s
 from cloudmeter.scheduler.cycle import Leased
 from cloudmeter.scheduler.daemon import Daemon
 from cloudmeter.scheduler.windows import CapturePlan, next_window
@@ -130,7 +130,9 @@ def caught_up(dsn: str, names: set[str], until: datetime) -> bool:
 
 
 def assert_same_as_simulator(dsn: str, name: str, config_text: str, window: Window) -> int:
-    """The stored samples of ``name`` in ``window`` are exactly the simulator's: no gap, no duplicate."""
+    """The stored samples of ``name`` in ``window`` are exactly the simulator's: no gap, no duplicate. A window
+    holds the whole seconds from ``start_s`` to ``end_s`` (a collector reads those), so the stored rows are
+    selected by them too: a daemon's windows start at fractions of a second."""
     import tomllib
 
     table = tomllib.loads(config_text)["managers"][name]
@@ -146,7 +148,7 @@ def assert_same_as_simulator(dsn: str, name: str, config_text: str, window: Wind
             f"""SELECT r.ems_ref, extract(epoch FROM s.ts)::bigint, {", ".join("s." + m for m in METRICS)}
                 FROM metric_samples s JOIN resources r ON r.id = s.resource_id JOIN managers m ON m.id = r.manager_id
                 WHERE m.name = %s AND s.ts >= %s AND s.ts < %s""",
-            (name, window.start, window.end),
+            (name, from_epoch_s(window.start_s), from_epoch_s(window.end_s)),
         ).fetchall()
     stored = {(ref, ts): [np.nan if v is None else v for v in values] for ref, ts, *values in rows}
     assert len(rows) == len(stored)  # the primary key already forbids it; counted anyway
