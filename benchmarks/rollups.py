@@ -544,11 +544,12 @@ def reset(cloud: Cloud, *, raw: bool = True) -> None:
     The checkpoint keeps the writes of one step from being flushed during the next.
     """
     with session(cloud.db) as conn:
-        conn.execute("TRUNCATE metric_hourly, metric_daily, rollup_dirty")
+        conn.execute("TRUNCATE metric_hourly, metric_daily, metric_hourly_packs, rollup_dirty")
         if raw:
             conn.execute("TRUNCATE metric_samples")
             conn.execute(
-                "UPDATE managers SET captured_until = NULL, rolled_until = NULL, sample_interval_s = NULL "
+                "UPDATE managers SET captured_until = NULL, captured = '{}', rolled_until = NULL, "
+                "sample_interval_s = NULL "
                 "WHERE id = %s",
                 (cloud.manager_id,),
             )
