@@ -95,7 +95,7 @@ class KubernetesCollector:
         """Nodes, namespaces, pods and containers seen in the look-back window; deleted pods as retired."""
         observed_at = self._clock()
         now = epoch_s(observed_at)
-        fields = {"sel": self._sel(now), "lookback": self.config.lookback_h * 3600, "step": self.config.step_s}
+        fields = {"sel": self._sel(now), "lookback": self.config.lookback_h * 3600}
         answers = {}
         with payload_errors(self.name, "query"):
             for name, template in QUERIES.items():

@@ -9,7 +9,10 @@ Every series is read over the look-back window (``last_over_time(...[lookback])`
 inside it are listed. A pod's node is the ``node`` label of its cAdvisor series (found by the uid in their
 ``id``), else kube_pod_info's; a rescheduled pod is a new uid, so a new pod. A pod whose series (of
 kube-state-metrics and cAdvisor) all ended more than ``GRACE_S`` before now was deleted: it is retired at its
-last scrape.
+last scrape. That is found exactly, and cheaply over a long look-back: a subquery stepping at Prometheus' default
+lookback delta (``GRACE_S``: each sample is the newest one the first step after it sees) for what ended before its
+last step, and the instant ``timestamp()`` for the samples after that. With a shorter ``--query.lookback-delta`` a
+deleted pod's last scrape may be found up to ``GRACE_S`` early.
 """
 
 from __future__ import annotations
@@ -27,8 +30,19 @@ from cloudmeter.model import Inventory, InventoryItem, Placement, Requests, Reso
 #: Prometheus' own staleness (its default lookback delta): series silent this long are gone.
 GRACE_S: Final = 300
 
+#: cAdvisor's series that tell when a container (and a pod's sandbox, by its network) was last scraped.
+_WORKING_SET: Final = 'container_memory_working_set_bytes{{{sel}container!="",container!="POD"}}'
+_SANDBOX_NETWORK: Final = 'container_network_receive_bytes_total{{{sel}container=~"POD|",pod!=""}}'
+
+
+def _seen(series: str) -> tuple[str, str]:
+    """Per container of ``series`` (a template): its newest sample's time over the look-back, and now."""
+    by = "max by (namespace, pod, container, id, node) "
+    return f"{by}(max_over_time(timestamp({series})[{{lookback}}s:{GRACE_S}s]))", f"{by}(timestamp({series}))"
+
+
 #: The instant queries of an inventory: name -> PromQL template (``{sel}``: the cluster's label matchers, each
-#: followed by a comma; ``{lookback}`` and ``{step}`` in seconds).
+#: followed by a comma; ``{lookback}`` in seconds). ``*_seen`` and ``*_seen_now``: the newest sample's time.
 QUERIES: Final[dict[str, str]] = {
     "node_info": "last_over_time(kube_node_info{{{sel}}}[{lookback}s])",
     "node_labels": "last_over_time(kube_node_labels{{{sel}}}[{lookback}s])",
@@ -41,18 +55,15 @@ QUERIES: Final[dict[str, str]] = {
     "phase": "last_over_time(kube_pod_status_phase{{{sel}}}[{lookback}s]) == 1",
     "started": "last_over_time(kube_pod_start_time{{{sel}}}[{lookback}s])",
     "created": "last_over_time(kube_pod_created{{{sel}}}[{lookback}s])",
-    "pod_seen": "max_over_time(timestamp(kube_pod_info{{{sel}}})[{lookback}s:{step}s])",
+    "pod_seen": "max_over_time(timestamp(kube_pod_info{{{sel}}})[{lookback}s:" + f"{GRACE_S}s])",
+    "pod_seen_now": "timestamp(kube_pod_info{{{sel}}})",
     "containers": "last_over_time(kube_pod_container_info{{{sel}}}[{lookback}s])",
     "requests": 'last_over_time(kube_pod_container_resource_requests{{{sel}resource=~"cpu|memory"}}[{lookback}s])',
     "limits": 'last_over_time(kube_pod_container_resource_limits{{{sel}resource=~"cpu|memory"}}[{lookback}s])',
-    "cadvisor_seen": (
-        "max by (namespace, pod, container, id, node) (max_over_time(timestamp(container_memory_working_set_bytes"
-        '{{{sel}container!="",container!="POD"}})[{lookback}s:{step}s]))'
-    ),
-    "network_seen": (
-        "max by (namespace, pod, container, id, node) (max_over_time(timestamp(container_network_receive_bytes_total"
-        '{{{sel}container=~"POD|",pod!=""}})[{lookback}s:{step}s]))'
-    ),
+    "cadvisor_seen": _seen(_WORKING_SET)[0],
+    "cadvisor_seen_now": _seen(_WORKING_SET)[1],
+    "network_seen": _seen(_SANDBOX_NETWORK)[0],
+    "network_seen_now": _seen(_SANDBOX_NETWORK)[1],
 }
 
 Answers = Mapping[str, Sequence[Mapping[str, Any]]]
@@ -116,12 +127,12 @@ def _pods(answers: Answers) -> dict[str, _Pod]:
     for labels, _ in _rows(answers, "phase"):
         if labels.get("uid") in pods:
             pods[labels["uid"]].tags["phase"] = labels.get("phase", "")
-    for name in ("started", "created", "pod_seen"):
+    for name in ("started", "created", "pod_seen", "pod_seen_now"):
         for labels, value in _rows(answers, name):
             timed = pods.get(labels.get("uid", ""))
             if timed is None:
                 continue
-            if name == "pod_seen":
+            if name.startswith("pod_seen"):
                 timed.last_seen = max(timed.last_seen, value)
             else:
                 setattr(timed, name, value)
@@ -133,14 +144,14 @@ def _pods(answers: Answers) -> dict[str, _Pod]:
             owner = pods.get(labels.get("uid", ""))
             if owner is not None and labels.get("container") and labels.get("resource") in ("cpu", "memory"):
                 owner.containers.setdefault(labels["container"], {})[f"{labels['resource']}_{kind}"] = value
-    for name in ("cadvisor_seen", "network_seen"):
+    for name in ("cadvisor_seen", "cadvisor_seen_now", "network_seen", "network_seen_now"):
         for labels, value in _rows(answers, name):
             seen = pods.get(uid_of(labels.get("id", "")) or "")
             if seen is None:
                 continue
             seen.node = labels.get("node") or seen.node
             seen.last_seen = max(seen.last_seen, value)
-            seen.sandbox = seen.sandbox or name == "network_seen"
+            seen.sandbox = seen.sandbox or name.startswith("network")
     return pods
 
 
