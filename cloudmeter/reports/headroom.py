@@ -94,17 +94,8 @@ def _run_quantiles(values: npt.NDArray[np.float64], bounds: npt.NDArray[np.int64
     return out
 
 
-def _usage_p95(conns: list[psycopg.Connection], window: Window, host_ids: list[int]) -> pl.DataFrame:
-    """Per host with data: the p95 (linear) of its hourly average CPU cores and memory GB over ``window``; the
-    hosts read in parts, one per connection of ``conns``, at once."""
-    parts = [part.tolist() for part in np.array_split(np.sort(np.asarray(host_ids, np.int64)), len(conns))]
-    if len(conns) == 1:
-        return _part_p95(conns[0], window, parts[0])
-    with ThreadPoolExecutor(len(conns), thread_name_prefix="p95") as pool:
-        return pl.concat(list(pool.map(lambda conn, part: _part_p95(conn, window, part), conns, parts)))
-
-
-def _part_p95(conn: psycopg.Connection, window: Window, host_ids: list[int]) -> pl.DataFrame:
+def _usage_p95(conn: psycopg.Connection, window: Window, host_ids: list[int]) -> pl.DataFrame:
+    """Per host with data: the p95 (linear) of its hourly average CPU cores and memory GB over ``window``."""
     resource, usage = packs.read_by_resource(conn, window, host_ids, ("cpu_used_cores_avg", "mem_used_bytes_avg"))
     bounds = np.append(np.flatnonzero(np.diff(resource, prepend=-1) != 0), len(resource)).astype(np.int64)
 
@@ -140,14 +131,17 @@ def headroom(conn: psycopg.Connection, window: Window, flavor: Flavor, limits: L
     # a host retired before the window's last hour has no room now, known or not (it would make the room unknown)
     last_hour = window.end - timedelta(hours=1)
     hosts = info.filter((pl.col("kind") == "host") & ~(pl.col("retired_at") <= last_hour).fill_null(False))
-    with readers.companions(conn, 2) as others, ThreadPoolExecutor(1, thread_name_prefix="usage") as beside:
-        # the hosts' p95, the most of the work and mostly the server's, is read beside the rest
-        usage = beside.submit(_usage_p95, others, window, hosts["id"].to_list()) if others else None
+    host_ids = hosts["id"].to_numpy()
+    with readers.companions(conn, 2) as others, ThreadPoolExecutor(2, thread_name_prefix="p95") as beside:
+        # the hosts' p95, the most of the work and mostly the server's, is read beside the rest: in parts, one
+        # on each other connection
+        parts = zip(others, np.array_split(host_ids, len(others)), strict=True) if others else ()
+        usage = [beside.submit(_usage_p95, other, window, part.tolist()) for other, part in parts]
         capacity_now = _capacity_now(conn, Window(last_hour, window.end), info)
         span = utilization(conn, window, "cluster", info).select(
             pl.col("resource_id").alias("cluster_id"), "hours_with_data", "data_from", "data_to", "coverage_pct"
         )
-        p95 = usage.result() if usage else _usage_p95([conn], window, hosts["id"].to_list())
+        p95 = pl.concat([part.result() for part in usage]) if usage else _usage_p95(conn, window, host_ids.tolist())
     hosts = (
         hosts.select(pl.col("id").alias("resource_id"))
         .join(p95, on="resource_id", how="left")
