@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import psycopg
+import pytest
+
 from cloudmeter.storage import readers
 from cloudmeter.storage.database import Database
 
@@ -17,9 +20,15 @@ def test_companions_are_more_sessions_of_the_same_role_and_database(db: Database
     assert all(other.closed for other in others)
 
 
-def test_no_companions_on_a_single_session_server_and_its_next_client_gets_in(timescale_db: Database) -> None:
-    # PGlite runs one backend for every client: a second client would wait for the first to leave
+def test_no_companions_on_a_single_session_server_and_its_next_client_gets_in(
+    timescale_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # PGlite runs one backend for every client: a second client would wait for the first to leave, so none is tried
+    tried: list[str] = []
+    monkeypatch.setattr(psycopg, "connect", lambda dsn, **_: tried.append(dsn))
     with timescale_db.connection() as conn, readers.companions(conn, 2) as others:
         assert others == []
+    assert tried == []
+    monkeypatch.undo()
     with timescale_db.connection() as conn:
         assert conn.execute("SELECT 1").fetchone() == (1,)
